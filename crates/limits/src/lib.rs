@@ -1,0 +1,120 @@
+//! Every numeric bound in Chorus lives here, with its unit in its name.
+//!
+//! Limits are grouped by the layer that enforces them. Relations between
+//! them are checked at compile time at the bottom of this file, so that a
+//! change to one that breaks another fails the build rather than a replica.
+//!
+//! Each limit is enforced with a clear error at the boundary where input
+//! arrives (the frame decoder, the command parser, the chat state machine);
+//! none is merely advisory.
+
+// ---- chat model ---------------------------------------------------------
+
+/// Shortest account name, in characters.
+pub const NAME_CHARS_MIN: usize = 1;
+/// Longest account name, in characters (ASCII letters, digits, `_`, `-`, `.`).
+pub const NAME_CHARS_MAX: usize = 32;
+/// Longest message text, in bytes of UTF-8.
+pub const MESSAGE_TEXT_BYTES_MAX: usize = 4096;
+/// Most accounts the chat state holds at once.
+pub const ACCOUNTS_MAX: usize = 100_000;
+/// Most undelivered messages queued for one account.
+pub const MAILBOX_MESSAGES_MAX: usize = 100_000;
+/// Longest regular expression accepted by `list`, in bytes.
+pub const LIST_PATTERN_BYTES_MAX: usize = 256;
+/// Compiled-size bound handed to the regex engine for `list` patterns, in bytes.
+pub const LIST_REGEX_COMPILED_BYTES_MAX: usize = 256 * 1024;
+/// Most names one `list` reply carries; a longer result is cut and flagged.
+pub const LIST_NAMES_MAX: usize = 1000;
+/// Most client sessions (exactly-once tables) kept in the replicated state;
+/// the least recently used is evicted beyond this.
+pub const CLIENT_SESSIONS_MAX: usize = 10_000;
+/// Most messages one delivery frame carries to a client.
+pub const DELIVERY_MESSAGES_PER_FRAME_MAX: usize = 64;
+
+// ---- wire ---------------------------------------------------------------
+
+/// Largest frame a client may send or receive, in bytes (length prefix excluded).
+pub const CLIENT_FRAME_BYTES_MAX: usize = 512 * 1024;
+/// Largest frame exchanged between replicas, in bytes (length prefix excluded).
+pub const PEER_FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Most client connections one replica serves at once.
+pub const CLIENT_CONNECTIONS_MAX: usize = 16_384;
+/// Frames queued towards one client before the replica drops that slow client.
+pub const CLIENT_OUTBOUND_FRAMES_MAX: usize = 1024;
+/// Requests one client connection may have in flight at once.
+pub const CLIENT_REQUESTS_IN_FLIGHT_MAX: usize = 64;
+/// Messages queued towards one peer before newer ones are dropped
+/// (Paxos tolerates loss; the queue must not grow without bound).
+pub const PEER_OUTBOUND_MESSAGES_MAX: usize = 4096;
+/// Events queued into a replica's core task before senders wait.
+pub const CORE_INBOX_EVENTS_MAX: usize = 8192;
+/// Most replicas in one cluster.
+pub const REPLICAS_MAX: usize = 7;
+
+// ---- consensus ----------------------------------------------------------
+
+/// Most client commands packed into one slot.
+pub const BATCH_COMMANDS_MAX: usize = 1024;
+/// Most bytes of encoded commands packed into one slot.
+pub const BATCH_BYTES_MAX: usize = 256 * 1024;
+/// Most bytes of values one Accept message carries (a leader splits larger
+/// windows across several messages).
+pub const ACCEPT_BYTES_MAX: usize = 1024 * 1024;
+/// Most slots a leader has proposed but not yet seen chosen.
+pub const SLOTS_IN_FLIGHT_MAX: u64 = 32;
+/// Most commands waiting at the leader for a slot.
+pub const PROPOSALS_QUEUED_MAX: usize = 65_536;
+/// Most linearizable reads waiting at the leader for confirmation.
+pub const READS_PENDING_MAX: usize = 65_536;
+/// Most accepted entries one Promise carries; a promiser with more is
+/// ahead of the candidate, which then catches up before campaigning.
+pub const PROMISE_ENTRIES_MAX: usize = 4096;
+/// Most bytes of values one Promise carries (same rule as the count).
+pub const PROMISE_BYTES_MAX: usize = 12 * 1024 * 1024;
+/// Bytes added to a value's payload when estimating its encoded size.
+pub const VALUE_OVERHEAD_BYTES: usize = 32;
+/// Most chosen entries one catch-up message carries.
+pub const CATCHUP_ENTRIES_MAX: usize = 256;
+/// Most bytes of values one catch-up message carries.
+pub const CATCHUP_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+// ---- time (the core counts ticks; the server maps ticks to wall time) ----
+
+/// Wall-clock length of one tick in the server, in milliseconds.
+pub const TICK_MILLIS: u64 = 10;
+/// Ticks between leader heartbeats.
+pub const HEARTBEAT_TICKS: u64 = 3;
+/// Shortest randomized election timeout, in ticks.
+pub const ELECTION_TICKS_MIN: u64 = 10;
+/// Longest randomized election timeout, in ticks.
+pub const ELECTION_TICKS_MAX: u64 = 20;
+/// Ticks a follower waits for a catch-up reply before asking again.
+pub const CATCHUP_RETRY_TICKS: u64 = 10;
+
+// ---- relations, checked when the crate compiles -------------------------
+
+const _: () = assert!(NAME_CHARS_MIN >= 1 && NAME_CHARS_MIN <= NAME_CHARS_MAX);
+const _: () = assert!(HEARTBEAT_TICKS * 3 <= ELECTION_TICKS_MIN);
+const _: () = assert!(ELECTION_TICKS_MIN < ELECTION_TICKS_MAX);
+const _: () = assert!(REPLICAS_MAX % 2 == 1);
+// One command (name, text and framing overhead) must fit in one slot and one frame.
+const _: () = assert!(MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + 256 <= BATCH_BYTES_MAX);
+const _: () = assert!(MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + 256 <= CLIENT_FRAME_BYTES_MAX);
+// A full delivery frame fits in a client frame.
+const _: () = assert!(
+    DELIVERY_MESSAGES_PER_FRAME_MAX * (MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + 64)
+        <= CLIENT_FRAME_BYTES_MAX
+);
+// A full list reply fits in a client frame.
+const _: () = assert!(LIST_NAMES_MAX * (NAME_CHARS_MAX + 8) <= CLIENT_FRAME_BYTES_MAX);
+// Every unchosen entry a replica can hold (one window of full batches) fits
+// in one Promise, so a caught-up candidate always completes phase 1.
+const _: () = assert!(
+    (SLOTS_IN_FLIGHT_MAX as usize) * (BATCH_BYTES_MAX + BATCH_COMMANDS_MAX * VALUE_OVERHEAD_BYTES)
+        <= PROMISE_BYTES_MAX
+);
+const _: () = assert!(PROMISE_BYTES_MAX + 1024 * 1024 <= PEER_FRAME_BYTES_MAX);
+const _: () = assert!(ACCEPT_BYTES_MAX >= BATCH_BYTES_MAX + BATCH_COMMANDS_MAX * VALUE_OVERHEAD_BYTES);
+const _: () = assert!(ACCEPT_BYTES_MAX + 1024 * 1024 <= PEER_FRAME_BYTES_MAX);
+const _: () = assert!(CATCHUP_BYTES_MAX + ACCEPT_BYTES_MAX <= PEER_FRAME_BYTES_MAX);

@@ -1,0 +1,156 @@
+//! The vocabulary of the protocol: ballots, slots, values, log entries,
+//! durable write batches and the messages replicas exchange.
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies one replica of the cluster. Small and dense: 0, 1, 2, ...
+pub type ReplicaId = u8;
+
+/// Position in the replicated log. Slot 0 is never used; the first slot is 1.
+pub type Slot = u64;
+
+/// A proposal number: ordered by round first, then by the proposing replica,
+/// so two replicas never share a ballot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Ballot {
+    /// Increases each time some replica starts phase 1.
+    pub round: u64,
+    /// The replica that owns this ballot (and leads with it).
+    pub replica: ReplicaId,
+}
+
+impl Ballot {
+    /// The ballot every replica starts with; no leader owns it.
+    pub const ZERO: Ballot = Ballot { round: 0, replica: 0 };
+
+    /// Builds a ballot from its parts.
+    pub fn new(round: u64, replica: ReplicaId) -> Self {
+        Ballot { round, replica }
+    }
+}
+
+impl std::fmt::Display for Ballot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.round, self.replica)
+    }
+}
+
+/// What one slot decides: either nothing (a hole filled by a new leader) or
+/// a batch of opaque, already-encoded client commands.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Value {
+    /// Fills a hole; the state machine skips it.
+    Noop,
+    /// Commands in the order the leader received them.
+    Batch(Vec<Vec<u8>>),
+}
+
+impl Value {
+    /// Estimated encoded size, used to respect the byte limits on messages.
+    pub fn size_bytes(&self) -> usize {
+        match self {
+            Value::Noop => chorus_limits::VALUE_OVERHEAD_BYTES,
+            Value::Batch(commands) => commands
+                .iter()
+                .map(|c| c.len() + chorus_limits::VALUE_OVERHEAD_BYTES)
+                .sum::<usize>()
+                .max(chorus_limits::VALUE_OVERHEAD_BYTES),
+        }
+    }
+}
+
+/// One slot of an acceptor's log, as kept on disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Ballot under which `value` was accepted (for a chosen entry learned by
+    /// catch-up, the ballot is unknown and recorded as the learner's promise
+    /// at the time; it is never used to decide anything once chosen).
+    pub ballot: Ballot,
+    /// The accepted value.
+    pub value: Value,
+    /// True once this replica knows the value is chosen.
+    pub chosen: bool,
+}
+
+/// Identifies one write batch handed to the caller; durability of a batch
+/// is reported back with [`crate::Event::Persisted`].
+pub type WriteId = u64;
+
+/// State the caller must make durable (fsync) before reporting
+/// `Event::Persisted(id)`. Batches are made durable in id order; a later
+/// batch overrides an earlier one field by field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteBatch {
+    /// Strictly increasing across the life of one core instance.
+    pub id: WriteId,
+    /// New promised ballot, if it changed.
+    pub promised: Option<Ballot>,
+    /// Log entries to insert or overwrite, in slot order.
+    pub entries: Vec<(Slot, Entry)>,
+    /// New highest slot such that every slot at or below it is chosen.
+    pub chosen_through: Option<Slot>,
+}
+
+impl WriteBatch {
+    /// True when the batch carries nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.promised.is_none() && self.entries.is_empty() && self.chosen_through.is_none()
+    }
+}
+
+/// Everything a replica reloads from disk after a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DurableState {
+    /// Highest ballot this replica promised.
+    pub promised: Ballot,
+    /// Every log entry, by slot.
+    pub entries: std::collections::BTreeMap<Slot, Entry>,
+    /// Every slot at or below this is chosen.
+    pub chosen_through: Slot,
+}
+
+/// A message between replicas. `from`/`to` travel in the [`Envelope`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Phase 0: "would you vote for me?" Changes no state at the receiver;
+    /// it stops a cut-off replica from disrupting a healthy leader.
+    PreVote { round: u64, chosen_through: Slot },
+    /// Answer to a pre-vote.
+    PreVoteReply { round: u64, granted: bool },
+    /// Phase 1a: promise not to accept below `ballot`, and report what you
+    /// accepted at or after `from_slot`.
+    Prepare { ballot: Ballot, from_slot: Slot },
+    /// Phase 1b, sent only once `promised >= ballot` is durable.
+    Promise {
+        ballot: Ballot,
+        from_slot: Slot,
+        /// Accepted (or chosen) entries at or after `from_slot`, slot order.
+        entries: Vec<(Slot, Entry)>,
+        /// True when entries were left out for the size limit: the
+        /// promiser is far ahead and the candidate must catch up first.
+        truncated: bool,
+        chosen_through: Slot,
+    },
+    /// Phase 2a for a run of slots, plus the leader's chosen prefix.
+    Accept { ballot: Ballot, entries: Vec<(Slot, Value)>, chosen_through: Slot },
+    /// Phase 2b, sent only once the entries are durable.
+    Accepted { ballot: Ballot, slots: Vec<Slot>, chosen_through: Slot },
+    /// The receiver has promised a higher ballot than the one it was sent.
+    Reject { ballot: Ballot, promised: Ballot },
+    /// Leader liveness, chosen prefix, and read-index confirmation.
+    Heartbeat { ballot: Ballot, chosen_through: Slot, read_round: u64 },
+    /// Answer to a heartbeat from a replica that accepts `ballot`.
+    HeartbeatAck { ballot: Ballot, read_round: u64, chosen_through: Slot },
+    /// "Send me chosen values from `from_slot` on."
+    CatchupRequest { from_slot: Slot },
+    /// Chosen values, contiguous from the requested slot.
+    Catchup { entries: Vec<(Slot, Value)>, chosen_through: Slot },
+}
+
+/// A message with its addressing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: ReplicaId,
+    pub to: ReplicaId,
+    pub message: Message,
+}
