@@ -1,1 +1,134 @@
-//! placeholder
+//! Durable state of one Paxos acceptor: the promised ballot, the log of
+//! accepted entries and the chosen prefix.
+//!
+//! # Main types
+//!
+//! - [`LogStore`]: the contract the server (and the simulator) program
+//!   against. The core hands out [`WriteBatch`]es; the caller passes every
+//!   batch that queued up to [`LogStore::persist`], and only once it returns
+//!   `Ok` may the core hear `Event::Persisted` for them.
+//! - [`RedbStore`]: the real store, one [redb](https://docs.rs/redb) file
+//!   per replica, checksummed, one fsync per `persist`.
+//! - [`MemStore`]: the in-memory twin for the simulator; same contract,
+//!   nothing on disk. A simulated crash keeps [`MemStore::durable`] and
+//!   nothing else.
+//! - [`StoreError`]: what the world can do to a store (I/O failure,
+//!   corruption, engine error, a data directory handed to the wrong
+//!   replica). Every error from `persist` stops the replica.
+//!
+//! # The contract
+//!
+//! 1. [`LogStore::load`] returns exactly the state of every `persist` that
+//!    returned `Ok`, and possibly of the one that failed or was cut off by a
+//!    crash (all of it or none of it: a `persist` is one transaction). A
+//!    record that fails its checksum or does not decode is
+//!    [`StoreError::Corrupt`], never skipped.
+//! 2. [`LogStore::persist`] applies its batches in order, later batches
+//!    overriding earlier ones field by field (`promised`, each entry by
+//!    slot, `chosen_through`); a field a batch leaves unset keeps its value.
+//! 3. `persist` returns `Ok` only once everything it was given is durable.
+//!    After an `Err` nothing it was given may be assumed durable *or*
+//!    absent; the caller stops the replica and never retries.
+//!
+//! # Durability order ([`RedbStore`])
+//!
+//! On [`RedbStore::open`]:
+//! 1. the data directory is created if missing;
+//! 2. redb creates or opens `chorus.redb` and verifies the checksum of
+//!    every page of the committed trees (an integrity check on every open,
+//!    so a damaged file is [`StoreError::Corrupt`], not a panic);
+//! 3. the replica id and format version are recorded (first open) or
+//!    checked, in one transaction committed with `Durability::Immediate`;
+//! 4. the data directory, then its parent, are fsynced, so the file's name
+//!    survives a power loss before anything is acknowledged.
+//!
+//! On [`RedbStore::persist`], one redb write transaction:
+//! 1. every entry of every batch is written to the `log` table in order,
+//!    then the last `promised` and `chosen_through` given to the `meta`
+//!    table;
+//! 2. the commit (`Durability::Immediate`, redb's 1-phase commit) writes
+//!    the new pages and the inactive commit slot, flips the header's
+//!    primary bit, and issues one fsync of the file;
+//! 3. `persist` returns after that fsync returned. A crash before it leaves
+//!    the previous commit in force: on reopen redb uses the newest commit
+//!    slot whose checksum verifies.
+//!
+//! A slice of batches that carry nothing writes nothing and issues no fsync.
+
+mod mem;
+mod redb_store;
+
+use chorus_paxos::{DurableState, Slot, WriteBatch};
+pub use mem::MemStore;
+pub use redb_store::{RedbStore, DATABASE_FILE_NAME, FORMAT_VERSION};
+
+/// Largest encoded size of one log entry, in bytes. One entry's value must
+/// fit in one Accept message, so an entry never exceeds it; a larger record
+/// on disk is corruption, and a larger entry handed to `persist` is a bug.
+pub const ENTRY_BYTES_MAX: usize = chorus_limits::ACCEPT_BYTES_MAX;
+
+// A full slot (every command at its largest framing) must fit in one entry.
+const _: () = assert!(
+    ENTRY_BYTES_MAX
+        >= chorus_limits::BATCH_BYTES_MAX
+            + chorus_limits::BATCH_COMMANDS_MAX * chorus_limits::VALUE_OVERHEAD_BYTES
+);
+
+/// Durable storage of one acceptor. See the crate documentation for the
+/// full contract and the order of writes.
+pub trait LogStore: Send {
+    /// Reads back everything made durable so far. Called once at start-up.
+    ///
+    /// A checksum failure or undecodable record is `Err(StoreError::Corrupt)`,
+    /// never silently skipped.
+    fn load(&mut self) -> Result<DurableState, StoreError>;
+
+    /// Applies `batches` in order (later batches override earlier ones field
+    /// by field: `promised`, each entry by slot, `chosen_through`) in ONE
+    /// transaction, and returns only once that transaction is durable
+    /// (fsync). On `Err` nothing may be assumed durable; the caller stops the
+    /// replica.
+    ///
+    /// # Panics
+    ///
+    /// On a caller bug: an entry for slot 0 (slots start at 1), or an entry
+    /// that encodes to more than [`ENTRY_BYTES_MAX`] bytes.
+    fn persist(&mut self, batches: &[WriteBatch]) -> Result<(), StoreError>;
+}
+
+/// What can go wrong with durable storage. None of these is a bug in the
+/// caller; all of them stop the replica.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The operating system refused a read, write, fsync or directory
+    /// operation (full disk, failing device, permissions).
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    /// The stored data fails a checksum, does not decode, or breaks the
+    /// layout this crate writes. Never skipped or repaired silently.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The storage engine reported an error that is neither I/O nor
+    /// corruption (the file is locked by another process, a transaction
+    /// could not start, the store already failed once).
+    #[error("storage engine failed: {0}")]
+    Engine(String),
+    /// The data directory belongs to another replica.
+    #[error("data directory belongs to replica {found}, not replica {expected}")]
+    WrongReplica {
+        /// The replica id this process was started as.
+        expected: u8,
+        /// The replica id recorded in the data directory.
+        found: u8,
+    },
+}
+
+/// Stops the process on a caller bug in one entry handed to `persist`.
+/// Shared by both stores so the simulator panics where the server would.
+fn assert_entry_well_formed(slot: Slot, entry_bytes: usize) {
+    assert!(slot >= 1, "persist was handed an entry for slot 0");
+    assert!(
+        entry_bytes <= ENTRY_BYTES_MAX,
+        "entry for slot {slot} encodes to {entry_bytes} bytes, over ENTRY_BYTES_MAX"
+    );
+}

@@ -1,0 +1,131 @@
+//! The write pipeline: state changes accumulate in one pending batch; work
+//! that promises something about that state waits until it is durable.
+
+use crate::types::{Ballot, Entry, Envelope, Slot, WriteBatch, WriteId};
+use std::collections::VecDeque;
+
+/// Something the core may only do once a write is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Deferred {
+    /// A promise or accepted reply that reports durable state.
+    Send(Envelope),
+    /// The leader's own vote for slots it wrote under `ballot`.
+    SelfAccept { ballot: Ballot, slots: Vec<Slot> },
+    /// The candidate's own promise for `ballot`.
+    SelfPromise { ballot: Ballot },
+}
+
+/// Tracks written, in-flight and durable batches.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    /// The batch being assembled; becomes `Ready::write`.
+    pending: WriteBatch,
+    /// Id the pending batch will get.
+    next_id: WriteId,
+    /// Every batch with an id at or below this is durable.
+    durable_through: WriteId,
+    /// Work waiting on a batch, in id order.
+    deferred: VecDeque<(WriteId, Deferred)>,
+}
+
+impl Pipeline {
+    pub(crate) fn new() -> Self {
+        Pipeline {
+            pending: WriteBatch::default(),
+            next_id: 1,
+            durable_through: 0,
+            deferred: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn set_promised(&mut self, ballot: Ballot) {
+        self.pending.promised = Some(ballot);
+    }
+
+    pub(crate) fn put_entry(&mut self, slot: Slot, entry: Entry) {
+        self.pending.entries.push((slot, entry));
+    }
+
+    pub(crate) fn set_chosen_through(&mut self, slot: Slot) {
+        self.pending.chosen_through = Some(slot);
+    }
+
+    /// The id of the newest write the current state depends on.
+    fn barrier(&self) -> WriteId {
+        if self.pending.is_empty() {
+            self.next_id - 1
+        } else {
+            self.next_id
+        }
+    }
+
+    /// Queues `work` behind every write issued so far; returns it back when
+    /// it may run at once.
+    pub(crate) fn defer(&mut self, work: Deferred) -> Option<Deferred> {
+        let barrier = self.barrier();
+        if barrier <= self.durable_through {
+            return Some(work);
+        }
+        self.deferred.push_back((barrier, work));
+        None
+    }
+
+    /// Hands out the pending batch, if any.
+    pub(crate) fn take_write(&mut self) -> Option<WriteBatch> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let mut batch = std::mem::take(&mut self.pending);
+        batch.id = self.next_id;
+        self.next_id += 1;
+        Some(batch)
+    }
+
+    /// Records that every batch through `id` is durable; returns the work
+    /// that was waiting for it.
+    pub(crate) fn persisted(&mut self, id: WriteId) -> Vec<Deferred> {
+        assert!(
+            id < self.next_id,
+            "persisted({id}) for a batch never handed out"
+        );
+        if id <= self.durable_through {
+            return Vec::new();
+        }
+        self.durable_through = id;
+        let mut ready = Vec::new();
+        while let Some((barrier, _)) = self.deferred.front() {
+            if *barrier > id {
+                break;
+            }
+            let (_, work) = self.deferred.pop_front().expect("front exists");
+            ready.push(work);
+        }
+        ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_work_waits_for_its_batch() {
+        let mut pipeline = Pipeline::new();
+        let work = Deferred::SelfPromise {
+            ballot: Ballot::new(1, 0),
+        };
+        assert_eq!(pipeline.defer(work.clone()), Some(work.clone()));
+        pipeline.set_promised(Ballot::new(1, 0));
+        assert_eq!(pipeline.defer(work.clone()), None);
+        let batch = pipeline.take_write().expect("a batch");
+        assert_eq!(batch.id, 1);
+        assert_eq!(
+            pipeline.defer(work.clone()),
+            None,
+            "batch 1 is not durable yet"
+        );
+        assert_eq!(pipeline.persisted(1), vec![work.clone(), work.clone()]);
+        assert_eq!(pipeline.defer(work.clone()), Some(work));
+        assert_eq!(pipeline.persisted(1), vec![]);
+    }
+}

@@ -1,0 +1,256 @@
+//! Randomized whole-cluster runs of the real core on a toy network:
+//! messages are delayed, reordered, dropped and duplicated; replicas crash
+//! and lose unsynced writes. Checks that no two replicas ever choose
+//! different values for a slot and that the cluster makes progress once
+//! healed. (The full simulator with the chat layer is the `sim` crate.)
+
+use chorus_paxos::{
+    Config, DurableState, Envelope, Event, Ready, Replica, Slot, Value, WriteBatch,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+struct Node {
+    replica: Option<Replica>,
+    durable: DurableState,
+    /// Handed out but not yet durable.
+    unsynced: Vec<WriteBatch>,
+    applied: Vec<(Slot, Value)>,
+}
+
+fn apply_batch(state: &mut DurableState, batch: &WriteBatch) {
+    if let Some(ballot) = batch.promised {
+        state.promised = ballot;
+    }
+    for (slot, entry) in &batch.entries {
+        state.entries.insert(*slot, entry.clone());
+    }
+    if let Some(slot) = batch.chosen_through {
+        state.chosen_through = slot;
+    }
+}
+
+struct World {
+    rng: ChaCha8Rng,
+    nodes: Vec<Node>,
+    network: Vec<(u64, Envelope)>,
+    now: u64,
+    chosen: BTreeMap<Slot, Value>,
+    loss: f64,
+    proposed: u64,
+    seed: u64,
+}
+
+impl World {
+    fn new(seed: u64, n: u8) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let loss = if rng.random_bool(0.5) {
+            rng.random_range(0.0..0.3)
+        } else {
+            0.0
+        };
+        let nodes = (0..n)
+            .map(|id| Node {
+                replica: Some(Replica::new(
+                    Self::config(seed, n, id),
+                    DurableState::default(),
+                    0,
+                )),
+                durable: DurableState::default(),
+                unsynced: Vec::new(),
+                applied: Vec::new(),
+            })
+            .collect();
+        World {
+            rng,
+            nodes,
+            network: Vec::new(),
+            now: 0,
+            chosen: BTreeMap::new(),
+            loss,
+            proposed: 0,
+            seed,
+        }
+    }
+
+    fn config(seed: u64, n: u8, id: u8) -> Config {
+        Config::new(id, (0..n).collect(), seed)
+    }
+
+    fn drain(&mut self, id: usize) {
+        let Some(replica) = self.nodes[id].replica.as_mut() else {
+            return;
+        };
+        let ready: Ready = replica.ready();
+        let node = &mut self.nodes[id];
+        if let Some(write) = ready.write {
+            node.unsynced.push(write);
+        }
+        for (slot, value) in ready.committed {
+            let expected = node.applied.len() as u64 + 1;
+            assert_eq!(
+                slot, expected,
+                "seed {}: replica {id} applied out of order",
+                self.seed
+            );
+            match self.chosen.get(&slot) {
+                Some(v) => assert_eq!(
+                    v, &value,
+                    "seed {}: slot {slot} chose two values",
+                    self.seed
+                ),
+                None => {
+                    self.chosen.insert(slot, value.clone());
+                }
+            }
+            node.applied.push((slot, value));
+        }
+        for message in ready.messages {
+            if self.rng.random_bool(self.loss) {
+                continue;
+            }
+            let copies = if self.rng.random_bool(0.02) { 2 } else { 1 };
+            for _ in 0..copies {
+                let at = self.now + self.rng.random_range(1..6);
+                self.network.push((at, message.clone()));
+            }
+        }
+    }
+
+    fn sync(&mut self, id: usize) {
+        let node = &mut self.nodes[id];
+        let Some(replica) = node.replica.as_mut() else {
+            return;
+        };
+        let Some(last) = node.unsynced.last().map(|w| w.id) else {
+            return;
+        };
+        for batch in node.unsynced.drain(..) {
+            apply_batch(&mut node.durable, &batch);
+        }
+        replica.step(Event::Persisted(last));
+    }
+
+    fn crash(&mut self, id: usize) {
+        let node = &mut self.nodes[id];
+        node.replica = None;
+        node.unsynced.clear();
+    }
+
+    fn restart(&mut self, id: usize) {
+        let n = self.nodes.len() as u8;
+        let node = &mut self.nodes[id];
+        node.applied.clear();
+        let config = Self::config(self.seed ^ self.now, n, id as u8);
+        node.replica = Some(Replica::new(config, node.durable.clone(), 0));
+    }
+
+    fn step(&mut self, faults: bool) {
+        self.now += 1;
+        let n = self.nodes.len();
+        for id in 0..n {
+            if let Some(r) = self.nodes[id].replica.as_mut() {
+                r.step(Event::Tick);
+                if self.rng.random_bool(0.3) {
+                    let command = self.proposed.to_le_bytes().to_vec();
+                    if r.propose(command).is_ok() {
+                        self.proposed += 1;
+                    }
+                }
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.network.drain(..).partition(|(at, _)| *at <= self.now);
+        self.network = later;
+        let mut due = due;
+        // reorder deliveries
+        for i in (1..due.len()).rev() {
+            let j = self.rng.random_range(0..=i);
+            due.swap(i, j);
+        }
+        for (_, envelope) in due {
+            if let Some(r) = self.nodes[envelope.to as usize].replica.as_mut() {
+                r.step(Event::Receive(envelope));
+            }
+        }
+        for id in 0..n {
+            self.drain(id);
+            if self.rng.random_bool(0.25) {
+                self.sync(id);
+            }
+        }
+        if faults && self.rng.random_bool(0.03) {
+            let id = self.rng.random_range(0..n);
+            if self.nodes[id].replica.is_some() {
+                self.crash(id);
+            } else {
+                self.restart(id);
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.loss = 0.0;
+        for id in 0..self.nodes.len() {
+            if self.nodes[id].replica.is_none() {
+                self.restart(id);
+            }
+        }
+    }
+}
+
+fn run(seed: u64, n: u8) {
+    let mut world = World::new(seed, n);
+    for _ in 0..3000 {
+        world.step(true);
+    }
+    world.heal();
+    let chosen_before = world.chosen.len();
+    for _ in 0..2000 {
+        world.step(false);
+    }
+    assert!(
+        world.chosen.len() > chosen_before,
+        "seed {seed}: no progress after healing ({} chosen)",
+        world.chosen.len()
+    );
+    eprintln!(
+        "seed {seed}: chosen {} proposed {}",
+        world.chosen.len(),
+        world.proposed
+    );
+    // Every live replica applied the same prefix.
+    let longest = world
+        .nodes
+        .iter()
+        .map(|n| n.applied.len())
+        .max()
+        .unwrap_or(0);
+    for (id, node) in world.nodes.iter().enumerate() {
+        assert!(
+            node.applied.len() + 64 >= longest,
+            "seed {seed}: replica {id} stuck at {} of {longest}",
+            node.applied.len()
+        );
+    }
+}
+
+#[test]
+fn three_replicas_agree_under_faults() {
+    for seed in 0..40 {
+        run(seed, 3);
+    }
+}
+
+#[test]
+fn five_replicas_agree_under_faults() {
+    for seed in 100..120 {
+        run(seed, 5);
+    }
+}
+
+#[test]
+fn single_replica_chooses_alone() {
+    run(7, 1);
+}

@@ -1,0 +1,135 @@
+//! The redb store against a trivial model, under random writes and reboots
+//! (the sled habit): after every reopen, what the store loads must equal
+//! what the model holds. The in-memory store runs the same operations, with
+//! a clone standing in for a reboot.
+
+use std::collections::BTreeMap;
+
+use chorus_paxos::{Ballot, DurableState, Entry, Slot, Value, WriteBatch};
+use chorus_store::{LogStore, MemStore, RedbStore};
+use proptest::prelude::*;
+
+/// One step of a run.
+#[derive(Clone, Debug)]
+enum Operation {
+    /// One `persist` call with these batches.
+    Persist(Vec<WriteBatch>),
+    /// Drop the store and open the same directory again.
+    Reopen,
+}
+
+/// What a correct store holds: the fields, written the obvious way.
+#[derive(Default)]
+struct Model {
+    promised: Ballot,
+    entries: BTreeMap<Slot, Entry>,
+    chosen_through: Slot,
+}
+
+impl Model {
+    fn apply(&mut self, batch: &WriteBatch) {
+        if let Some(promised) = batch.promised {
+            self.promised = promised;
+        }
+        for (slot, entry) in &batch.entries {
+            self.entries.insert(*slot, entry.clone());
+        }
+        if let Some(chosen_through) = batch.chosen_through {
+            self.chosen_through = chosen_through;
+        }
+    }
+
+    fn expected(&self) -> DurableState {
+        DurableState {
+            promised: self.promised,
+            entries: self.entries.clone(),
+            chosen_through: self.chosen_through,
+        }
+    }
+}
+
+fn ballot() -> impl Strategy<Value = Ballot> {
+    (0_u64..5, 0_u8..3).prop_map(|(round, replica)| Ballot::new(round, replica))
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    let value = prop_oneof![
+        Just(Value::Noop),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 0..3)
+            .prop_map(Value::Batch),
+    ];
+    (ballot(), value, any::<bool>()).prop_map(|(ballot, value, chosen)| Entry {
+        ballot,
+        value,
+        chosen,
+    })
+}
+
+fn write_batch() -> impl Strategy<Value = WriteBatch> {
+    (
+        prop::option::of(ballot()),
+        // A map, so the entries come in slot order as the core emits them.
+        prop::collection::btree_map(1_u64..24, entry(), 0..5),
+        prop::option::of(0_u64..24),
+    )
+        .prop_map(|(promised, entries, chosen_through)| WriteBatch {
+            id: 0,
+            promised,
+            entries: entries.into_iter().collect(),
+            chosen_through,
+        })
+}
+
+fn operations() -> impl Strategy<Value = Vec<Operation>> {
+    let operation = prop_oneof![
+        4 => prop::collection::vec(write_batch(), 0..4).prop_map(Operation::Persist),
+        1 => Just(Operation::Reopen),
+    ];
+    prop::collection::vec(operation, 1..16)
+}
+
+/// Numbers the batches of a run 1, 2, 3, ... as the core would.
+fn number_batches(operations: &mut [Operation]) {
+    let mut next_id = 1;
+    for operation in operations {
+        if let Operation::Persist(batches) = operation {
+            for batch in batches {
+                batch.id = next_id;
+                next_id += 1;
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn stores_match_the_model_across_reboots(mut operations in operations()) {
+        number_batches(&mut operations);
+        let dir = tempfile::tempdir().unwrap();
+        let mut redb = Some(RedbStore::open(dir.path(), 1).unwrap());
+        let mut mem = MemStore::new();
+        let mut model = Model::default();
+        for operation in &operations {
+            match operation {
+                Operation::Persist(batches) => {
+                    redb.as_mut().unwrap().persist(batches).unwrap();
+                    mem.persist(batches).unwrap();
+                    batches.iter().for_each(|batch| model.apply(batch));
+                }
+                Operation::Reopen => {
+                    drop(redb.take());
+                    let mut reopened = RedbStore::open(dir.path(), 1).unwrap();
+                    prop_assert_eq!(reopened.load().unwrap(), model.expected());
+                    redb = Some(reopened);
+                    let mut rebooted = mem.clone();
+                    prop_assert_eq!(rebooted.load().unwrap(), model.expected());
+                    mem = rebooted;
+                }
+            }
+        }
+        prop_assert_eq!(redb.as_mut().unwrap().load().unwrap(), model.expected());
+        prop_assert_eq!(mem.durable(), model.expected());
+    }
+}
