@@ -1,1 +1,61 @@
-//! placeholder
+//! The deterministic chat state machine every Chorus replica applies.
+//!
+//! Consensus orders [`Proposal`]s (a [`Command`] from one client, with the
+//! client's sequence number and the leader's timestamp); each replica feeds
+//! them, in order, to [`ChatState::apply`], which returns an [`Applied`]: the
+//! reply for the proposing client (an [`Outcome`] or a [`ChatError`]) and an
+//! optional [`StateEvent`] (a [`Message`] was queued, an account was deleted)
+//! for connections on any replica. Reads ([`ChatState::list`],
+//! [`ChatState::mailbox`]) change nothing.
+//!
+//! The crate is pure: no IO, no clock, no threads, no randomness and no
+//! hash-ordered maps, so replicas that apply the same proposals end with
+//! byte-identical states. [`ChatState::digest`] compares them cheaply and
+//! [`ChatState::to_snapshot`] / [`ChatState::from_snapshot`] move them.
+//!
+//! Exactly-once delivery of commands lives in the state too: a client opens a
+//! session with [`Command::RegisterClient`]; afterwards a retried sequence
+//! number gets the cached reply instead of running again. Every bound comes
+//! from `chorus-limits`. [`validate`] lets a replica refuse bad input before
+//! proposing it; `apply` checks again.
+//!
+//! ```
+//! use chorus_chat::{ChatState, Command, Outcome, Proposal, StateEvent};
+//!
+//! let mut state = ChatState::new();
+//! let step = |seq, command| Proposal { client: 7, seq, at_millis: 1_000, command };
+//! state.apply(&step(0, Command::RegisterClient));
+//! state.apply(&step(1, Command::Create { name: "alice".into() }));
+//! state.apply(&step(2, Command::Create { name: "bob".into() }));
+//! let send = step(3, Command::Send { from: "alice".into(), to: "bob".into(), text: "hi".into() });
+//! let applied = state.apply(&send);
+//! assert_eq!(applied.reply, Ok(Outcome::Sent { id: 1 }));
+//! assert!(matches!(applied.event, Some(StateEvent::Queued(_))));
+//!
+//! // A retry of the same sequence number does not send twice.
+//! let retried = state.apply(&send);
+//! assert_eq!(retried.reply, Ok(Outcome::Sent { id: 1 }));
+//! assert_eq!(retried.event, None);
+//! assert_eq!(state.mailbox("bob", 0, 10).unwrap().len(), 1);
+//! ```
+
+#![deny(missing_docs)]
+
+mod error;
+mod read;
+mod session;
+mod snapshot;
+mod state;
+mod types;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ChatError, DecodeError, SnapshotError};
+pub use state::ChatState;
+pub use types::{
+    decode_proposal, encode_proposal, Applied, ClientId, Command, ListResult, Message, MessageId,
+    Millis, Outcome, Proposal, StateEvent,
+};
+pub use validate::{validate, validate_name};

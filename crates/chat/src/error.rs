@@ -1,0 +1,122 @@
+//! Typed errors. [`ChatError`] is a reply the world caused (bad input, a full
+//! mailbox) and is replicated and cached like any other reply;
+//! [`SnapshotError`] and [`DecodeError`] report bytes that do not decode.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a command or a read was refused. Part of the replicated state (cached
+/// in sessions), so every field is bounded and deterministic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ChatError {
+    /// The name breaks the naming rule; `name` is cut to a bounded length.
+    #[error("invalid account name {name:?}: {reason}")]
+    NameInvalid {
+        /// The offending name (at most `NAME_CHARS_MAX` characters, then "...").
+        name: String,
+        /// Which rule it broke, for a human.
+        reason: String,
+    },
+    /// `Create` of a name that already exists.
+    #[error("account name already taken: {name}")]
+    NameTaken {
+        /// The existing account.
+        name: String,
+    },
+    /// The named account (recipient, target of delete/ack/read) does not exist.
+    #[error("no such account: {name}")]
+    NoSuchAccount {
+        /// The missing account.
+        name: String,
+    },
+    /// The sending account of a `Send` does not exist.
+    #[error("sender account does not exist: {name}")]
+    SenderUnknown {
+        /// The missing sender.
+        name: String,
+    },
+    /// A message must carry at least one byte.
+    #[error("message text is empty")]
+    TextEmpty,
+    /// The message body is over the size limit.
+    #[error("message text is {bytes} bytes, over the limit of {max} bytes")]
+    TextTooLong {
+        /// Size of the refused text.
+        bytes: usize,
+        /// The limit (`MESSAGE_TEXT_BYTES_MAX`).
+        max: usize,
+    },
+    /// The recipient already holds `MAILBOX_MESSAGES_MAX` unacknowledged messages.
+    #[error("mailbox full: {name} must acknowledge messages before receiving more")]
+    MailboxFull {
+        /// The recipient.
+        name: String,
+    },
+    /// The state already holds `ACCOUNTS_MAX` accounts.
+    #[error("account limit reached: no room for another account")]
+    AccountsFull,
+    /// The client has no session: it never registered, or it was evicted.
+    #[error("unknown client session: register the client (again) before sending commands")]
+    SessionUnknown,
+    /// The sequence number is older than the last one the session executed.
+    #[error("stale sequence number {seq}: the session has already executed {last}")]
+    StaleSequence {
+        /// The refused sequence number.
+        seq: u64,
+        /// The session's last executed sequence number.
+        last: u64,
+    },
+    /// A `list` pattern over `LIST_PATTERN_BYTES_MAX`.
+    #[error("list pattern is {bytes} bytes, over the limit of {max} bytes")]
+    PatternTooLong {
+        /// Size of the refused pattern.
+        bytes: usize,
+        /// The limit (`LIST_PATTERN_BYTES_MAX`).
+        max: usize,
+    },
+    /// A `list` pattern that does not compile (syntax, or too big once compiled).
+    #[error("invalid list pattern: {reason}")]
+    PatternInvalid {
+        /// The regex engine's explanation.
+        reason: String,
+    },
+}
+
+/// Why snapshot bytes were refused by [`crate::ChatState::from_snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// The bytes are not a postcard-encoded state.
+    #[error("snapshot does not decode: {reason}")]
+    Malformed {
+        /// The decoder's explanation.
+        reason: String,
+    },
+    /// Bytes were left over after a complete state.
+    #[error("snapshot has {bytes} trailing bytes after the state")]
+    TrailingBytes {
+        /// How many bytes were left.
+        bytes: usize,
+    },
+    /// The state decoded but breaks an invariant (corruption or a foreign writer).
+    #[error("snapshot state is inconsistent: {reason}")]
+    Inconsistent {
+        /// Which invariant failed.
+        reason: &'static str,
+    },
+}
+
+/// Why proposal bytes were refused by [`crate::decode_proposal`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes are not a postcard-encoded proposal.
+    #[error("proposal does not decode: {reason}")]
+    Malformed {
+        /// The decoder's explanation.
+        reason: String,
+    },
+    /// Bytes were left over after a complete proposal.
+    #[error("proposal has {bytes} trailing bytes")]
+    TrailingBytes {
+        /// How many bytes were left.
+        bytes: usize,
+    },
+}

@@ -1,0 +1,258 @@
+//! [`ChatState`] and the replicated step [`ChatState::apply`]: the session
+//! gate (exactly-once), then the command itself (create, delete, send, ack).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, VecDeque};
+
+use chorus_limits::{ACCOUNTS_MAX, CLIENT_SESSIONS_MAX, MAILBOX_MESSAGES_MAX};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ChatError;
+use crate::session::SessionTable;
+use crate::types::{Applied, Command, Message, MessageId, Millis, Outcome, Proposal, StateEvent};
+use crate::validate::{validate, validate_name};
+
+/// A reply plus the side effect other connections must hear about.
+type Step = (Result<Outcome, ChatError>, Option<StateEvent>);
+
+/// The whole replicated chat state. Every replica that applies the same
+/// proposals in the same order holds a byte-identical value (see
+/// [`ChatState::digest`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatState {
+    /// Every account by name; ordered so `list` and encoding are deterministic.
+    pub(crate) accounts: BTreeMap<String, Account>,
+    /// Id of the last message queued (0 before the first), so ids start at 1.
+    pub(crate) last_message_id: MessageId,
+    /// Exactly-once sessions, replicated so a new leader still deduplicates.
+    pub(crate) sessions: SessionTable,
+    /// Proposals applied so far; the logical clock that orders session eviction.
+    pub(crate) applied_count: u64,
+}
+
+/// One account: its queue of undelivered messages and how far it has acked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Account {
+    /// Messages not yet acknowledged, oldest (lowest id) first.
+    pub(crate) mailbox: VecDeque<Message>,
+    /// Highest id the owner acknowledged; nothing at or below it is queued.
+    pub(crate) acked_through: MessageId,
+}
+
+/// The bounds `apply` enforces. Production always uses [`Bounds::LIMITS`];
+/// tests pass small ones to reach eviction and fullness quickly.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    /// Most accounts at once.
+    pub(crate) accounts_max: usize,
+    /// Most queued messages per mailbox.
+    pub(crate) mailbox_messages_max: usize,
+    /// Most open client sessions.
+    pub(crate) sessions_max: usize,
+}
+
+impl Bounds {
+    /// The real limits from `chorus-limits`.
+    pub(crate) const LIMITS: Bounds = Bounds {
+        accounts_max: ACCOUNTS_MAX,
+        mailbox_messages_max: MAILBOX_MESSAGES_MAX,
+        sessions_max: CLIENT_SESSIONS_MAX,
+    };
+}
+
+impl ChatState {
+    /// An empty state: no accounts, no sessions, no messages.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one committed proposal. Deterministic: the result and the new
+    /// state depend only on the current state and `proposal`.
+    pub fn apply(&mut self, proposal: &Proposal) -> Applied {
+        self.apply_bounded(proposal, Bounds::LIMITS)
+    }
+
+    /// True when an account called `name` exists.
+    pub fn account_exists(&self, name: &str) -> bool {
+        self.accounts.contains_key(name)
+    }
+
+    /// Number of accounts.
+    pub fn accounts_len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// [`ChatState::apply`] with explicit bounds.
+    pub(crate) fn apply_bounded(&mut self, proposal: &Proposal, bounds: Bounds) -> Applied {
+        self.applied_count = self
+            .applied_count
+            .checked_add(1)
+            .expect("fewer than 2^64 proposals are applied");
+        let now = self.applied_count;
+        let (reply, event) = match &proposal.command {
+            Command::RegisterClient => {
+                self.sessions
+                    .register(proposal.client, now, bounds.sessions_max);
+                (Ok(Outcome::Registered), None)
+            }
+            Command::Ack { name, through } => (self.ack(name, *through), None),
+            _ => self.apply_in_session(proposal, now, bounds),
+        };
+        assert!(self.sessions.len() <= bounds.sessions_max);
+        Applied {
+            client: proposal.client,
+            seq: proposal.seq,
+            reply,
+            event,
+        }
+    }
+
+    /// The exactly-once gate for Create, Delete and Send.
+    fn apply_in_session(&mut self, proposal: &Proposal, now: u64, bounds: Bounds) -> Step {
+        let Some(session) = self.sessions.get(proposal.client) else {
+            return (Err(ChatError::SessionUnknown), None);
+        };
+        let last = session.last_seq;
+        match proposal.seq.cmp(&last) {
+            Ordering::Less => {
+                let stale = ChatError::StaleSequence {
+                    seq: proposal.seq,
+                    last,
+                };
+                (Err(stale), None)
+            }
+            Ordering::Equal => {
+                let cached = session.last_reply.clone();
+                self.sessions.touch(proposal.client, now);
+                (cached, None)
+            }
+            Ordering::Greater => {
+                let (reply, event) = self.execute(&proposal.command, proposal.at_millis, bounds);
+                self.sessions
+                    .record(proposal.client, proposal.seq, reply.clone(), now);
+                (reply, event)
+            }
+        }
+    }
+
+    /// Runs a session command for the first time.
+    fn execute(&mut self, command: &Command, at_millis: Millis, bounds: Bounds) -> Step {
+        if let Err(error) = validate(command) {
+            return (Err(error), None);
+        }
+        match command {
+            Command::Create { name } => (self.create(name, bounds.accounts_max), None),
+            Command::Delete { name } => match self.delete(name) {
+                Ok(outcome) => {
+                    let event = StateEvent::AccountDeleted { name: name.clone() };
+                    (Ok(outcome), Some(event))
+                }
+                Err(error) => (Err(error), None),
+            },
+            Command::Send { from, to, text } => {
+                match self.send(from, to, text, at_millis, bounds.mailbox_messages_max) {
+                    Ok(message) => (
+                        Ok(Outcome::Sent { id: message.id }),
+                        Some(StateEvent::Queued(message)),
+                    ),
+                    Err(error) => (Err(error), None),
+                }
+            }
+            Command::RegisterClient | Command::Ack { .. } => {
+                unreachable!("session-less commands never reach execute")
+            }
+        }
+    }
+
+    /// Creates an empty account.
+    fn create(&mut self, name: &str, accounts_max: usize) -> Result<Outcome, ChatError> {
+        if self.accounts.contains_key(name) {
+            return Err(ChatError::NameTaken {
+                name: name.to_string(),
+            });
+        }
+        if self.accounts.len() >= accounts_max {
+            return Err(ChatError::AccountsFull);
+        }
+        self.accounts.insert(name.to_string(), Account::default());
+        assert!(self.accounts.len() <= accounts_max);
+        Ok(Outcome::Created)
+    }
+
+    /// Removes an account and everything queued for it.
+    fn delete(&mut self, name: &str) -> Result<Outcome, ChatError> {
+        match self.accounts.remove(name) {
+            Some(_) => Ok(Outcome::Deleted),
+            None => Err(ChatError::NoSuchAccount {
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// Queues a message for `to` under the next global id.
+    fn send(
+        &mut self,
+        from: &str,
+        to: &str,
+        text: &str,
+        at_millis: Millis,
+        mailbox_messages_max: usize,
+    ) -> Result<Message, ChatError> {
+        if !self.accounts.contains_key(from) {
+            return Err(ChatError::SenderUnknown {
+                name: from.to_string(),
+            });
+        }
+        let next_id = self.last_message_id + 1;
+        let Some(recipient) = self.accounts.get_mut(to) else {
+            return Err(ChatError::NoSuchAccount {
+                name: to.to_string(),
+            });
+        };
+        if recipient.mailbox.len() >= mailbox_messages_max {
+            return Err(ChatError::MailboxFull {
+                name: to.to_string(),
+            });
+        }
+        assert!(
+            recipient.acked_through <= self.last_message_id,
+            "acks are clamped"
+        );
+        let message = Message {
+            id: next_id,
+            from: from.to_string(),
+            to: to.to_string(),
+            at_millis,
+            text: text.to_string(),
+        };
+        recipient.mailbox.push_back(message.clone());
+        assert!(recipient.mailbox.len() <= mailbox_messages_max);
+        self.last_message_id = next_id;
+        Ok(message)
+    }
+
+    /// Advances `name`'s ack cursor and drops the messages it covers. The
+    /// cursor never passes the last assigned id, so acking ahead cannot hide
+    /// messages sent later.
+    fn ack(&mut self, name: &str, through: MessageId) -> Result<Outcome, ChatError> {
+        validate_name(name)?;
+        let Some(account) = self.accounts.get_mut(name) else {
+            return Err(ChatError::NoSuchAccount {
+                name: name.to_string(),
+            });
+        };
+        let through = through.min(self.last_message_id);
+        account.acked_through = account.acked_through.max(through);
+        while let Some(oldest) = account.mailbox.front() {
+            if oldest.id > account.acked_through {
+                break;
+            }
+            account.mailbox.pop_front();
+        }
+        assert!(account
+            .mailbox
+            .front()
+            .is_none_or(|m| m.id > account.acked_through));
+        Ok(Outcome::Acked)
+    }
+}

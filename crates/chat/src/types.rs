@@ -1,0 +1,154 @@
+//! The values that flow into and out of the chat state machine: the logged
+//! [`Proposal`] and its [`Command`], the [`Outcome`] a client is told, the
+//! [`Message`] that is queued, and the [`Applied`] record of one step.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ChatError, DecodeError};
+
+/// Random 64-bit id a client library picks once, naming its exactly-once session.
+pub type ClientId = u64;
+
+/// Global, strictly increasing message number assigned by the state machine,
+/// starting at 1; it orders every mailbox and is what `Ack` refers to.
+pub type MessageId = u64;
+
+/// Milliseconds since the Unix epoch, stamped by the proposing leader so that
+/// every replica records the same time for the same message.
+pub type Millis = u64;
+
+/// One replicated command, as logged. Encoded with postcard
+/// ([`encode_proposal`] / [`decode_proposal`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Session the command belongs to; its cached reply is keyed by this.
+    pub client: ClientId,
+    /// Client's sequence number: a retry repeats it, a new command raises it.
+    pub seq: u64,
+    /// Leader's clock when it proposed, so replicas never read their own clock.
+    pub at_millis: Millis,
+    /// What the client asked for.
+    pub command: Command,
+}
+
+/// What a client asks the chat service to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Opens an exactly-once session for the proposal's `client`
+    /// (idempotent: an existing session keeps its sequence number).
+    RegisterClient,
+    /// Creates an account with an empty mailbox.
+    Create {
+        /// Account name, checked by [`crate::validate_name`].
+        name: String,
+    },
+    /// Removes an account and every message still queued for it.
+    Delete {
+        /// Account to remove.
+        name: String,
+    },
+    /// Queues `text` in the mailbox of `to`.
+    Send {
+        /// Sending account; must exist.
+        from: String,
+        /// Receiving account; must exist (may equal `from`).
+        to: String,
+        /// Message body, non-empty UTF-8 within the size limit.
+        text: String,
+    },
+    /// The recipient has seen every message with id <= `through`; those
+    /// messages leave the mailbox. Session-less and idempotent.
+    Ack {
+        /// Account whose mailbox is acknowledged.
+        name: String,
+        /// Highest message id the recipient has seen.
+        through: MessageId,
+    },
+}
+
+/// What a successful command did, as told to the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The session exists (new or already open).
+    Registered,
+    /// The account was created.
+    Created,
+    /// The account and its queued messages were removed.
+    Deleted,
+    /// The message was queued.
+    Sent {
+        /// Id the state machine gave the message; the client's receipt.
+        id: MessageId,
+    },
+    /// The acknowledgement cursor was advanced (or already covered it).
+    Acked,
+}
+
+/// A message as queued and delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Global id; orders the mailbox and is what the recipient acks.
+    pub id: MessageId,
+    /// Account that sent it.
+    pub from: String,
+    /// Account whose mailbox holds it.
+    pub to: String,
+    /// Leader's clock when the send was proposed.
+    pub at_millis: Millis,
+    /// The body.
+    pub text: String,
+}
+
+/// What applying one proposal produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Session the reply goes to (copied from the proposal).
+    pub client: ClientId,
+    /// Sequence number the reply answers (copied from the proposal).
+    pub seq: u64,
+    /// What the client is told; errors are replies too and are cached.
+    pub reply: Result<Outcome, ChatError>,
+    /// Side effect other replicas' connections care about.
+    pub event: Option<StateEvent>,
+}
+
+/// A change that connections watching accounts must hear about, on every
+/// replica, whoever proposed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateEvent {
+    /// A message entered a mailbox: push it to the recipient if connected.
+    Queued(Message),
+    /// An account disappeared: drop its subscriptions.
+    AccountDeleted {
+        /// The removed account.
+        name: String,
+    },
+}
+
+/// Reply to a `list` read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListResult {
+    /// Matching account names, sorted, at most `LIST_NAMES_MAX`.
+    pub names: Vec<String>,
+    /// True when more names matched than `names` carries.
+    pub truncated: bool,
+}
+
+/// Encodes a proposal for the replicated log (postcard).
+pub fn encode_proposal(proposal: &Proposal) -> Vec<u8> {
+    // Serializing owned strings and integers into a Vec cannot fail.
+    postcard::to_stdvec(proposal).expect("a proposal always encodes")
+}
+
+/// Decodes a proposal read from the log or a peer; rejects trailing bytes so
+/// that one encoding maps to exactly one proposal.
+pub fn decode_proposal(bytes: &[u8]) -> Result<Proposal, DecodeError> {
+    let (proposal, rest) =
+        postcard::take_from_bytes::<Proposal>(bytes).map_err(|error| DecodeError::Malformed {
+            reason: error.to_string(),
+        })?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes { bytes: rest.len() });
+    }
+    Ok(proposal)
+}

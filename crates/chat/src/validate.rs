@@ -1,0 +1,74 @@
+//! Stateless checks on a command: names and text size. A replica runs them
+//! before proposing, to refuse bad input early; `apply` runs them again,
+//! because the log, not the proposer, is the authority.
+
+use chorus_limits::{MESSAGE_TEXT_BYTES_MAX, NAME_CHARS_MAX, NAME_CHARS_MIN};
+
+use crate::error::ChatError;
+use crate::types::Command;
+
+/// Checks every name and text the command carries, without looking at state.
+pub fn validate(command: &Command) -> Result<(), ChatError> {
+    match command {
+        Command::RegisterClient => Ok(()),
+        Command::Create { name } | Command::Delete { name } | Command::Ack { name, .. } => {
+            validate_name(name)
+        }
+        Command::Send { from, to, text } => {
+            validate_name(from)?;
+            validate_name(to)?;
+            validate_text(text)
+        }
+    }
+}
+
+/// Checks an account name: `NAME_CHARS_MIN..=NAME_CHARS_MAX` characters, each
+/// an ASCII letter, digit, `_`, `-` or `.`.
+pub fn validate_name(name: &str) -> Result<(), ChatError> {
+    let chars = name.chars().count();
+    if chars < NAME_CHARS_MIN {
+        return Err(name_invalid(name, "a name must not be empty".to_string()));
+    }
+    if chars > NAME_CHARS_MAX {
+        let reason = format!("{chars} characters, longer than the limit of {NAME_CHARS_MAX}");
+        return Err(name_invalid(name, reason));
+    }
+    if let Some(bad) = name.chars().find(|c| !is_name_char(*c)) {
+        let reason =
+            format!("character {bad:?} is not allowed (use ASCII letters, digits, _, - or .)");
+        return Err(name_invalid(name, reason));
+    }
+    Ok(())
+}
+
+/// Checks a message body: non-empty, at most `MESSAGE_TEXT_BYTES_MAX` bytes.
+fn validate_text(text: &str) -> Result<(), ChatError> {
+    if text.is_empty() {
+        return Err(ChatError::TextEmpty);
+    }
+    if text.len() > MESSAGE_TEXT_BYTES_MAX {
+        return Err(ChatError::TextTooLong {
+            bytes: text.len(),
+            max: MESSAGE_TEXT_BYTES_MAX,
+        });
+    }
+    Ok(())
+}
+
+/// True for the characters a name may contain.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'
+}
+
+/// Builds `NameInvalid`, cutting the echoed name so that a cached error
+/// never holds more than a name's worth of bytes of someone's bad input.
+fn name_invalid(name: &str, reason: String) -> ChatError {
+    let mut shown: String = name.chars().take(NAME_CHARS_MAX).collect();
+    if shown.len() < name.len() {
+        shown.push_str("...");
+    }
+    ChatError::NameInvalid {
+        name: shown,
+        reason,
+    }
+}

@@ -1,0 +1,205 @@
+//! The frames themselves.
+
+use chorus_chat::{ChatError, ClientId, Command, ListResult, Message, MessageId, Outcome};
+use chorus_paxos::{Ballot, Envelope, ReplicaId, Role, Slot};
+use serde::{Deserialize, Serialize};
+
+/// Identifies the protocol in the first frame ("CHRS").
+pub const MAGIC: u32 = 0x4348_5253;
+/// Bumped on any incompatible change to a frame.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Who is connecting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Peer {
+    /// A chat client or the status tool.
+    Client,
+    /// Another replica of the cluster.
+    Replica(ReplicaId),
+}
+
+/// First frame on every connection, from the side that connected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub magic: u32,
+    pub version: u16,
+    pub peer: Peer,
+}
+
+impl Hello {
+    /// The hello this build sends.
+    pub fn new(peer: Peer) -> Self {
+        Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            peer,
+        }
+    }
+
+    /// Why this hello cannot be served, if it cannot.
+    pub fn check(&self) -> Result<(), RequestError> {
+        if self.magic != MAGIC {
+            return Err(RequestError::BadRequest("not a Chorus connection".into()));
+        }
+        if self.version != PROTOCOL_VERSION {
+            return Err(RequestError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: self.version,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A client's request, tagged so the reply can be matched to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    pub request_id: u64,
+    pub request: Request,
+}
+
+/// What a client can ask of a replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Opens an exactly-once session through the log.
+    Register { client: ClientId },
+    /// A state-changing chat command (create, delete, send), exactly once
+    /// per (client, seq).
+    Command {
+        client: ClientId,
+        seq: u64,
+        command: Command,
+    },
+    /// Linearizable list of account names matching a regular expression.
+    List { pattern: Option<String> },
+    /// Starts delivery for `name`: queued messages with id > `after`, then
+    /// live ones, on this connection.
+    Subscribe { name: String, after: MessageId },
+    /// Stops delivery for `name` on this connection.
+    Unsubscribe { name: String },
+    /// Moves `name`'s replicated read position to `through`.
+    Ack { name: String, through: MessageId },
+    /// This replica's view of itself (answered by any replica).
+    Status,
+}
+
+/// What a replica sends a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// Answer to the request with the same id.
+    Reply {
+        request_id: u64,
+        result: Result<Response, RequestError>,
+    },
+    /// Messages for a subscribed account, oldest first.
+    Deliver { messages: Vec<Message> },
+    /// Delivery for `name` on this connection ended.
+    Ended { name: String, reason: String },
+}
+
+/// A successful answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Registered,
+    Outcome(Outcome),
+    List(ListResult),
+    Subscribed,
+    Unsubscribed,
+    Acked,
+    Status(StatusReport),
+}
+
+/// A refused or failed request. None of these changed any state, except
+/// that `Unavailable` after a command was proposed means "maybe".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RequestError {
+    #[error("this replica is not the leader")]
+    NotLeader { leader: Option<ReplicaId> },
+    #[error("{0}")]
+    Chat(#[from] ChatError),
+    #[error("the replica is overloaded; retry later")]
+    Busy,
+    #[error("the outcome is unknown: {0}")]
+    Unavailable(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("protocol version mismatch (replica speaks {ours}, client {theirs})")]
+    VersionMismatch { ours: u16, theirs: u16 },
+}
+
+/// One replica's view of itself, for `chorus status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub id: ReplicaId,
+    pub pid: u32,
+    pub role: Role,
+    pub leader: Option<ReplicaId>,
+    pub ballot: Ballot,
+    pub chosen_through: Slot,
+    pub applied_through: Slot,
+    pub last_slot: Slot,
+    pub accounts: u64,
+    pub clients_connected: u64,
+}
+
+/// What replicas send each other after the hello.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    Paxos(Envelope),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decode_payload, encode_frame};
+
+    #[test]
+    fn hello_checks_magic_and_version() {
+        assert_eq!(Hello::new(Peer::Client).check(), Ok(()));
+        let old = Hello {
+            version: 0,
+            ..Hello::new(Peer::Client)
+        };
+        assert_eq!(
+            old.check(),
+            Err(RequestError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: 0
+            })
+        );
+        let alien = Hello {
+            magic: 1,
+            ..Hello::new(Peer::Replica(2))
+        };
+        assert!(matches!(alien.check(), Err(RequestError::BadRequest(_))));
+    }
+
+    #[test]
+    fn client_frames_round_trip() {
+        let frame = ClientFrame {
+            request_id: 9,
+            request: Request::Command {
+                client: 7,
+                seq: 3,
+                command: Command::Send {
+                    from: "a".into(),
+                    to: "b".into(),
+                    text: "hi".into(),
+                },
+            },
+        };
+        let bytes = encode_frame(&frame, chorus_limits::CLIENT_FRAME_BYTES_MAX).expect("fits");
+        let back: ClientFrame = decode_payload(&bytes[4..]).expect("decodes");
+        assert_eq!(back, frame);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic_the_decoders(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = decode_payload::<ClientFrame>(&bytes);
+            let _ = decode_payload::<ServerFrame>(&bytes);
+            let _ = decode_payload::<PeerFrame>(&bytes);
+            let _ = decode_payload::<Hello>(&bytes);
+        }
+    }
+}
