@@ -16,8 +16,10 @@
 //! [`CLIENT_FRAME_BYTES_MAX`]: chorus_limits::CLIENT_FRAME_BYTES_MAX
 //! [`PEER_FRAME_BYTES_MAX`]: chorus_limits::PEER_FRAME_BYTES_MAX
 
+mod cluster;
 mod frame;
 mod messages;
 
+pub use cluster::{ClusterFile, ClusterFileError, ReplicaAddress};
 pub use frame::{decode_payload, encode_frame, read_frame, write_frame, FrameError};
 pub use messages::*;
