@@ -40,10 +40,25 @@ impl Replica {
         let granted = !self.leader_is_live()
             && round > self.promised.round
             && chosen_through >= self.chosen_through;
-        self.send(from, Message::PreVoteReply { round, granted });
+        let promised = self.promised;
+        self.send(
+            from,
+            Message::PreVoteReply {
+                round,
+                granted,
+                promised,
+            },
+        );
     }
 
-    pub(crate) fn on_pre_vote_reply(&mut self, from: ReplicaId, round: u64, granted: bool) {
+    pub(crate) fn on_pre_vote_reply(
+        &mut self,
+        from: ReplicaId,
+        round: u64,
+        granted: bool,
+        promised: Ballot,
+    ) {
+        self.round_seen = self.round_seen.max(promised.round);
         if let RoleState::PreCandidate {
             round: mine,
             grants,

@@ -37,6 +37,15 @@ pub(crate) struct PendingRead {
     pub(crate) round: u64,
 }
 
+/// A slot the leader proposed and has not yet seen chosen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InFlight {
+    /// Replicas whose durable accept the leader has counted.
+    pub(crate) voters: BTreeSet<ReplicaId>,
+    /// Tick at which the slot was last sent to the peers missing from `voters`.
+    pub(crate) sent_at: u64,
+}
+
 /// Leader-only state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LeaderState {
@@ -46,8 +55,9 @@ pub(crate) struct LeaderState {
     /// Commands waiting for a slot, and their total size.
     pub(crate) queue: VecDeque<Vec<u8>>,
     pub(crate) queue_bytes: usize,
-    /// Proposed, not yet chosen: who has accepted each slot.
-    pub(crate) in_flight: BTreeMap<Slot, BTreeSet<ReplicaId>>,
+    /// Proposed, not yet chosen: who has accepted each slot, and when it
+    /// was last sent.
+    pub(crate) in_flight: BTreeMap<Slot, InFlight>,
     /// Tick at which each peer was last heard under this ballot.
     pub(crate) heard: BTreeMap<ReplicaId, u64>,
     /// Tick of the last heartbeat sent.
@@ -287,9 +297,11 @@ impl Replica {
                 round,
                 chosen_through,
             } => self.on_pre_vote(from, round, chosen_through),
-            Message::PreVoteReply { round, granted } => {
-                self.on_pre_vote_reply(from, round, granted)
-            }
+            Message::PreVoteReply {
+                round,
+                granted,
+                promised,
+            } => self.on_pre_vote_reply(from, round, granted, promised),
             Message::Prepare { ballot, from_slot } => self.on_prepare(from, ballot, from_slot),
             Message::Promise {
                 ballot,

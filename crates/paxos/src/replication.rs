@@ -2,9 +2,10 @@
 //! counting votes, spreading the chosen prefix, and catching up.
 
 use crate::durability::Deferred;
-use crate::replica::{LeaderState, Replica, RoleState};
+use crate::replica::{InFlight, LeaderState, Replica, RoleState};
 use crate::types::{Ballot, Entry, Message, ReplicaId, Slot, Value};
 use chorus_limits as limits;
+use std::collections::BTreeSet;
 
 impl Replica {
     pub(crate) fn leader_state(&mut self) -> Option<&mut LeaderState> {
@@ -37,7 +38,7 @@ impl Replica {
             leader.queue_bytes -= bytes;
             let slot = leader.next_slot;
             leader.next_slot += 1;
-            leader.in_flight.insert(slot, Default::default());
+            leader.in_flight.insert(slot, InFlight::default());
             cut.push((slot, Value::Batch(batch)));
         }
         if !cut.is_empty() {
@@ -49,12 +50,13 @@ impl Replica {
     /// in flight, and sends them to every peer (the leader's own vote counts
     /// once its write is durable).
     pub(crate) fn send_accepts(&mut self, entries: Vec<(Slot, Value)>) {
+        let now = self.now;
         let Some(leader) = self.leader_state() else {
             return;
         };
         let ballot = leader.ballot;
         for (slot, _) in &entries {
-            leader.in_flight.entry(*slot).or_default();
+            leader.in_flight.entry(*slot).or_default().sent_at = now;
         }
         for (slot, value) in &entries {
             let entry = Entry {
@@ -186,9 +188,9 @@ impl Replica {
         }
         let mut chosen = Vec::new();
         for slot in slots {
-            if let Some(voters) = leader.in_flight.get_mut(slot) {
-                voters.insert(who);
-                if voters.len() >= quorum {
+            if let Some(in_flight) = leader.in_flight.get_mut(slot) {
+                in_flight.voters.insert(who);
+                if in_flight.voters.len() >= quorum {
                     leader.in_flight.remove(slot);
                     chosen.push(*slot);
                 }
@@ -244,30 +246,28 @@ impl Replica {
     }
 
     /// Sends in-flight slots again to each peer that has not accepted them
-    /// (messages may be lost; Paxos only needs them to arrive eventually).
+    /// within two heartbeats (messages may be lost; Paxos only needs them
+    /// to arrive eventually).
     fn resend_unanswered(&mut self) {
-        let chosen_through = self.chosen_through;
+        let (now, chosen_through) = (self.now, self.chosen_through);
+        let patience = 2 * self.config.heartbeat_ticks;
         let peers: Vec<ReplicaId> = self.config.peers().collect();
         let Some(leader) = self.leader_state() else {
             return;
         };
         let ballot = leader.ballot;
-        let mut sends = Vec::new();
-        for peer in peers {
-            let missing: Vec<Slot> = leader
-                .in_flight
-                .iter()
-                .filter(|(_, v)| !v.contains(&peer))
-                .map(|(s, _)| *s)
-                .collect();
-            if !missing.is_empty() {
-                sends.push((peer, missing));
+        let mut stale: Vec<(Slot, BTreeSet<ReplicaId>)> = Vec::new();
+        for (slot, in_flight) in leader.in_flight.iter_mut() {
+            if now - in_flight.sent_at >= patience {
+                in_flight.sent_at = now;
+                stale.push((*slot, in_flight.voters.clone()));
             }
         }
-        for (peer, missing) in sends {
-            let entries = missing
+        for peer in peers {
+            let entries: Vec<(Slot, Value)> = stale
                 .iter()
-                .map(|s| (*s, self.log[s].value.clone()))
+                .filter(|(_, voters)| !voters.contains(&peer))
+                .map(|(slot, _)| (*slot, self.log[slot].value.clone()))
                 .collect();
             for group in split_by_bytes(entries, limits::ACCEPT_BYTES_MAX) {
                 self.send(

@@ -120,8 +120,13 @@ pub enum Message {
     /// Phase 0: "would you vote for me?" Changes no state at the receiver;
     /// it stops a cut-off replica from disrupting a healthy leader.
     PreVote { round: u64, chosen_through: Slot },
-    /// Answer to a pre-vote.
-    PreVoteReply { round: u64, granted: bool },
+    /// Answer to a pre-vote; `promised` lets a refused candidate pick a
+    /// round above every promise next time.
+    PreVoteReply {
+        round: u64,
+        granted: bool,
+        promised: Ballot,
+    },
     /// Phase 1a: promise not to accept below `ballot`, and report what you
     /// accepted at or after `from_slot`.
     Prepare { ballot: Ballot, from_slot: Slot },

@@ -254,3 +254,42 @@ fn five_replicas_agree_under_faults() {
 fn single_replica_chooses_alone() {
     run(7, 1);
 }
+
+#[test]
+#[ignore]
+fn debug_seed() {
+    let seed: u64 = std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(25);
+    let mut world = World::new(seed, 3);
+    for _ in 0..3000 {
+        world.step(true);
+    }
+    world.heal();
+    for i in 0..2000 {
+        world.step(false);
+        if i % 400 == 0 {
+            for node in &world.nodes {
+                eprintln!(
+                    "t{} {:?}",
+                    world.now,
+                    node.replica.as_ref().map(|r| r.status())
+                );
+            }
+        }
+    }
+}
+
+/// A longer sweep: `SEEDS=2000 cargo test -p chorus-paxos --release --test cluster sweep -- --ignored`.
+#[test]
+#[ignore]
+fn sweep() {
+    let count: u64 = std::env::var("SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500);
+    for seed in 1000..1000 + count {
+        run(seed, if seed % 3 == 0 { 5 } else { 3 });
+    }
+}

@@ -289,6 +289,7 @@ fn elect(r: &mut Replica, promises: Vec<(ReplicaId, Vec<(Slot, Entry)>)>) -> Bal
         Message::PreVoteReply {
             round,
             granted: true,
+            promised: Ballot::ZERO,
         },
     ));
     let prepare = r.ready();
