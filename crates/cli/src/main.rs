@@ -1,1 +1,96 @@
-fn main() {}
+//! `chorus`: run a local cluster (`up`), one replica (`server`), the chat
+//! client (`chat`) or a cluster status probe (`status`).
+
+mod chat;
+mod status;
+mod up;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Default cluster file for client commands.
+const DEFAULT_CLUSTER_FILE: &str = "./chorus-data/cluster.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "chorus",
+    version,
+    about = "A replicated chat service that does not lose messages"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a local cluster: one child process per replica, in the foreground.
+    Up {
+        /// Number of replicas (1, 3, 5 or 7).
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+        /// Directory holding cluster.toml and each replica's data.
+        #[arg(long, default_value = "./chorus-data")]
+        dir: PathBuf,
+        /// First client port; client ports are P..P+N-1, peer ports P+N..P+2N-1.
+        #[arg(long, default_value_t = 7100)]
+        port: u16,
+    },
+    /// Run one replica as the cluster file describes.
+    Server {
+        /// The cluster file.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// This replica's id in the cluster file.
+        #[arg(long)]
+        id: u8,
+    },
+    /// The chat client: reads commands from standard input.
+    Chat {
+        /// The cluster file.
+        #[arg(long, default_value = DEFAULT_CLUSTER_FILE)]
+        cluster: PathBuf,
+        /// One JSON object per line for every reply and delivered message.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every replica's state.
+    Status {
+        /// The cluster file.
+        #[arg(long, default_value = DEFAULT_CLUSTER_FILE)]
+        cluster: PathBuf,
+        /// One JSON object per replica, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Up {
+            replicas,
+            dir,
+            port,
+        } => runtime.block_on(up::run(replicas, dir, port)),
+        Command::Server { cluster, id } => {
+            init_logging();
+            runtime.block_on(chorus_server::run_from_file(&cluster, id))
+        }
+        Command::Chat { cluster, json } => runtime.block_on(chat::run(&cluster, json)),
+        Command::Status { cluster, json } => runtime.block_on(status::run(&cluster, json)),
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,1 +1,69 @@
-//! placeholder
+//! The Chorus replica runtime.
+//!
+//! One replica is a handful of tokio tasks around one owner:
+//!
+//! - [`node::Node`] (the core task) owns the Paxos [`chorus_paxos::Replica`],
+//!   the [`chorus_chat::ChatState`], the client subscriptions and the
+//!   requests waiting for an answer. Everything reaches it as an
+//!   [`node::Input`] over one bounded channel; it steps the core, then carries
+//!   out the `Ready`: hands the write to storage, sends peer messages,
+//!   applies chosen commands, answers clients and pushes deliveries.
+//! - [`storage`] runs the [`chorus_store::RedbStore`] on its own thread and
+//!   commits every write batch that queued during the previous fsync in one
+//!   transaction (group commit), then reports `Persisted` to the core. A
+//!   failed commit stops the replica.
+//! - [`peers`] keeps one outbound TCP connection to every other replica
+//!   (reconnecting with backoff) and accepts theirs.
+//! - [`clients`] accepts client connections (bounded in number), reads
+//!   request frames into the core and writes replies and deliveries from a
+//!   bounded per-connection queue; a client too slow to drain it is dropped
+//!   and resumes from its replicated read position when it reconnects.
+
+pub mod clients;
+pub mod node;
+pub mod peers;
+pub mod storage;
+mod subscriptions;
+
+use anyhow::Context;
+use chorus_paxos::ReplicaId;
+use chorus_proto::ClusterFile;
+use std::path::Path;
+
+/// Runs replica `id` of the cluster described by the file at `path` until
+/// it fails or the process receives Ctrl-C / SIGTERM.
+pub async fn run_from_file(path: &Path, id: ReplicaId) -> anyhow::Result<()> {
+    let cluster = ClusterFile::load(path)?;
+    cluster
+        .replica(id)
+        .with_context(|| format!("replica {id} is not in {}", path.display()))?;
+    let shutdown = shutdown_signal();
+    tokio::select! {
+        result = node::run(cluster, id) => result,
+        () = shutdown => {
+            tracing::info!(replica = id, "stopping on signal");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,780 @@
+//! `chorus chat`: the chat client of the original exercise.
+//!
+//! Commands are read line by line from standard input: with line editing
+//! and history (rustyline, on its own thread) when it is a terminal, as
+//! plain lines otherwise. Replies and delivered messages go to standard
+//! output, for humans or, with `--json`, as one JSON object per line:
+//!
+//! ```text
+//! {"command":"create","ok":true,"name":"user2"}
+//! {"command":"connect","ok":true,"name":"user3"}
+//! {"command":"delete","ok":true,"name":"user2"}
+//! {"command":"list","ok":true,"names":["user2","user3"],"truncated":false}
+//! {"command":"send","ok":true,"to":"user3","id":4}
+//! {"command":"help","ok":true,"text":"..."}
+//! {"command":"quit","ok":true}
+//! {"command":"send","error":"no such account: bob"}
+//! {"command":null,"error":"input line is not UTF-8; ignored"}
+//! {"delivery":true,"id":4,"from":"user2","to":"user3","at":1732290001123,"text":"hello"}
+//! {"delivery":true,"ended":true,"name":"user3","reason":"account deleted"}
+//! ```
+
+use std::io::{BufRead, Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::Context;
+use chorus_chat::{ListResult, Message};
+use chorus_client::{Client, Delivery};
+use chorus_proto::ClusterFile;
+use rustyline::error::ReadlineError;
+use rustyline::ExternalPrinter;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+/// Longest input line accepted, in bytes: a full message plus the command
+/// and the name, with room to spare. Longer lines are refused whole.
+const LINE_BYTES_MAX: usize = chorus_limits::MESSAGE_TEXT_BYTES_MAX + 1024;
+
+/// The commands, for `help`.
+const HELP: &str = "\
+commands:
+  create NAME      create account NAME and act as NAME
+  connect NAME     act as NAME and receive its messages: queued ones oldest first, then live ones
+  delete NAME      delete account NAME and its unread messages
+  list [PATTERN]   account names matching the regular expression PATTERN anywhere (all if omitted)
+  send NAME TEXT   send TEXT (the rest of the line) to NAME, from the account you act as
+  help             this text
+  quit             acknowledge the messages shown and leave";
+
+/// Runs the chat client against the cluster described by `cluster`.
+pub async fn run(cluster: &Path, json: bool) -> anyhow::Result<()> {
+    let file = ClusterFile::load(cluster)?;
+    let client = Client::connect(file.replicas)
+        .await
+        .context("cannot open a session with the cluster")?;
+    let (mut input, printer) = Input::start().await;
+    let output = Output { json, printer };
+    let stream = client
+        .deliveries()
+        .context("the delivery stream was already taken")?;
+    let printing = tokio::spawn(print_deliveries(stream, client.clone(), output.clone()));
+    let mut me: Option<String> = None;
+    loop {
+        let prompt = format!("{}> ", me.as_deref().unwrap_or("chorus"));
+        let line = match input.next(prompt).await {
+            InputEvent::Line(line) => line,
+            InputEvent::Refused(reason) => {
+                output.reply(&Reply::refused(reason))?;
+                continue;
+            }
+            InputEvent::End => break,
+            InputEvent::Failed(reason) => {
+                eprintln!("error: cannot read input: {reason}");
+                break;
+            }
+        };
+        let Some((command, parsed)) = parse(&line) else {
+            continue;
+        };
+        let result = match parsed {
+            Ok(parsed) => execute(&client, &mut me, parsed).await,
+            Err(usage) => Err(usage),
+        };
+        let quitting = matches!(result, Ok(Done::Quit));
+        output.reply(&Reply {
+            command: Some(command),
+            result,
+        })?;
+        if quitting {
+            break;
+        }
+    }
+    input.stop();
+    if let Err(error) = client.flush().await {
+        eprintln!("warning: {error}");
+    }
+    printing.abort();
+    Ok(())
+}
+
+// ---- commands ------------------------------------------------------------
+
+/// One parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    Create(String),
+    Connect(String),
+    Delete(String),
+    List(Option<String>),
+    Send { to: String, text: String },
+    Help,
+    Quit,
+}
+
+/// What a command did.
+#[derive(Debug, PartialEq, Eq)]
+enum Done {
+    Created(String),
+    Connected(String),
+    Deleted(String),
+    Listed(ListResult),
+    Sent { to: String, id: u64 },
+    Help,
+    Quit,
+}
+
+/// A reply to print: the command word (none for an unreadable line) and
+/// what happened.
+struct Reply {
+    command: Option<String>,
+    result: Result<Done, String>,
+}
+
+impl Reply {
+    /// The reply to a line that could not be read as a command.
+    fn refused(reason: String) -> Reply {
+        Reply {
+            command: None,
+            result: Err(reason),
+        }
+    }
+}
+
+/// Splits off the first whitespace-separated word; the rest keeps its
+/// inner spacing but not the separating whitespace.
+fn split_word(text: &str) -> (&str, &str) {
+    let text = text.trim_start();
+    match text.find(char::is_whitespace) {
+        Some(end) => (&text[..end], text[end..].trim_start()),
+        None => (text, ""),
+    }
+}
+
+/// The single account name a command takes, checked locally.
+fn one_name(rest: &str, usage: &str) -> Result<String, String> {
+    let (name, extra) = split_word(rest);
+    if name.is_empty() {
+        return Err(format!("missing account name (usage: {usage})"));
+    }
+    if !extra.trim().is_empty() {
+        return Err(format!("too many arguments (usage: {usage})"));
+    }
+    chorus_chat::validate_name(name).map_err(|e| e.to_string())?;
+    Ok(name.to_string())
+}
+
+/// Parses one line: `None` for a blank line, else the command word (for
+/// the reply) and the command or a usage error.
+fn parse(line: &str) -> Option<(String, Result<Parsed, String>)> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (word, rest) = split_word(line);
+    if word.is_empty() {
+        return None;
+    }
+    let command = word.to_ascii_lowercase();
+    let parsed = match command.as_str() {
+        "create" => one_name(rest, "create NAME").map(Parsed::Create),
+        "connect" => one_name(rest, "connect NAME").map(Parsed::Connect),
+        "delete" => one_name(rest, "delete NAME").map(Parsed::Delete),
+        "list" => {
+            let pattern = rest.trim();
+            Ok(Parsed::List(
+                (!pattern.is_empty()).then(|| pattern.to_string()),
+            ))
+        }
+        "send" => parse_send(rest),
+        "help" => Ok(Parsed::Help),
+        "quit" => Ok(Parsed::Quit),
+        _ => Err(format!("unknown command: {word} (type help for the list)")),
+    };
+    Some((command, parsed))
+}
+
+/// `send NAME TEXT...`: the text is the rest of the line.
+fn parse_send(rest: &str) -> Result<Parsed, String> {
+    let (to, text) = split_word(rest);
+    if to.is_empty() {
+        return Err("missing recipient (usage: send NAME TEXT)".into());
+    }
+    if text.is_empty() {
+        return Err("missing message text (usage: send NAME TEXT)".into());
+    }
+    Ok(Parsed::Send {
+        to: to.to_string(),
+        text: text.to_string(),
+    })
+}
+
+/// Runs one command; `me` is the account the client acts as.
+async fn execute(client: &Client, me: &mut Option<String>, parsed: Parsed) -> Result<Done, String> {
+    let failed = |e: chorus_client::ClientError| e.to_string();
+    match parsed {
+        Parsed::Create(name) => {
+            client.create(&name).await.map_err(failed)?;
+            *me = Some(name.clone());
+            Ok(Done::Created(name))
+        }
+        Parsed::Connect(name) => {
+            client.subscribe(&name).await.map_err(failed)?;
+            *me = Some(name.clone());
+            Ok(Done::Connected(name))
+        }
+        Parsed::Delete(name) => {
+            client.delete(&name).await.map_err(failed)?;
+            if me.as_deref() == Some(name.as_str()) {
+                *me = None;
+            }
+            Ok(Done::Deleted(name))
+        }
+        Parsed::List(pattern) => client
+            .list(pattern.as_deref())
+            .await
+            .map(Done::Listed)
+            .map_err(failed),
+        Parsed::Send { to, text } => {
+            let from = me
+                .as_deref()
+                .ok_or_else(|| "sign in first with create or connect".to_string())?;
+            chorus_chat::validate_name(&to).map_err(|e| e.to_string())?;
+            let id = client.send(from, &to, &text).await.map_err(failed)?;
+            Ok(Done::Sent { to, id })
+        }
+        Parsed::Help => Ok(Done::Help),
+        Parsed::Quit => Ok(Done::Quit),
+    }
+}
+
+// ---- output ----------------------------------------------------------------
+
+/// Where lines go: standard output, or rustyline's printer while a prompt
+/// may be on the screen (so that deliveries do not garble it).
+#[derive(Clone)]
+struct Output {
+    /// One JSON object per line instead of text for humans.
+    json: bool,
+    /// rustyline's printer, when the terminal is being edited.
+    printer: Option<Arc<Mutex<Box<dyn ExternalPrinter + Send>>>>,
+}
+
+impl Output {
+    /// Writes one line and flushes it (scripts read the output live).
+    fn line(&self, text: &str) -> std::io::Result<()> {
+        if let Some(printer) = &self.printer {
+            let mut printer = printer.lock().unwrap_or_else(PoisonError::into_inner);
+            return printer
+                .print(format!("{text}\n"))
+                .map_err(|e| std::io::Error::other(e.to_string()));
+        }
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{text}")?;
+        stdout.flush()
+    }
+
+    /// Prints a command's reply.
+    fn reply(&self, reply: &Reply) -> std::io::Result<()> {
+        if self.json {
+            return self.line(&reply_json(reply));
+        }
+        match &reply.result {
+            Ok(Done::Quit) => Ok(()),
+            Ok(done) => self.line(&reply_text(done)),
+            Err(error) => self.line(&format!("error: {}", printable(error))),
+        }
+    }
+
+    /// Prints one delivery.
+    fn delivery(&self, delivery: &Delivery) -> std::io::Result<()> {
+        let text = match (delivery, self.json) {
+            (Delivery::Message(m), true) => to_json(&MessageLine {
+                delivery: true,
+                id: m.id,
+                from: &m.from,
+                to: &m.to,
+                at: m.at_millis,
+                text: &m.text,
+            }),
+            (Delivery::Message(m), false) => message_text(m),
+            (Delivery::Ended { name, reason }, true) => to_json(&EndedLine {
+                delivery: true,
+                ended: true,
+                name,
+                reason,
+            }),
+            (Delivery::Ended { name, reason }, false) => {
+                format!("-- delivery for {name} ended: {}", printable(reason))
+            }
+        };
+        self.line(&text)
+    }
+}
+
+/// A reply as one JSON object; fields in this order, absent ones left out.
+#[derive(Debug, Default, Serialize)]
+struct ReplyLine<'a> {
+    command: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ok: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    names: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+/// A delivered message as one JSON object.
+#[derive(Debug, Serialize)]
+struct MessageLine<'a> {
+    delivery: bool,
+    id: u64,
+    from: &'a str,
+    to: &'a str,
+    /// The leader's timestamp, in milliseconds since the Unix epoch.
+    at: u64,
+    text: &'a str,
+}
+
+/// The end of a delivery as one JSON object (`delivery` too, so that
+/// scripts never mistake it for a reply).
+#[derive(Debug, Serialize)]
+struct EndedLine<'a> {
+    delivery: bool,
+    ended: bool,
+    name: &'a str,
+    reason: &'a str,
+}
+
+/// A reply as one JSON line.
+fn reply_json(reply: &Reply) -> String {
+    let command = reply.command.as_deref();
+    let line = match &reply.result {
+        Err(error) => ReplyLine {
+            command,
+            error: Some(error),
+            ..ReplyLine::default()
+        },
+        Ok(done) => {
+            let ok = ReplyLine {
+                command,
+                ok: Some(true),
+                ..ReplyLine::default()
+            };
+            match done {
+                Done::Created(name) | Done::Connected(name) | Done::Deleted(name) => ReplyLine {
+                    name: Some(name),
+                    ..ok
+                },
+                Done::Listed(list) => ReplyLine {
+                    names: Some(&list.names),
+                    truncated: Some(list.truncated),
+                    ..ok
+                },
+                Done::Sent { to, id } => ReplyLine {
+                    to: Some(to),
+                    id: Some(*id),
+                    ..ok
+                },
+                Done::Help => ReplyLine {
+                    text: Some(HELP),
+                    ..ok
+                },
+                Done::Quit => ok,
+            }
+        }
+    };
+    to_json(&line)
+}
+
+/// One JSON line; these plain structs always serialize.
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("strings and integers always serialize")
+}
+
+/// A successful reply for humans.
+fn reply_text(done: &Done) -> String {
+    match done {
+        Done::Created(name) => format!("ok: created {name}"),
+        Done::Connected(name) => format!("ok: connected as {name}"),
+        Done::Deleted(name) => format!("ok: deleted {name}"),
+        Done::Listed(list) if list.names.is_empty() => "(no matching accounts)".into(),
+        Done::Listed(list) => {
+            let mut text = list.names.join("\n");
+            if list.truncated {
+                text.push_str("\n(more names match; narrow the pattern)");
+            }
+            text
+        }
+        Done::Sent { to, id } => format!("ok: sent to {to} (id {id})"),
+        Done::Help => HELP.into(),
+        Done::Quit => String::new(),
+    }
+}
+
+/// A delivered message for humans: `[YYYY-MM-DD HH:MM:SS.mmm] from: text`.
+fn message_text(message: &Message) -> String {
+    format!(
+        "[{}] {}: {}",
+        format_utc_millis(message.at_millis),
+        message.from,
+        printable(&message.text)
+    )
+}
+
+/// `text` with control characters escaped, so a message cannot move the
+/// cursor, clear the screen or fake another line.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmm` (UTC).
+fn format_utc_millis(at_millis: u64) -> String {
+    const DAY_MILLIS: u64 = 86_400_000;
+    let (year, month, day) = civil_from_days((at_millis / DAY_MILLIS) as i64);
+    let of_day = at_millis % DAY_MILLIS;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        of_day / 3_600_000,
+        of_day / 60_000 % 60,
+        of_day / 1000 % 60,
+        of_day % 1000
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`: eras of 400 years, years starting in March).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    assert!((1..=12).contains(&month) && (1..=31).contains(&day));
+    (year, month as u32, day as u32)
+}
+
+/// Prints deliveries as they come and reports each shown message, so the
+/// read position advances only past what was printed.
+async fn print_deliveries(mut stream: mpsc::Receiver<Delivery>, client: Client, output: Output) {
+    while let Some(delivery) = stream.recv().await {
+        if output.delivery(&delivery).is_err() {
+            return; // Standard output is gone: nothing more can be shown.
+        }
+        if let Delivery::Message(message) = &delivery {
+            client.shown(&message.to, message.id);
+        }
+    }
+}
+
+// ---- input -----------------------------------------------------------------
+
+/// One line of input, or why there is none.
+enum InputEvent {
+    Line(String),
+    /// A line that cannot be a command (too long, not UTF-8).
+    Refused(String),
+    End,
+    Failed(String),
+}
+
+/// Lines from a dedicated thread: a blocking read must not hold up the
+/// runtime, and the thread is simply left behind at exit.
+struct Input {
+    lines: mpsc::Receiver<InputEvent>,
+    /// For the line editor: the next prompt (`None` stops it). The editor
+    /// waits for it, so a reply is printed before the next prompt.
+    resume: Option<std::sync::mpsc::Sender<Option<String>>>,
+}
+
+/// rustyline's printer, shareable between the reply loop and the printer task.
+type SharedPrinter = Arc<Mutex<Box<dyn ExternalPrinter + Send>>>;
+
+impl Input {
+    /// Starts reading: with the line editor when standard input is a
+    /// terminal (and the editor starts), else plain lines.
+    async fn start() -> (Input, Option<SharedPrinter>) {
+        use std::io::IsTerminal;
+        let (lines_tx, lines) = mpsc::channel(1);
+        if std::io::stdin().is_terminal() {
+            let (resume_tx, resume_rx) = std::sync::mpsc::channel();
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let lines_for_editor = lines_tx.clone();
+            std::thread::spawn(move || edit_lines(lines_for_editor, resume_rx, ready_tx));
+            if let Ok(Ok(printer)) = ready_rx.await {
+                let input = Input {
+                    lines,
+                    resume: Some(resume_tx),
+                };
+                return (input, printer.map(|p| Arc::new(Mutex::new(p))));
+            }
+        }
+        std::thread::spawn(move || read_plain_lines(lines_tx));
+        (
+            Input {
+                lines,
+                resume: None,
+            },
+            None,
+        )
+    }
+
+    /// The next line; `prompt` is shown by the line editor.
+    async fn next(&mut self, prompt: String) -> InputEvent {
+        if let Some(resume) = &self.resume {
+            let _ = resume.send(Some(prompt));
+        }
+        self.lines.recv().await.unwrap_or(InputEvent::End)
+    }
+
+    /// Stops the line editor (plain reading just ends with the process).
+    fn stop(&mut self) {
+        if let Some(resume) = self.resume.take() {
+            let _ = resume.send(None);
+        }
+    }
+}
+
+/// The line-editor thread: reads a line whenever the reply loop sends the
+/// next prompt. First reports whether the editor started (and its printer).
+fn edit_lines(
+    lines: mpsc::Sender<InputEvent>,
+    resume: std::sync::mpsc::Receiver<Option<String>>,
+    ready: oneshot::Sender<Result<Option<Box<dyn ExternalPrinter + Send>>, String>>,
+) {
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(editor) => editor,
+        Err(error) => {
+            let _ = ready.send(Err(error.to_string()));
+            return;
+        }
+    };
+    let printer = editor
+        .create_external_printer()
+        .ok()
+        .map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>);
+    if ready.send(Ok(printer)).is_err() {
+        return;
+    }
+    while let Ok(Some(prompt)) = resume.recv() {
+        let event = match editor.readline(&prompt) {
+            Ok(line) if line.len() > LINE_BYTES_MAX => InputEvent::Refused(too_long()),
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                InputEvent::Line(line)
+            }
+            Err(ReadlineError::Eof | ReadlineError::Interrupted) => InputEvent::End,
+            Err(error) => InputEvent::Failed(error.to_string()),
+        };
+        let last = matches!(event, InputEvent::End | InputEvent::Failed(_));
+        if lines.blocking_send(event).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// The plain-input thread: bounded lines from standard input until its end.
+fn read_plain_lines(lines: mpsc::Sender<InputEvent>) {
+    let mut stdin = std::io::stdin().lock();
+    let mut buffer = Vec::new();
+    loop {
+        let event = match read_bounded_line(&mut stdin, &mut buffer) {
+            Ok(Some(event)) => event,
+            Ok(None) => InputEvent::End,
+            Err(error) => InputEvent::Failed(error.to_string()),
+        };
+        let last = matches!(event, InputEvent::End | InputEvent::Failed(_));
+        if lines.blocking_send(event).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Reads one line of at most `LINE_BYTES_MAX` bytes; a longer one is
+/// skipped to its end and refused. `None` at the end of input.
+fn read_bounded_line(
+    reader: &mut impl BufRead,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<Option<InputEvent>> {
+    buffer.clear();
+    let limit = LINE_BYTES_MAX as u64 + 1;
+    if reader.by_ref().take(limit).read_until(b'\n', buffer)? == 0 {
+        return Ok(None);
+    }
+    if !buffer.ends_with(b"\n") && buffer.len() > LINE_BYTES_MAX {
+        loop {
+            buffer.clear();
+            let read = reader.by_ref().take(limit).read_until(b'\n', buffer)?;
+            if read == 0 || buffer.ends_with(b"\n") {
+                return Ok(Some(InputEvent::Refused(too_long())));
+            }
+        }
+    }
+    while buffer.ends_with(b"\n") || buffer.ends_with(b"\r") {
+        buffer.pop();
+    }
+    Ok(Some(match std::str::from_utf8(buffer) {
+        Ok(line) => InputEvent::Line(line.to_string()),
+        Err(_) => InputEvent::Refused("input line is not UTF-8; ignored".into()),
+    }))
+}
+
+fn too_long() -> String {
+    format!("input line is longer than {LINE_BYTES_MAX} bytes; ignored")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_civil_dates() {
+        assert_eq!(format_utc_millis(0), "1970-01-01 00:00:00.000");
+        assert_eq!(
+            format_utc_millis(1_732_290_001_123),
+            "2024-11-22 15:40:01.123"
+        );
+        assert_eq!(
+            format_utc_millis(951_868_799_999),
+            "2000-02-29 23:59:59.999"
+        );
+        assert_eq!(
+            format_utc_millis(1_709_164_800_000),
+            "2024-02-29 00:00:00.000"
+        );
+        assert_eq!(
+            format_utc_millis(4_102_444_800_000),
+            "2100-01-01 00:00:00.000"
+        );
+    }
+
+    #[test]
+    fn commands_parse_word_for_word() {
+        let parsed = |line: &str| parse(line).map(|(_, p)| p);
+        assert_eq!(parsed("  "), None);
+        assert_eq!(
+            parsed("create user2"),
+            Some(Ok(Parsed::Create("user2".into())))
+        );
+        assert_eq!(parsed("list"), Some(Ok(Parsed::List(None))));
+        assert_eq!(
+            parsed("list ^a b"),
+            Some(Ok(Parsed::List(Some("^a b".into()))))
+        );
+        assert_eq!(
+            parsed("send user3  hello   there \r\n"),
+            Some(Ok(Parsed::Send {
+                to: "user3".into(),
+                text: "hello   there ".into()
+            }))
+        );
+        assert!(matches!(parsed("send user3"), Some(Err(e)) if e.contains("missing message text")));
+        assert!(matches!(parsed("connect"), Some(Err(e)) if e.contains("missing account name")));
+        assert!(matches!(parsed("delete a b"), Some(Err(e)) if e.contains("too many arguments")));
+        assert!(
+            matches!(parsed("create bad/name"), Some(Err(e)) if e.contains("invalid account name"))
+        );
+        assert!(matches!(parsed("frobnicate x"), Some(Err(e)) if e.contains("unknown command")));
+        assert_eq!(parse("QUIT").map(|(c, _)| c), Some("quit".into()));
+    }
+
+    #[test]
+    fn json_replies_have_the_documented_shapes() {
+        let reply = |command: &str, result| {
+            reply_json(&Reply {
+                command: Some(command.into()),
+                result,
+            })
+        };
+        let sent = Done::Sent {
+            to: "user3".into(),
+            id: 4,
+        };
+        assert_eq!(
+            reply("send", Ok(sent)),
+            r#"{"command":"send","ok":true,"to":"user3","id":4}"#
+        );
+        let list = ListResult {
+            names: vec!["a".into()],
+            truncated: false,
+        };
+        assert_eq!(
+            reply("list", Ok(Done::Listed(list))),
+            r#"{"command":"list","ok":true,"names":["a"],"truncated":false}"#
+        );
+        assert_eq!(
+            reply("create", Ok(Done::Created("user2".into()))),
+            r#"{"command":"create","ok":true,"name":"user2"}"#
+        );
+        assert_eq!(
+            reply("send", Err("no such account: bob".into())),
+            r#"{"command":"send","error":"no such account: bob"}"#
+        );
+        assert_eq!(
+            reply("quit", Ok(Done::Quit)),
+            r#"{"command":"quit","ok":true}"#
+        );
+        assert_eq!(
+            reply_json(&Reply::refused("x".into())),
+            r#"{"command":null,"error":"x"}"#
+        );
+        let line = to_json(&MessageLine {
+            delivery: true,
+            id: 4,
+            from: "user2",
+            to: "user3",
+            at: 1_732_290_001_123,
+            text: "hello",
+        });
+        assert_eq!(
+            line,
+            r#"{"delivery":true,"id":4,"from":"user2","to":"user3","at":1732290001123,"text":"hello"}"#
+        );
+    }
+
+    #[test]
+    fn long_and_broken_lines_are_refused_and_skipped() {
+        let mut input = Vec::new();
+        input.extend_from_slice(&vec![b'x'; LINE_BYTES_MAX + 10]);
+        input.extend_from_slice(b"\nlist\n\xff\nhelp");
+        let mut reader = std::io::Cursor::new(input);
+        let mut buffer = Vec::new();
+        let mut next = || read_bounded_line(&mut reader, &mut buffer).expect("reads");
+        assert!(matches!(next(), Some(InputEvent::Refused(e)) if e.contains("longer")));
+        assert!(matches!(next(), Some(InputEvent::Line(l)) if l == "list"));
+        assert!(matches!(next(), Some(InputEvent::Refused(e)) if e.contains("UTF-8")));
+        assert!(matches!(next(), Some(InputEvent::Line(l)) if l == "help"));
+        assert!(next().is_none());
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_humans() {
+        assert_eq!(printable("hi\u{1b}[2J\nthere"), "hi\\u{1b}[2J\\nthere");
+    }
+}

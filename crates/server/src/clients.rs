@@ -1,0 +1,174 @@
+//! Client connections: accept (bounded), hello, then a reader feeding the
+//! core and a writer draining a bounded per-connection queue.
+
+use crate::node::{ConnId, Input};
+use chorus_limits as limits;
+use chorus_proto::{
+    encode_frame, read_frame, ClientFrame, FrameError, Hello, Peer, RequestError, ServerFrame,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+/// Time a new connection has to send its hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepts clients until the core goes away.
+pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>) {
+    let permits = Arc::new(Semaphore::new(limits::CLIENT_CONNECTIONS_MAX));
+    let mut next_conn: ConnId = 1;
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "client accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(
+                stream,
+                "too many connections to this replica; try another",
+            ));
+            continue;
+        };
+        let conn = next_conn;
+        next_conn += 1;
+        let inbox = inbox.clone();
+        tokio::spawn(async move {
+            if let Err(error) = serve(stream, conn, inbox).await {
+                tracing::debug!(%addr, conn, %error, "client connection closed");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Tells a client why it is refused, then closes.
+async fn refuse(mut stream: TcpStream, reason: &str) {
+    let error = RequestError::BadRequest(reason.to_string());
+    let frame = ServerFrame::Reply {
+        request_id: 0,
+        result: Err(error),
+    };
+    if let Ok(bytes) = encode_frame(&frame, limits::CLIENT_FRAME_BYTES_MAX) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    conn: ConnId,
+    inbox: mpsc::Sender<Input>,
+) -> Result<(), FrameError> {
+    stream.set_nodelay(true)?;
+    let (mut reader, writer) = stream.into_split();
+    let mut buf = Vec::new();
+    let max = limits::CLIENT_FRAME_BYTES_MAX;
+    let hello: Hello =
+        match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut reader, max, &mut buf)).await {
+            Ok(hello) => hello?,
+            Err(_) => return Err(FrameError::Malformed("no hello in time".into())),
+        };
+    let (tx, rx) = mpsc::channel(limits::CLIENT_OUTBOUND_FRAMES_MAX);
+    let refusal = match (hello.check(), hello.peer) {
+        (Err(error), _) => Some(error),
+        (Ok(()), Peer::Replica(_)) => Some(RequestError::BadRequest(
+            "replicas use the peer port".into(),
+        )),
+        (Ok(()), Peer::Client) => None,
+    };
+    let writer_task = tokio::spawn(write_loop(writer, rx));
+    if let Some(error) = refusal {
+        let _ = tx
+            .send(ServerFrame::Reply {
+                request_id: 0,
+                result: Err(error),
+            })
+            .await;
+        drop(tx);
+        let _ = writer_task.await;
+        return Ok(());
+    }
+    let kick = Arc::new(Notify::new());
+    if inbox
+        .send(Input::Connected {
+            conn,
+            tx: tx.clone(),
+            kick: kick.clone(),
+        })
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let result = tokio::select! {
+        result = read_loop(&mut reader, conn, &inbox, &tx, &mut buf) => result,
+        () = kick.notified() => Err(FrameError::Malformed("client too slow; closed".into())),
+    };
+    let _ = inbox.send(Input::Disconnected { conn }).await;
+    drop(tx);
+    writer_task.abort();
+    result
+}
+
+async fn read_loop(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    conn: ConnId,
+    inbox: &mpsc::Sender<Input>,
+    tx: &mpsc::Sender<ServerFrame>,
+    buf: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    loop {
+        let frame: ClientFrame = match read_frame(reader, limits::CLIENT_FRAME_BYTES_MAX, buf).await
+        {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => return Ok(()),
+            Err(error @ (FrameError::TooLarge { .. } | FrameError::Malformed(_))) => {
+                // Say why before closing: the stream cannot be resynchronised.
+                let reply = ServerFrame::Reply {
+                    request_id: 0,
+                    result: Err(RequestError::BadRequest(error.to_string())),
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(reply)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
+        if inbox.send(Input::Request { conn, frame }).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+async fn write_loop(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<ServerFrame>) {
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    while let Some(frame) = rx.recv().await {
+        if write_one(&mut writer, &frame).await.is_err() {
+            return;
+        }
+        while let Ok(more) = rx.try_recv() {
+            if write_one(&mut writer, &more).await.is_err() {
+                return;
+            }
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn write_one(
+    writer: &mut BufWriter<OwnedWriteHalf>,
+    frame: &ServerFrame,
+) -> Result<(), FrameError> {
+    let bytes = encode_frame(frame, limits::CLIENT_FRAME_BYTES_MAX)?;
+    writer.write_all(&bytes).await?;
+    Ok(())
+}
