@@ -37,6 +37,20 @@ fn leader_kill_during_sends_loses_and_duplicates_nothing() {
         acknowledged.len() >= SENDS * 9 / 10,
         "most sends succeed across a failover: {unknown:?}"
     );
+    let killed = killed.expect("the leader was killed");
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(5));
+    assert_ne!(
+        new_leader, killed,
+        "a different replica leads after the kill"
+    );
+    let status = cluster.status();
+    let down: Vec<&serde_json::Value> = status.iter().filter(|s| s["reachable"] == false).collect();
+    assert_eq!(
+        down.len(),
+        1,
+        "exactly the killed replica is down: {status:?}"
+    );
+    assert_eq!(down[0]["id"], killed);
     let deliveries = receiver
         .wait_deliveries(acknowledged.len() + unknown.len(), Duration::from_secs(30))
         .to_vec();
