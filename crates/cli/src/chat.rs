@@ -58,7 +58,15 @@ pub async fn run(cluster: &Path, json: bool) -> anyhow::Result<()> {
     let stream = client
         .deliveries()
         .context("the delivery stream was already taken")?;
-    let printing = tokio::spawn(print_deliveries(stream, client.clone(), output.clone()));
+    // Held while a `connect` runs, so its reply prints before the messages
+    // it starts delivering.
+    let gate = Arc::new(tokio::sync::Mutex::new(()));
+    let printing = tokio::spawn(print_deliveries(
+        stream,
+        client.clone(),
+        output.clone(),
+        gate.clone(),
+    ));
     let mut me: Option<String> = None;
     loop {
         let prompt = format!("{}> ", me.as_deref().unwrap_or("chorus"));
@@ -77,6 +85,10 @@ pub async fn run(cluster: &Path, json: bool) -> anyhow::Result<()> {
         let Some((command, parsed)) = parse(&line) else {
             continue;
         };
+        let held = match parsed {
+            Ok(Parsed::Connect(_)) => Some(gate.lock().await),
+            _ => None,
+        };
         let result = match parsed {
             Ok(parsed) => execute(&client, &mut me, parsed).await,
             Err(usage) => Err(usage),
@@ -86,6 +98,7 @@ pub async fn run(cluster: &Path, json: bool) -> anyhow::Result<()> {
             command: Some(command),
             result,
         })?;
+        drop(held);
         if quitting {
             break;
         }
@@ -480,8 +493,14 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// Prints deliveries as they come and reports each shown message, so the
 /// read position advances only past what was printed.
-async fn print_deliveries(mut stream: mpsc::Receiver<Delivery>, client: Client, output: Output) {
+async fn print_deliveries(
+    mut stream: mpsc::Receiver<Delivery>,
+    client: Client,
+    output: Output,
+    gate: Arc<tokio::sync::Mutex<()>>,
+) {
     while let Some(delivery) = stream.recv().await {
+        let _turn = gate.lock().await;
         if output.delivery(&delivery).is_err() {
             return; // Standard output is gone: nothing more can be shown.
         }
