@@ -1,7 +1,8 @@
 //! Client connections: accept (bounded), hello, then a reader feeding the
 //! core and a writer draining a bounded per-connection queue.
 
-use crate::node::{ConnId, Input};
+use crate::machine::ConnId;
+use crate::node::Input;
 use chorus_limits as limits;
 use chorus_proto::{
     encode_frame, read_frame, ClientFrame, FrameError, Hello, Peer, RequestError, ServerFrame,

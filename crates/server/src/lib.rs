@@ -2,12 +2,14 @@
 //!
 //! One replica is a handful of tokio tasks around one owner:
 //!
-//! - [`node::Node`] (the core task) owns the Paxos [`chorus_paxos::Replica`],
-//!   the [`chorus_chat::ChatState`], the client subscriptions and the
-//!   requests waiting for an answer. Everything reaches it as an
-//!   [`node::Input`] over one bounded channel; it steps the core, then carries
-//!   out the `Ready`: hands the write to storage, sends peer messages,
-//!   applies chosen commands, answers clients and pushes deliveries.
+//! - [`machine::Machine`] is the replica's logic with no I/O: the Paxos
+//!   [`chorus_paxos::Replica`], the [`chorus_chat::ChatState`], the client
+//!   subscriptions and the requests waiting for an answer. It writes client
+//!   frames into an [`machine::Outbox`] and returns [`machine::Effects`]
+//!   (a write to persist, peer messages to send). The deterministic
+//!   simulator drives this same code.
+//! - [`node`] (the core task) owns the machine; everything reaches it as an
+//!   [`node::Input`] over one bounded channel, plus a 10 ms tick.
 //! - [`storage`] runs the [`chorus_store::RedbStore`] on its own thread and
 //!   commits every write batch that queued during the previous fsync in one
 //!   transaction (group commit), then reports `Persisted` to the core. A
@@ -20,6 +22,7 @@
 //!   and resumes from its replicated read position when it reconnects.
 
 pub mod clients;
+pub mod machine;
 pub mod node;
 pub mod peers;
 pub mod storage;

@@ -2,12 +2,11 @@
 //! has been sent. Sending is paced by each connection's bounded queue: a
 //! subscription whose queue is full is "backlogged" and pumped again later.
 
-use crate::node::ConnId;
+use crate::machine::{ConnId, Outbox, PushError};
 use chorus_chat::{ChatState, MessageId};
 use chorus_limits as limits;
 use chorus_proto::ServerFrame;
 use std::collections::{BTreeMap, BTreeSet};
-use tokio::sync::mpsc;
 
 /// One connection's subscription.
 #[derive(Debug)]
@@ -80,17 +79,12 @@ impl Subscriptions {
 
     /// Queues every message past `sent_through` towards `conn`, as far as
     /// its queue allows.
-    pub(crate) fn pump(
-        &mut self,
-        conn: ConnId,
-        chat: &ChatState,
-        tx: &mpsc::Sender<ServerFrame>,
-    ) -> Pumped {
+    pub(crate) fn pump(&mut self, conn: ConnId, chat: &ChatState, out: &mut impl Outbox) -> Pumped {
         let Some(subscription) = self.by_conn.get_mut(&conn) else {
             return Pumped::Drained;
         };
         let outcome = loop {
-            if tx.capacity() == 0 {
+            if out.room(conn) == 0 {
                 break Pumped::Backlogged;
             }
             let max = limits::DELIVERY_MESSAGES_PER_FRAME_MAX;
@@ -99,10 +93,10 @@ impl Subscriptions {
                 _ => break Pumped::Drained,
             };
             let last = messages.last().expect("not empty").id;
-            match tx.try_send(ServerFrame::Deliver { messages }) {
+            match out.push(conn, ServerFrame::Deliver { messages }) {
                 Ok(()) => subscription.sent_through = last,
-                Err(mpsc::error::TrySendError::Full(_)) => break Pumped::Backlogged,
-                Err(mpsc::error::TrySendError::Closed(_)) => break Pumped::Closed,
+                Err(PushError::Full) => break Pumped::Backlogged,
+                Err(PushError::Closed) => break Pumped::Closed,
             }
         };
         match outcome {

@@ -1,0 +1,452 @@
+//! The replica's logic without any I/O: the Paxos replica, the chat state,
+//! subscriptions and the requests waiting for an answer. The tokio runtime
+//! (`node`) and the deterministic simulator both drive this same code.
+
+use crate::subscriptions::Subscriptions;
+use chorus_chat::{
+    encode_proposal, validate, validate_name, ChatError, ChatState, ClientId, Command, Millis,
+    Outcome, Proposal, StateEvent,
+};
+use chorus_paxos::{
+    Envelope, Event, NotLeader, ProposeError, ReadId, Replica, Role, Slot, Value, WriteBatch,
+};
+use chorus_proto::{ClientFrame, Request, RequestError, Response, ServerFrame, StatusReport};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Names one client connection on this replica.
+pub type ConnId = u64;
+
+/// Why a frame could not be queued towards a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// The connection's bounded queue is full.
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
+/// Where frames for clients go: one bounded queue per connection.
+pub trait Outbox {
+    /// Frames `conn`'s queue can still take (0 when full or gone).
+    fn room(&self, conn: ConnId) -> usize;
+    /// Queues `frame` for `conn`.
+    fn push(&mut self, conn: ConnId, frame: ServerFrame) -> Result<(), PushError>;
+    /// Closes `conn`: it cannot keep up.
+    fn kick(&mut self, conn: ConnId);
+}
+
+/// What the runtime must do after [`Machine::process`]: persist `write`
+/// (then report `Event::Persisted`) and send `messages` to peers.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub write: Option<WriteBatch>,
+    pub messages: Vec<Envelope>,
+}
+
+/// A linearizable read waiting for the core's confirmation.
+#[derive(Debug)]
+enum ReadKind {
+    List { pattern: Option<String> },
+    Subscribe { name: String, after: u64 },
+}
+
+/// Who waits for the reply of one request.
+type Waiter = (ConnId, u64);
+
+/// Observer hooks for the simulator's checkers: what was applied.
+pub type ApplyLog = Vec<(Slot, Proposal, Result<Outcome, ChatError>)>;
+
+/// One replica's state and logic.
+pub struct Machine {
+    replica: Replica,
+    chat: ChatState,
+    connections: BTreeSet<ConnId>,
+    subscriptions: Subscriptions,
+    /// Commands proposed here, by (client, seq), until applied or abandoned.
+    pending_commands: BTreeMap<(ClientId, u64), Vec<Waiter>>,
+    /// Reads started here, until the core completes or fails them.
+    pending_reads: BTreeMap<ReadId, (Waiter, ReadKind)>,
+    next_read: ReadId,
+    /// Session-less acks are tagged with this id and a counter, so their
+    /// replies can be routed like commands.
+    ack_client: ClientId,
+    next_ack_seq: u64,
+    was_leader: bool,
+    /// When set, every applied proposal is recorded here (simulator only).
+    applied_log: Option<ApplyLog>,
+    /// Reported in status (0 in the simulator).
+    pid: u32,
+}
+
+impl Machine {
+    /// Wraps a replica whose state machine starts empty; `ack_client` must
+    /// be unique to this incarnation (a random id).
+    pub fn new(replica: Replica, ack_client: ClientId) -> Self {
+        Machine {
+            replica,
+            chat: ChatState::new(),
+            connections: BTreeSet::new(),
+            subscriptions: Subscriptions::default(),
+            pending_commands: BTreeMap::new(),
+            pending_reads: BTreeMap::new(),
+            next_read: 1,
+            ack_client,
+            next_ack_seq: 1,
+            was_leader: false,
+            applied_log: None,
+            pid: 0,
+        }
+    }
+
+    /// Sets the process id reported in status.
+    pub fn set_pid(&mut self, pid: u32) {
+        self.pid = pid;
+    }
+
+    /// The consensus core (read only).
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// The applied chat state (read only).
+    pub fn chat(&self) -> &ChatState {
+        &self.chat
+    }
+
+    /// Starts recording applied proposals (for the simulator's checkers).
+    pub fn record_applied(&mut self) {
+        self.applied_log = Some(Vec::new());
+    }
+
+    /// Takes what was applied since the last call.
+    pub fn take_applied(&mut self) -> ApplyLog {
+        self.applied_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Feeds a tick, a peer message or a persisted write to the core.
+    pub fn step(&mut self, event: Event, out: &mut impl Outbox) {
+        let tick = event == Event::Tick;
+        self.replica.step(event);
+        if tick {
+            for conn in self.subscriptions.backlogged() {
+                self.pump(conn, out);
+            }
+        }
+    }
+
+    pub fn connected(&mut self, conn: ConnId) {
+        self.connections.insert(conn);
+    }
+
+    pub fn disconnected(&mut self, conn: ConnId) {
+        self.connections.remove(&conn);
+        self.subscriptions.unsubscribe(conn);
+    }
+
+    /// Carries out the core's `Ready`: applies chosen commands, answers
+    /// clients and pushes deliveries; returns what the runtime must persist
+    /// and send.
+    pub fn process(&mut self, out: &mut impl Outbox) -> Effects {
+        let ready = self.replica.ready();
+        for (slot, value) in ready.committed {
+            self.apply(slot, value, out);
+        }
+        for (read, result) in ready.reads {
+            self.finish_read(read, result, out);
+        }
+        self.notice_role_change(out);
+        Effects {
+            write: ready.write,
+            messages: ready.messages,
+        }
+    }
+
+    fn notice_role_change(&mut self, out: &mut impl Outbox) {
+        let leader = self.replica.role() == Role::Leader;
+        if self.was_leader && !leader {
+            let waiting = std::mem::take(&mut self.pending_commands);
+            let reason = "the leader changed before the outcome was known; retry";
+            for waiter in waiting.into_values().flatten() {
+                self.reply(waiter, Err(RequestError::Unavailable(reason.into())), out);
+            }
+        }
+        self.was_leader = leader;
+    }
+
+    /// Handles one client request; `now` is this replica's clock, stamped
+    /// on what it proposes.
+    pub fn request(
+        &mut self,
+        conn: ConnId,
+        frame: ClientFrame,
+        now: Millis,
+        out: &mut impl Outbox,
+    ) {
+        let waiter = (conn, frame.request_id);
+        match frame.request {
+            Request::Status => {
+                let status = self.status_report();
+                self.reply(waiter, Ok(Response::Status(status)), out);
+            }
+            Request::Register { client } => {
+                let proposal = Proposal {
+                    client,
+                    seq: 0,
+                    at_millis: now,
+                    command: Command::RegisterClient,
+                };
+                self.propose(waiter, proposal, out)
+            }
+            Request::Command {
+                client,
+                seq,
+                command,
+            } => self.command(waiter, client, seq, command, now, out),
+            Request::List { pattern } => self.start_read(waiter, ReadKind::List { pattern }, out),
+            Request::Subscribe { name, after } => match validate_name(&name) {
+                Ok(()) => self.start_read(waiter, ReadKind::Subscribe { name, after }, out),
+                Err(error) => self.reply(waiter, Err(error.into()), out),
+            },
+            Request::Unsubscribe { .. } => {
+                self.subscriptions.unsubscribe(conn);
+                self.reply(waiter, Ok(Response::Unsubscribed), out);
+            }
+            Request::Ack { name, through } => {
+                let (client, seq) = (self.ack_client, self.next_ack_seq);
+                self.next_ack_seq += 1;
+                let command = Command::Ack { name, through };
+                self.validated(
+                    waiter,
+                    Proposal {
+                        client,
+                        seq,
+                        at_millis: now,
+                        command,
+                    },
+                    out,
+                );
+            }
+        }
+    }
+
+    fn command(
+        &mut self,
+        waiter: Waiter,
+        client: ClientId,
+        seq: u64,
+        command: Command,
+        now: Millis,
+        out: &mut impl Outbox,
+    ) {
+        if !matches!(
+            command,
+            Command::Create { .. } | Command::Delete { .. } | Command::Send { .. }
+        ) {
+            let error =
+                RequestError::BadRequest("only create, delete and send travel as commands".into());
+            return self.reply(waiter, Err(error), out);
+        }
+        if seq == 0 {
+            let error = RequestError::BadRequest("command sequence numbers start at 1".into());
+            return self.reply(waiter, Err(error), out);
+        }
+        self.validated(
+            waiter,
+            Proposal {
+                client,
+                seq,
+                at_millis: now,
+                command,
+            },
+            out,
+        );
+    }
+
+    fn validated(&mut self, waiter: Waiter, proposal: Proposal, out: &mut impl Outbox) {
+        match validate(&proposal.command) {
+            Ok(()) => self.propose(waiter, proposal, out),
+            Err(error) => self.reply(waiter, Err(error.into()), out),
+        }
+    }
+
+    fn propose(&mut self, waiter: Waiter, proposal: Proposal, out: &mut impl Outbox) {
+        let key = (proposal.client, proposal.seq);
+        match self.replica.propose(encode_proposal(&proposal)) {
+            Ok(()) => self.pending_commands.entry(key).or_default().push(waiter),
+            Err(error) => self.reply(waiter, Err(refusal(error)), out),
+        }
+    }
+
+    fn start_read(&mut self, waiter: Waiter, kind: ReadKind, out: &mut impl Outbox) {
+        let id = self.next_read;
+        self.next_read += 1;
+        match self.replica.read(id) {
+            Ok(()) => {
+                self.pending_reads.insert(id, (waiter, kind));
+            }
+            Err(error) => self.reply(waiter, Err(refusal(error)), out),
+        }
+    }
+
+    fn finish_read(&mut self, id: ReadId, result: Result<(), NotLeader>, out: &mut impl Outbox) {
+        let Some((waiter, kind)) = self.pending_reads.remove(&id) else {
+            return;
+        };
+        if let Err(not_leader) = result {
+            return self.reply(
+                waiter,
+                Err(RequestError::NotLeader {
+                    leader: not_leader.leader,
+                }),
+                out,
+            );
+        }
+        match kind {
+            ReadKind::List { pattern } => {
+                let listed = self.chat.list(pattern.as_deref());
+                self.reply(
+                    waiter,
+                    listed.map(Response::List).map_err(RequestError::from),
+                    out,
+                );
+            }
+            ReadKind::Subscribe { name, after } => self.finish_subscribe(waiter, name, after, out),
+        }
+    }
+
+    fn finish_subscribe(
+        &mut self,
+        waiter: Waiter,
+        name: String,
+        after: u64,
+        out: &mut impl Outbox,
+    ) {
+        if !self.chat.account_exists(&name) {
+            return self.reply(waiter, Err(ChatError::NoSuchAccount { name }.into()), out);
+        }
+        let conn = waiter.0;
+        self.subscriptions.subscribe(conn, name, after);
+        self.reply(waiter, Ok(Response::Subscribed), out);
+        self.pump(conn, out);
+    }
+
+    /// Applies one chosen slot to the chat state, answering whoever waits
+    /// here and pushing deliveries to subscribed connections.
+    fn apply(&mut self, slot: Slot, value: Value, out: &mut impl Outbox) {
+        let Value::Batch(commands) = value else {
+            return;
+        };
+        for bytes in commands {
+            let proposal = match chorus_chat::decode_proposal(&bytes) {
+                Ok(proposal) => proposal,
+                Err(error) => {
+                    // Every replica skips the same bytes, so states stay equal.
+                    tracing::error!(slot, %error, "skipping an undecodable command in the log");
+                    continue;
+                }
+            };
+            let applied = self.chat.apply(&proposal);
+            if let Some(log) = self.applied_log.as_mut() {
+                log.push((slot, proposal, applied.reply.clone()));
+            }
+            if let Some(waiters) = self.pending_commands.remove(&(applied.client, applied.seq)) {
+                let result = applied.reply.map(response_for).map_err(RequestError::from);
+                for waiter in waiters {
+                    self.reply(waiter, result.clone(), out);
+                }
+            }
+            self.announce(applied.event, out);
+        }
+    }
+
+    fn announce(&mut self, event: Option<StateEvent>, out: &mut impl Outbox) {
+        match event {
+            Some(StateEvent::Queued(message)) => {
+                for conn in self.subscriptions.conns_for(&message.to) {
+                    self.pump(conn, out);
+                }
+            }
+            Some(StateEvent::AccountDeleted { name }) => {
+                for conn in self.subscriptions.conns_for(&name) {
+                    self.subscriptions.unsubscribe(conn);
+                    let reason = "the account was deleted".to_string();
+                    self.send_frame(
+                        conn,
+                        ServerFrame::Ended {
+                            name: name.clone(),
+                            reason,
+                        },
+                        out,
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn pump(&mut self, conn: ConnId, out: &mut impl Outbox) {
+        if !self.connections.contains(&conn) {
+            self.subscriptions.unsubscribe(conn);
+            return;
+        }
+        self.subscriptions.pump(conn, &self.chat, out);
+    }
+
+    fn reply(
+        &mut self,
+        (conn, request_id): Waiter,
+        result: Result<Response, RequestError>,
+        out: &mut impl Outbox,
+    ) {
+        self.send_frame(conn, ServerFrame::Reply { request_id, result }, out);
+    }
+
+    /// Queues a frame; a connection whose queue is full is too slow and is
+    /// closed (it resumes from its replicated read position elsewhere).
+    fn send_frame(&mut self, conn: ConnId, frame: ServerFrame, out: &mut impl Outbox) {
+        if !self.connections.contains(&conn) {
+            return;
+        }
+        if out.push(conn, frame).is_err() {
+            tracing::warn!(conn, "closing a client that does not keep up");
+            out.kick(conn);
+            self.disconnected(conn);
+        }
+    }
+
+    /// This replica's view of itself.
+    pub fn status_report(&self) -> StatusReport {
+        let status = self.replica.status();
+        StatusReport {
+            id: status.id,
+            pid: self.pid,
+            role: status.role,
+            leader: status.leader,
+            ballot: status.promised,
+            chosen_through: status.chosen_through,
+            applied_through: status.applied_through,
+            last_slot: status.last_slot,
+            accounts: self.chat.accounts_len() as u64,
+            clients_connected: self.connections.len() as u64,
+        }
+    }
+}
+
+fn response_for(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Registered => Response::Registered,
+        Outcome::Acked => Response::Acked,
+        other => Response::Outcome(other),
+    }
+}
+
+fn refusal(error: ProposeError) -> RequestError {
+    match error {
+        ProposeError::NotLeader(NotLeader { leader }) => RequestError::NotLeader { leader },
+        ProposeError::Busy => RequestError::Busy,
+        ProposeError::TooLarge => RequestError::BadRequest("request too large".into()),
+    }
+}
