@@ -55,7 +55,7 @@ mod tests;
 pub use error::{ChatError, DecodeError, SnapshotError};
 pub use state::ChatState;
 pub use types::{
-    decode_proposal, encode_proposal, Applied, ClientId, Command, ListResult, Message, MessageId,
-    Millis, Outcome, Proposal, StateEvent,
+    decode_proposal, encode_proposal, Applied, ClientId, Command, ListResult, Message, MessageId, Millis, Outcome,
+    Proposal, StateEvent,
 };
 pub use validate::{validate, validate_name};

@@ -14,10 +14,7 @@ impl ChatState {
     /// in; at most `LIST_NAMES_MAX`, with `truncated` set when more matched.
     pub fn list(&self, pattern: Option<&str>) -> Result<ListResult, ChatError> {
         let regex = pattern.map(compile_list_pattern).transpose()?;
-        let mut matching = self
-            .accounts
-            .keys()
-            .filter(|name| regex.as_ref().is_none_or(|r| r.is_match(name)));
+        let mut matching = self.accounts.keys().filter(|name| regex.as_ref().is_none_or(|r| r.is_match(name)));
         let names: Vec<String> = matching.by_ref().take(LIST_NAMES_MAX).cloned().collect();
         let truncated = matching.next().is_some();
         assert!(names.len() <= LIST_NAMES_MAX);
@@ -27,21 +24,12 @@ impl ChatState {
 
     /// Messages queued for `name` with id > max(after, acked cursor), oldest
     /// first, at most `max`.
-    pub fn mailbox(
-        &self,
-        name: &str,
-        after: MessageId,
-        max: usize,
-    ) -> Result<Vec<Message>, ChatError> {
+    pub fn mailbox(&self, name: &str, after: MessageId, max: usize) -> Result<Vec<Message>, ChatError> {
         let Some(account) = self.accounts.get(name) else {
-            return Err(ChatError::NoSuchAccount {
-                name: name.to_string(),
-            });
+            return Err(ChatError::NoSuchAccount { name: name.to_string() });
         };
         let floor = after.max(account.acked_through);
-        let start = account
-            .mailbox
-            .partition_point(|message| message.id <= floor);
+        let start = account.mailbox.partition_point(|message| message.id <= floor);
         let messages: Vec<Message> = account.mailbox.range(start..).take(max).cloned().collect();
         assert!(messages.len() <= max);
         assert!(messages.first().is_none_or(|message| message.id > floor));
@@ -52,16 +40,11 @@ impl ChatState {
 /// Compiles a `list` pattern under the length and compiled-size bounds.
 fn compile_list_pattern(pattern: &str) -> Result<Regex, ChatError> {
     if pattern.len() > LIST_PATTERN_BYTES_MAX {
-        return Err(ChatError::PatternTooLong {
-            bytes: pattern.len(),
-            max: LIST_PATTERN_BYTES_MAX,
-        });
+        return Err(ChatError::PatternTooLong { bytes: pattern.len(), max: LIST_PATTERN_BYTES_MAX });
     }
     RegexBuilder::new(pattern)
         .size_limit(LIST_REGEX_COMPILED_BYTES_MAX)
         .dfa_size_limit(LIST_REGEX_COMPILED_BYTES_MAX)
         .build()
-        .map_err(|error| ChatError::PatternInvalid {
-            reason: error.to_string(),
-        })
+        .map_err(|error| ChatError::PatternInvalid { reason: error.to_string() })
 }

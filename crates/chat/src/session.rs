@@ -48,10 +48,7 @@ impl SessionTable {
     /// Opens a session for `client` (or just marks an existing one used),
     /// evicting least recently used sessions so at most `sessions_max` remain.
     pub(crate) fn register(&mut self, client: ClientId, now: u64, sessions_max: usize) {
-        assert!(
-            sessions_max >= 1,
-            "the session limit must admit one session"
-        );
+        assert!(sessions_max >= 1, "the session limit must admit one session");
         if self.by_client.contains_key(&client) {
             self.touch(client, now);
             return;
@@ -59,11 +56,7 @@ impl SessionTable {
         while self.by_client.len() >= sessions_max {
             self.evict_least_recently_used();
         }
-        let session = Session {
-            last_seq: 0,
-            last_reply: Ok(Outcome::Registered),
-            last_used: now,
-        };
+        let session = Session { last_seq: 0, last_reply: Ok(Outcome::Registered), last_used: now };
         self.by_client.insert(client, session);
         self.by_last_used.insert((now, client));
         assert!(self.by_client.len() <= sessions_max);
@@ -72,14 +65,8 @@ impl SessionTable {
 
     /// Marks the open session of `client` as used at `now`.
     pub(crate) fn touch(&mut self, client: ClientId, now: u64) {
-        let session = self
-            .by_client
-            .get_mut(&client)
-            .expect("touch is only called for an open session");
-        assert!(
-            now >= session.last_used,
-            "the applied count never goes back"
-        );
+        let session = self.by_client.get_mut(&client).expect("touch is only called for an open session");
+        assert!(now >= session.last_used, "the applied count never goes back");
         let removed = self.by_last_used.remove(&(session.last_used, client));
         assert!(removed, "every session is in the eviction index");
         session.last_used = now;
@@ -87,33 +74,17 @@ impl SessionTable {
     }
 
     /// Records that `client` executed `seq` with `reply`, at `now`.
-    pub(crate) fn record(
-        &mut self,
-        client: ClientId,
-        seq: u64,
-        reply: Result<Outcome, ChatError>,
-        now: u64,
-    ) {
+    pub(crate) fn record(&mut self, client: ClientId, seq: u64, reply: Result<Outcome, ChatError>, now: u64) {
         self.touch(client, now);
-        let session = self
-            .by_client
-            .get_mut(&client)
-            .expect("record is only called for an open session");
-        assert!(
-            seq > session.last_seq,
-            "only a newer sequence number executes"
-        );
+        let session = self.by_client.get_mut(&client).expect("record is only called for an open session");
+        assert!(seq > session.last_seq, "only a newer sequence number executes");
         session.last_seq = seq;
         session.last_reply = reply;
     }
 
     /// Checks that the index matches the table and the sessions fit the
     /// limit; used on snapshots read from outside.
-    pub(crate) fn check(
-        &self,
-        sessions_max: usize,
-        applied_count: u64,
-    ) -> Result<(), &'static str> {
+    pub(crate) fn check(&self, sessions_max: usize, applied_count: u64) -> Result<(), &'static str> {
         if self.by_client.len() > sessions_max {
             return Err("more sessions than the session limit");
         }
@@ -133,14 +104,8 @@ impl SessionTable {
 
     /// Drops the session used longest ago.
     fn evict_least_recently_used(&mut self) {
-        let (_, client) = self
-            .by_last_used
-            .pop_first()
-            .expect("eviction only runs on a non-empty table");
+        let (_, client) = self.by_last_used.pop_first().expect("eviction only runs on a non-empty table");
         let removed = self.by_client.remove(&client);
-        assert!(
-            removed.is_some(),
-            "the eviction index names only open sessions"
-        );
+        assert!(removed.is_some(), "the eviction index names only open sessions");
     }
 }

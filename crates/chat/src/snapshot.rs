@@ -30,17 +30,12 @@ impl ChatState {
     /// Reads a snapshot, refusing bytes that do not decode exactly or that
     /// decode to a state `apply` could never have produced.
     pub fn from_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let (state, rest) = postcard::take_from_bytes::<ChatState>(bytes).map_err(|error| {
-            SnapshotError::Malformed {
-                reason: error.to_string(),
-            }
-        })?;
+        let (state, rest) = postcard::take_from_bytes::<ChatState>(bytes)
+            .map_err(|error| SnapshotError::Malformed { reason: error.to_string() })?;
         if !rest.is_empty() {
             return Err(SnapshotError::TrailingBytes { bytes: rest.len() });
         }
-        state
-            .check()
-            .map_err(|reason| SnapshotError::Inconsistent { reason })?;
+        state.check().map_err(|reason| SnapshotError::Inconsistent { reason })?;
         Ok(state)
     }
 
@@ -83,7 +78,5 @@ fn check_account(name: &str, account: &Account, last_message_id: u64) -> Result<
 
 /// FNV-1a, 64-bit: simple, fast, stable across platforms and releases.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(FNV_OFFSET_BASIS, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(FNV_PRIME)
-    })
+    bytes.iter().fold(FNV_OFFSET_BASIS, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(FNV_PRIME))
 }

@@ -84,41 +84,33 @@ impl ChatState {
 
     /// [`ChatState::apply`] with explicit bounds.
     pub(crate) fn apply_bounded(&mut self, proposal: &Proposal, bounds: Bounds) -> Applied {
-        self.applied_count = self
-            .applied_count
-            .checked_add(1)
-            .expect("fewer than 2^64 proposals are applied");
+        self.applied_count = self.applied_count.checked_add(1).expect("fewer than 2^64 proposals are applied");
         let now = self.applied_count;
         let (reply, event) = match &proposal.command {
             Command::RegisterClient => {
-                self.sessions
-                    .register(proposal.client, now, bounds.sessions_max);
+                self.sessions.register(proposal.client, now, bounds.sessions_max);
                 (Ok(Outcome::Registered), None)
             }
             Command::Ack { name, through } => (self.ack(name, *through), None),
             _ => self.apply_in_session(proposal, now, bounds),
         };
         assert!(self.sessions.len() <= bounds.sessions_max);
-        Applied {
-            client: proposal.client,
-            seq: proposal.seq,
-            reply,
-            event,
-        }
+        Applied { client: proposal.client, seq: proposal.seq, reply, event }
     }
 
     /// The exactly-once gate for Create, Delete and Send.
     fn apply_in_session(&mut self, proposal: &Proposal, now: u64, bounds: Bounds) -> Step {
+        if chorus_plant::active(chorus_plant::bugs::DEDUP_OUTSIDE_LOG) {
+            // Planted bug: the replicated session table is bypassed.
+            return self.execute(&proposal.command, proposal.at_millis, bounds);
+        }
         let Some(session) = self.sessions.get(proposal.client) else {
             return (Err(ChatError::SessionUnknown), None);
         };
         let last = session.last_seq;
         match proposal.seq.cmp(&last) {
             Ordering::Less => {
-                let stale = ChatError::StaleSequence {
-                    seq: proposal.seq,
-                    last,
-                };
+                let stale = ChatError::StaleSequence { seq: proposal.seq, last };
                 (Err(stale), None)
             }
             Ordering::Equal => {
@@ -128,8 +120,7 @@ impl ChatState {
             }
             Ordering::Greater => {
                 let (reply, event) = self.execute(&proposal.command, proposal.at_millis, bounds);
-                self.sessions
-                    .record(proposal.client, proposal.seq, reply.clone(), now);
+                self.sessions.record(proposal.client, proposal.seq, reply.clone(), now);
                 (reply, event)
             }
         }
@@ -151,10 +142,7 @@ impl ChatState {
             },
             Command::Send { from, to, text } => {
                 match self.send(from, to, text, at_millis, bounds.mailbox_messages_max) {
-                    Ok(message) => (
-                        Ok(Outcome::Sent { id: message.id }),
-                        Some(StateEvent::Queued(message)),
-                    ),
+                    Ok(message) => (Ok(Outcome::Sent { id: message.id }), Some(StateEvent::Queued(message))),
                     Err(error) => (Err(error), None),
                 }
             }
@@ -167,9 +155,7 @@ impl ChatState {
     /// Creates an empty account.
     fn create(&mut self, name: &str, accounts_max: usize) -> Result<Outcome, ChatError> {
         if self.accounts.contains_key(name) {
-            return Err(ChatError::NameTaken {
-                name: name.to_string(),
-            });
+            return Err(ChatError::NameTaken { name: name.to_string() });
         }
         if self.accounts.len() >= accounts_max {
             return Err(ChatError::AccountsFull);
@@ -183,9 +169,7 @@ impl ChatState {
     fn delete(&mut self, name: &str) -> Result<Outcome, ChatError> {
         match self.accounts.remove(name) {
             Some(_) => Ok(Outcome::Deleted),
-            None => Err(ChatError::NoSuchAccount {
-                name: name.to_string(),
-            }),
+            None => Err(ChatError::NoSuchAccount { name: name.to_string() }),
         }
     }
 
@@ -199,32 +183,18 @@ impl ChatState {
         mailbox_messages_max: usize,
     ) -> Result<Message, ChatError> {
         if !self.accounts.contains_key(from) {
-            return Err(ChatError::SenderUnknown {
-                name: from.to_string(),
-            });
+            return Err(ChatError::SenderUnknown { name: from.to_string() });
         }
         let next_id = self.last_message_id + 1;
         let Some(recipient) = self.accounts.get_mut(to) else {
-            return Err(ChatError::NoSuchAccount {
-                name: to.to_string(),
-            });
+            return Err(ChatError::NoSuchAccount { name: to.to_string() });
         };
         if recipient.mailbox.len() >= mailbox_messages_max {
-            return Err(ChatError::MailboxFull {
-                name: to.to_string(),
-            });
+            return Err(ChatError::MailboxFull { name: to.to_string() });
         }
-        assert!(
-            recipient.acked_through <= self.last_message_id,
-            "acks are clamped"
-        );
-        let message = Message {
-            id: next_id,
-            from: from.to_string(),
-            to: to.to_string(),
-            at_millis,
-            text: text.to_string(),
-        };
+        assert!(recipient.acked_through <= self.last_message_id, "acks are clamped");
+        let message =
+            Message { id: next_id, from: from.to_string(), to: to.to_string(), at_millis, text: text.to_string() };
         recipient.mailbox.push_back(message.clone());
         assert!(recipient.mailbox.len() <= mailbox_messages_max);
         self.last_message_id = next_id;
@@ -237,9 +207,7 @@ impl ChatState {
     fn ack(&mut self, name: &str, through: MessageId) -> Result<Outcome, ChatError> {
         validate_name(name)?;
         let Some(account) = self.accounts.get_mut(name) else {
-            return Err(ChatError::NoSuchAccount {
-                name: name.to_string(),
-            });
+            return Err(ChatError::NoSuchAccount { name: name.to_string() });
         };
         let through = through.min(self.last_message_id);
         account.acked_through = account.acked_through.max(through);
@@ -249,10 +217,7 @@ impl ChatState {
             }
             account.mailbox.pop_front();
         }
-        assert!(account
-            .mailbox
-            .front()
-            .is_none_or(|m| m.id > account.acked_through));
+        assert!(account.mailbox.front().is_none_or(|m| m.id > account.acked_through));
         Ok(Outcome::Acked)
     }
 }

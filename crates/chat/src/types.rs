@@ -143,10 +143,8 @@ pub fn encode_proposal(proposal: &Proposal) -> Vec<u8> {
 /// Decodes a proposal read from the log or a peer; rejects trailing bytes so
 /// that one encoding maps to exactly one proposal.
 pub fn decode_proposal(bytes: &[u8]) -> Result<Proposal, DecodeError> {
-    let (proposal, rest) =
-        postcard::take_from_bytes::<Proposal>(bytes).map_err(|error| DecodeError::Malformed {
-            reason: error.to_string(),
-        })?;
+    let (proposal, rest) = postcard::take_from_bytes::<Proposal>(bytes)
+        .map_err(|error| DecodeError::Malformed { reason: error.to_string() })?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes { bytes: rest.len() });
     }

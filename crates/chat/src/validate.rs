@@ -11,9 +11,7 @@ use crate::types::Command;
 pub fn validate(command: &Command) -> Result<(), ChatError> {
     match command {
         Command::RegisterClient => Ok(()),
-        Command::Create { name } | Command::Delete { name } | Command::Ack { name, .. } => {
-            validate_name(name)
-        }
+        Command::Create { name } | Command::Delete { name } | Command::Ack { name, .. } => validate_name(name),
         Command::Send { from, to, text } => {
             validate_name(from)?;
             validate_name(to)?;
@@ -34,8 +32,7 @@ pub fn validate_name(name: &str) -> Result<(), ChatError> {
         return Err(name_invalid(name, reason));
     }
     if let Some(bad) = name.chars().find(|c| !is_name_char(*c)) {
-        let reason =
-            format!("character {bad:?} is not allowed (use ASCII letters, digits, _, - or .)");
+        let reason = format!("character {bad:?} is not allowed (use ASCII letters, digits, _, - or .)");
         return Err(name_invalid(name, reason));
     }
     Ok(())
@@ -47,10 +44,7 @@ fn validate_text(text: &str) -> Result<(), ChatError> {
         return Err(ChatError::TextEmpty);
     }
     if text.len() > MESSAGE_TEXT_BYTES_MAX {
-        return Err(ChatError::TextTooLong {
-            bytes: text.len(),
-            max: MESSAGE_TEXT_BYTES_MAX,
-        });
+        return Err(ChatError::TextTooLong { bytes: text.len(), max: MESSAGE_TEXT_BYTES_MAX });
     }
     Ok(())
 }
@@ -67,8 +61,5 @@ fn name_invalid(name: &str, reason: String) -> ChatError {
     if shown.len() < name.len() {
         shown.push_str("...");
     }
-    ChatError::NameInvalid {
-        name: shown,
-        reason,
-    }
+    ChatError::NameInvalid { name: shown, reason }
 }

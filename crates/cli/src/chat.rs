@@ -50,23 +50,14 @@ commands:
 /// Runs the chat client against the cluster described by `cluster`.
 pub async fn run(cluster: &Path, json: bool) -> anyhow::Result<()> {
     let file = ClusterFile::load(cluster)?;
-    let client = Client::connect(file.replicas)
-        .await
-        .context("cannot open a session with the cluster")?;
+    let client = Client::connect(file.replicas).await.context("cannot open a session with the cluster")?;
     let (mut input, printer) = Input::start().await;
     let output = Output { json, printer };
-    let stream = client
-        .deliveries()
-        .context("the delivery stream was already taken")?;
+    let stream = client.deliveries().context("the delivery stream was already taken")?;
     // Held while a `connect` runs, so its reply prints before the messages
     // it starts delivering.
     let gate = Arc::new(tokio::sync::Mutex::new(()));
-    let printing = tokio::spawn(print_deliveries(
-        stream,
-        client.clone(),
-        output.clone(),
-        gate.clone(),
-    ));
+    let printing = tokio::spawn(print_deliveries(stream, client.clone(), output.clone(), gate.clone()));
     let mut me: Option<String> = None;
     loop {
         let prompt = format!("{}> ", me.as_deref().unwrap_or("chorus"));
@@ -94,10 +85,7 @@ pub async fn run(cluster: &Path, json: bool) -> anyhow::Result<()> {
             Err(usage) => Err(usage),
         };
         let quitting = matches!(result, Ok(Done::Quit));
-        output.reply(&Reply {
-            command: Some(command),
-            result,
-        })?;
+        output.reply(&Reply { command: Some(command), result })?;
         drop(held);
         if quitting {
             break;
@@ -147,10 +135,7 @@ struct Reply {
 impl Reply {
     /// The reply to a line that could not be read as a command.
     fn refused(reason: String) -> Reply {
-        Reply {
-            command: None,
-            result: Err(reason),
-        }
+        Reply { command: None, result: Err(reason) }
     }
 }
 
@@ -192,9 +177,7 @@ fn parse(line: &str) -> Option<(String, Result<Parsed, String>)> {
         "delete" => one_name(rest, "delete NAME").map(Parsed::Delete),
         "list" => {
             let pattern = rest.trim();
-            Ok(Parsed::List(
-                (!pattern.is_empty()).then(|| pattern.to_string()),
-            ))
+            Ok(Parsed::List((!pattern.is_empty()).then(|| pattern.to_string())))
         }
         "send" => parse_send(rest),
         "help" => Ok(Parsed::Help),
@@ -213,10 +196,7 @@ fn parse_send(rest: &str) -> Result<Parsed, String> {
     if text.is_empty() {
         return Err("missing message text (usage: send NAME TEXT)".into());
     }
-    Ok(Parsed::Send {
-        to: to.to_string(),
-        text: text.to_string(),
-    })
+    Ok(Parsed::Send { to: to.to_string(), text: text.to_string() })
 }
 
 /// Runs one command; `me` is the account the client acts as.
@@ -240,15 +220,9 @@ async fn execute(client: &Client, me: &mut Option<String>, parsed: Parsed) -> Re
             }
             Ok(Done::Deleted(name))
         }
-        Parsed::List(pattern) => client
-            .list(pattern.as_deref())
-            .await
-            .map(Done::Listed)
-            .map_err(failed),
+        Parsed::List(pattern) => client.list(pattern.as_deref()).await.map(Done::Listed).map_err(failed),
         Parsed::Send { to, text } => {
-            let from = me
-                .as_deref()
-                .ok_or_else(|| "sign in first with create or connect".to_string())?;
+            let from = me.as_deref().ok_or_else(|| "sign in first with create or connect".to_string())?;
             chorus_chat::validate_name(&to).map_err(|e| e.to_string())?;
             let id = client.send(from, &to, &text).await.map_err(failed)?;
             Ok(Done::Sent { to, id })
@@ -275,9 +249,7 @@ impl Output {
     fn line(&self, text: &str) -> std::io::Result<()> {
         if let Some(printer) = &self.printer {
             let mut printer = printer.lock().unwrap_or_else(PoisonError::into_inner);
-            return printer
-                .print(format!("{text}\n"))
-                .map_err(|e| std::io::Error::other(e.to_string()));
+            return printer.print(format!("{text}\n")).map_err(|e| std::io::Error::other(e.to_string()));
         }
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{text}")?;
@@ -308,12 +280,9 @@ impl Output {
                 text: &m.text,
             }),
             (Delivery::Message(m), false) => message_text(m),
-            (Delivery::Ended { name, reason }, true) => to_json(&EndedLine {
-                delivery: true,
-                ended: true,
-                name,
-                reason,
-            }),
+            (Delivery::Ended { name, reason }, true) => {
+                to_json(&EndedLine { delivery: true, ended: true, name, reason })
+            }
             (Delivery::Ended { name, reason }, false) => {
                 format!("-- delivery for {name} ended: {}", printable(reason))
             }
@@ -370,36 +339,16 @@ struct EndedLine<'a> {
 fn reply_json(reply: &Reply) -> String {
     let command = reply.command.as_deref();
     let line = match &reply.result {
-        Err(error) => ReplyLine {
-            command,
-            error: Some(error),
-            ..ReplyLine::default()
-        },
+        Err(error) => ReplyLine { command, error: Some(error), ..ReplyLine::default() },
         Ok(done) => {
-            let ok = ReplyLine {
-                command,
-                ok: Some(true),
-                ..ReplyLine::default()
-            };
+            let ok = ReplyLine { command, ok: Some(true), ..ReplyLine::default() };
             match done {
-                Done::Created(name) | Done::Connected(name) | Done::Deleted(name) => ReplyLine {
-                    name: Some(name),
-                    ..ok
-                },
-                Done::Listed(list) => ReplyLine {
-                    names: Some(&list.names),
-                    truncated: Some(list.truncated),
-                    ..ok
-                },
-                Done::Sent { to, id } => ReplyLine {
-                    to: Some(to),
-                    id: Some(*id),
-                    ..ok
-                },
-                Done::Help => ReplyLine {
-                    text: Some(HELP),
-                    ..ok
-                },
+                Done::Created(name) | Done::Connected(name) | Done::Deleted(name) => {
+                    ReplyLine { name: Some(name), ..ok }
+                }
+                Done::Listed(list) => ReplyLine { names: Some(&list.names), truncated: Some(list.truncated), ..ok },
+                Done::Sent { to, id } => ReplyLine { to: Some(to), id: Some(*id), ..ok },
+                Done::Help => ReplyLine { text: Some(HELP), ..ok },
                 Done::Quit => ok,
             }
         }
@@ -434,12 +383,7 @@ fn reply_text(done: &Done) -> String {
 
 /// A delivered message for humans: `[YYYY-MM-DD HH:MM:SS.mmm] from: text`.
 fn message_text(message: &Message) -> String {
-    format!(
-        "[{}] {}: {}",
-        format_utc_millis(message.at_millis),
-        message.from,
-        printable(&message.text)
-    )
+    format!("[{}] {}: {}", format_utc_millis(message.at_millis), message.from, printable(&message.text))
 }
 
 /// `text` with control characters escaped, so a message cannot move the
@@ -476,16 +420,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     assert!((1..=12).contains(&month) && (1..=31).contains(&day));
     (year, month as u32, day as u32)
@@ -545,21 +484,12 @@ impl Input {
             let lines_for_editor = lines_tx.clone();
             std::thread::spawn(move || edit_lines(lines_for_editor, resume_rx, ready_tx));
             if let Ok(Ok(printer)) = ready_rx.await {
-                let input = Input {
-                    lines,
-                    resume: Some(resume_tx),
-                };
+                let input = Input { lines, resume: Some(resume_tx) };
                 return (input, printer.map(|p| Arc::new(Mutex::new(p))));
             }
         }
         std::thread::spawn(move || read_plain_lines(lines_tx));
-        (
-            Input {
-                lines,
-                resume: None,
-            },
-            None,
-        )
+        (Input { lines, resume: None }, None)
     }
 
     /// The next line; `prompt` is shown by the line editor.
@@ -592,10 +522,7 @@ fn edit_lines(
             return;
         }
     };
-    let printer = editor
-        .create_external_printer()
-        .ok()
-        .map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>);
+    let printer = editor.create_external_printer().ok().map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>);
     if ready.send(Ok(printer)).is_err() {
         return;
     }
@@ -637,10 +564,7 @@ fn read_plain_lines(lines: mpsc::Sender<InputEvent>) {
 
 /// Reads one line of at most `LINE_BYTES_MAX` bytes; a longer one is
 /// skipped to its end and refused. `None` at the end of input.
-fn read_bounded_line(
-    reader: &mut impl BufRead,
-    buffer: &mut Vec<u8>,
-) -> std::io::Result<Option<InputEvent>> {
+fn read_bounded_line(reader: &mut impl BufRead, buffer: &mut Vec<u8>) -> std::io::Result<Option<InputEvent>> {
     buffer.clear();
     let limit = LINE_BYTES_MAX as u64 + 1;
     if reader.by_ref().take(limit).read_until(b'\n', buffer)? == 0 {
@@ -675,74 +599,37 @@ mod tests {
     #[test]
     fn timestamps_are_utc_civil_dates() {
         assert_eq!(format_utc_millis(0), "1970-01-01 00:00:00.000");
-        assert_eq!(
-            format_utc_millis(1_732_290_001_123),
-            "2024-11-22 15:40:01.123"
-        );
-        assert_eq!(
-            format_utc_millis(951_868_799_999),
-            "2000-02-29 23:59:59.999"
-        );
-        assert_eq!(
-            format_utc_millis(1_709_164_800_000),
-            "2024-02-29 00:00:00.000"
-        );
-        assert_eq!(
-            format_utc_millis(4_102_444_800_000),
-            "2100-01-01 00:00:00.000"
-        );
+        assert_eq!(format_utc_millis(1_732_290_001_123), "2024-11-22 15:40:01.123");
+        assert_eq!(format_utc_millis(951_868_799_999), "2000-02-29 23:59:59.999");
+        assert_eq!(format_utc_millis(1_709_164_800_000), "2024-02-29 00:00:00.000");
+        assert_eq!(format_utc_millis(4_102_444_800_000), "2100-01-01 00:00:00.000");
     }
 
     #[test]
     fn commands_parse_word_for_word() {
         let parsed = |line: &str| parse(line).map(|(_, p)| p);
         assert_eq!(parsed("  "), None);
-        assert_eq!(
-            parsed("create user2"),
-            Some(Ok(Parsed::Create("user2".into())))
-        );
+        assert_eq!(parsed("create user2"), Some(Ok(Parsed::Create("user2".into()))));
         assert_eq!(parsed("list"), Some(Ok(Parsed::List(None))));
-        assert_eq!(
-            parsed("list ^a b"),
-            Some(Ok(Parsed::List(Some("^a b".into()))))
-        );
+        assert_eq!(parsed("list ^a b"), Some(Ok(Parsed::List(Some("^a b".into())))));
         assert_eq!(
             parsed("send user3  hello   there \r\n"),
-            Some(Ok(Parsed::Send {
-                to: "user3".into(),
-                text: "hello   there ".into()
-            }))
+            Some(Ok(Parsed::Send { to: "user3".into(), text: "hello   there ".into() }))
         );
         assert!(matches!(parsed("send user3"), Some(Err(e)) if e.contains("missing message text")));
         assert!(matches!(parsed("connect"), Some(Err(e)) if e.contains("missing account name")));
         assert!(matches!(parsed("delete a b"), Some(Err(e)) if e.contains("too many arguments")));
-        assert!(
-            matches!(parsed("create bad/name"), Some(Err(e)) if e.contains("invalid account name"))
-        );
+        assert!(matches!(parsed("create bad/name"), Some(Err(e)) if e.contains("invalid account name")));
         assert!(matches!(parsed("frobnicate x"), Some(Err(e)) if e.contains("unknown command")));
         assert_eq!(parse("QUIT").map(|(c, _)| c), Some("quit".into()));
     }
 
     #[test]
     fn json_replies_have_the_documented_shapes() {
-        let reply = |command: &str, result| {
-            reply_json(&Reply {
-                command: Some(command.into()),
-                result,
-            })
-        };
-        let sent = Done::Sent {
-            to: "user3".into(),
-            id: 4,
-        };
-        assert_eq!(
-            reply("send", Ok(sent)),
-            r#"{"command":"send","ok":true,"to":"user3","id":4}"#
-        );
-        let list = ListResult {
-            names: vec!["a".into()],
-            truncated: false,
-        };
+        let reply = |command: &str, result| reply_json(&Reply { command: Some(command.into()), result });
+        let sent = Done::Sent { to: "user3".into(), id: 4 };
+        assert_eq!(reply("send", Ok(sent)), r#"{"command":"send","ok":true,"to":"user3","id":4}"#);
+        let list = ListResult { names: vec!["a".into()], truncated: false };
         assert_eq!(
             reply("list", Ok(Done::Listed(list))),
             r#"{"command":"list","ok":true,"names":["a"],"truncated":false}"#
@@ -755,14 +642,8 @@ mod tests {
             reply("send", Err("no such account: bob".into())),
             r#"{"command":"send","error":"no such account: bob"}"#
         );
-        assert_eq!(
-            reply("quit", Ok(Done::Quit)),
-            r#"{"command":"quit","ok":true}"#
-        );
-        assert_eq!(
-            reply_json(&Reply::refused("x".into())),
-            r#"{"command":null,"error":"x"}"#
-        );
+        assert_eq!(reply("quit", Ok(Done::Quit)), r#"{"command":"quit","ok":true}"#);
+        assert_eq!(reply_json(&Reply::refused("x".into())), r#"{"command":null,"error":"x"}"#);
         let line = to_json(&MessageLine {
             delivery: true,
             id: 4,
@@ -771,10 +652,7 @@ mod tests {
             at: 1_732_290_001_123,
             text: "hello",
         });
-        assert_eq!(
-            line,
-            r#"{"delivery":true,"id":4,"from":"user2","to":"user3","at":1732290001123,"text":"hello"}"#
-        );
+        assert_eq!(line, r#"{"delivery":true,"id":4,"from":"user2","to":"user3","at":1732290001123,"text":"hello"}"#);
     }
 
     #[test]

@@ -12,11 +12,7 @@ use std::path::PathBuf;
 const DEFAULT_CLUSTER_FILE: &str = "./chorus-data/cluster.toml";
 
 #[derive(Parser)]
-#[command(
-    name = "chorus",
-    version,
-    about = "A replicated chat service that does not lose messages"
-)]
+#[command(name = "chorus", version, about = "A replicated chat service that does not lose messages")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,15 +63,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Up {
-            replicas,
-            dir,
-            port,
-        } => runtime.block_on(up::run(replicas, dir, port)),
+        Command::Up { replicas, dir, port } => runtime.block_on(up::run(replicas, dir, port)),
         Command::Server { cluster, id } => {
             init_logging();
             runtime.block_on(chorus_server::run_from_file(&cluster, id))
@@ -89,8 +79,5 @@ fn main() -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -85,10 +85,7 @@ fn print_table(rows: &[(ReplicaAddress, Result<StatusReport, String>)]) {
                 s.chosen_through,
                 s.applied_through
             ),
-            Err(error) => println!(
-                "{:<3} {:<21} {:<11} ({error})",
-                replica.id, replica.client_addr, "no"
-            ),
+            Err(error) => println!("{:<3} {:<21} {:<11} ({error})", replica.id, replica.client_addr, "no"),
         }
     }
 }

@@ -36,17 +36,10 @@ pub async fn run(replicas: usize, dir: PathBuf, port: u16) -> anyhow::Result<()>
             replica.peer_addr,
             replica.data_dir.display()
         );
-        running.push(Running {
-            id: replica.id,
-            child,
-            exited: false,
-        });
+        running.push(Running { id: replica.id, child, exited: false });
     }
     println!("cluster file {}", cluster_path.display());
-    println!(
-        "chat with: chorus chat --cluster {}",
-        cluster_path.display()
-    );
+    println!("chat with: chorus chat --cluster {}", cluster_path.display());
     println!("Ctrl-C stops every replica");
     watch(&mut running).await;
     stop_all(&mut running).await;
@@ -68,25 +61,16 @@ fn prepare_cluster_file(path: &Path, replicas: usize, port: u16) -> anyhow::Resu
         return Ok(cluster);
     }
     let cluster = ClusterFile::local(replicas, port);
-    cluster
-        .check()
-        .map_err(|reason| anyhow::anyhow!("cannot build this cluster: {reason}"))?;
+    cluster.check().map_err(|reason| anyhow::anyhow!("cannot build this cluster: {reason}"))?;
     let highest = u32::from(port) + 2 * replicas as u32;
-    anyhow::ensure!(
-        highest <= u32::from(u16::MAX),
-        "ports {port}..{highest} do not fit below 65536"
-    );
-    std::fs::write(path, cluster.to_toml())
-        .with_context(|| format!("writing {}", path.display()))?;
+    anyhow::ensure!(highest <= u32::from(u16::MAX), "ports {port}..{highest} do not fit below 65536");
+    std::fs::write(path, cluster.to_toml()).with_context(|| format!("writing {}", path.display()))?;
     ClusterFile::load(path).map_err(Into::into)
 }
 
 fn spawn_replica(cluster_path: &Path, dir: &Path, id: u8) -> anyhow::Result<Child> {
     let log_path = dir.join(format!("replica-{id}.log"));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
     let exe = std::env::current_exe().context("locating the chorus binary")?;
     Command::new(exe)
         .arg("server")
@@ -119,10 +103,7 @@ fn report_exits(running: &mut [Running]) {
     for replica in running.iter_mut().filter(|r| !r.exited) {
         if let Ok(Some(status)) = replica.child.try_wait() {
             replica.exited = true;
-            eprintln!(
-                "replica {} exited ({status}); it is not restarted",
-                replica.id
-            );
+            eprintln!("replica {} exited ({status}); it is not restarted", replica.id);
         }
     }
     if running.iter().all(|r| r.exited) {

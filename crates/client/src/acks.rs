@@ -22,14 +22,14 @@ struct AckCursor {
 
 /// Accounts with shown messages whose acknowledgement is not yet confirmed.
 #[derive(Debug, Default)]
-pub(crate) struct AckTracker {
+pub struct AckTracker {
     /// At most `ACK_ACCOUNTS_MAX` entries; an entry leaves once `acked >= shown`.
     cursors: BTreeMap<String, AckCursor>,
 }
 
 impl AckTracker {
     /// Records that `id` was shown for `name`; true if there is new work.
-    pub(crate) fn shown(&mut self, name: &str, id: MessageId) -> bool {
+    pub fn shown(&mut self, name: &str, id: MessageId) -> bool {
         if let Some(cursor) = self.cursors.get_mut(name) {
             if id <= cursor.shown {
                 return false;
@@ -42,27 +42,18 @@ impl AckTracker {
             tracing::warn!(account = name, "too many accounts awaiting acknowledgement");
             return false;
         }
-        self.cursors.insert(
-            name.to_string(),
-            AckCursor {
-                shown: id,
-                acked: 0,
-            },
-        );
+        self.cursors.insert(name.to_string(), AckCursor { shown: id, acked: 0 });
         assert!(self.cursors.len() <= ACK_ACCOUNTS_MAX);
         true
     }
 
     /// The next acknowledgement to send: an account and its highest shown id.
-    pub(crate) fn next(&self) -> Option<(String, MessageId)> {
-        self.cursors
-            .iter()
-            .find(|(_, c)| c.shown > c.acked)
-            .map(|(name, c)| (name.clone(), c.shown))
+    pub fn next(&self) -> Option<(String, MessageId)> {
+        self.cursors.iter().find(|(_, c)| c.shown > c.acked).map(|(name, c)| (name.clone(), c.shown))
     }
 
     /// The cluster confirmed the read position of `name` at `through`.
-    pub(crate) fn acked(&mut self, name: &str, through: MessageId) {
+    pub fn acked(&mut self, name: &str, through: MessageId) {
         if let Some(cursor) = self.cursors.get_mut(name) {
             assert!(through <= cursor.shown, "only shown ids are acknowledged");
             cursor.acked = cursor.acked.max(through);
@@ -73,12 +64,12 @@ impl AckTracker {
     }
 
     /// The account is gone: nothing left to acknowledge for it.
-    pub(crate) fn forget(&mut self, name: &str) {
+    pub fn forget(&mut self, name: &str) {
         self.cursors.remove(name);
     }
 
     /// True while some shown message is not confirmed acknowledged.
-    pub(crate) fn pending(&self) -> bool {
+    pub fn pending(&self) -> bool {
         self.cursors.values().any(|c| c.shown > c.acked)
     }
 }

@@ -18,9 +18,7 @@ pub(crate) struct Backoff {
 impl Backoff {
     /// A backoff at its first step.
     pub(crate) fn new() -> Self {
-        Backoff {
-            step: BACKOFF_FIRST,
-        }
+        Backoff { step: BACKOFF_FIRST }
     }
 
     /// The next pause; advances the step.

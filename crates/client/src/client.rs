@@ -157,10 +157,7 @@ impl Client {
     }
 
     /// [`Client::connect`] with explicit options.
-    pub async fn connect_with(
-        replicas: Vec<ReplicaAddress>,
-        options: ClientOptions,
-    ) -> Result<Client, ClientError> {
+    pub async fn connect_with(replicas: Vec<ReplicaAddress>, options: ClientOptions) -> Result<Client, ClientError> {
         if replicas.is_empty() {
             return Err(ClientError::NoReplicas);
         }
@@ -172,14 +169,8 @@ impl Client {
         let inner = Arc::new(Inner {
             replicas,
             options,
-            slot: tokio::sync::Mutex::new(Slot {
-                current: None,
-                target: first,
-            }),
-            session: Mutex::new(Session {
-                client_id: 0,
-                next_seq: 1,
-            }),
+            slot: tokio::sync::Mutex::new(Slot { current: None, target: first }),
+            session: Mutex::new(Session { client_id: 0, next_seq: 1 }),
             command_turn: tokio::sync::Mutex::new(()),
             deliveries: Arc::new(Deliveries::new(delivery_tx)),
             delivery_stream: Mutex::new(Some(delivery_rx)),
@@ -189,16 +180,8 @@ impl Client {
             connection_lost: Arc::new(Notify::new()),
             closing: watch::channel(()).0,
         });
-        tokio::spawn(supervise(
-            Arc::downgrade(&inner),
-            inner.connection_lost.clone(),
-            inner.closing.subscribe(),
-        ));
-        tokio::spawn(acknowledge(
-            Arc::downgrade(&inner),
-            inner.ack_wanted.clone(),
-            inner.closing.subscribe(),
-        ));
+        tokio::spawn(supervise(Arc::downgrade(&inner), inner.connection_lost.clone(), inner.closing.subscribe()));
+        tokio::spawn(acknowledge(Arc::downgrade(&inner), inner.ack_wanted.clone(), inner.closing.subscribe()));
         inner.register(rand::random()).await?;
         Ok(Client { inner })
     }
@@ -223,11 +206,7 @@ impl Client {
 
     /// Sends `text` from `from` to `to`; returns the message's id.
     pub async fn send(&self, from: &str, to: &str, text: &str) -> Result<MessageId, ClientError> {
-        let command = Command::Send {
-            from: from.into(),
-            to: to.into(),
-            text: text.into(),
-        };
+        let command = Command::Send { from: from.into(), to: to.into(), text: text.into() };
         match self.inner.execute(command).await? {
             Outcome::Sent { id } => Ok(id),
             other => Err(unexpected("send", &other)),
@@ -237,9 +216,7 @@ impl Client {
     /// Account names matching the regular expression `pattern` anywhere
     /// (all when `None`), sorted; linearizable.
     pub async fn list(&self, pattern: Option<&str>) -> Result<ListResult, ClientError> {
-        let request = Request::List {
-            pattern: pattern.map(str::to_string),
-        };
+        let request = Request::List { pattern: pattern.map(str::to_string) };
         match self.inner.call(&request).await {
             Ok(Response::List(result)) => Ok(result),
             Ok(other) => Err(unexpected("list", &other)),
@@ -253,10 +230,7 @@ impl Client {
     pub async fn subscribe(&self, name: &str) -> Result<(), ClientError> {
         chorus_chat::validate_name(name)?;
         let after = self.inner.deliveries.filter().begin(name);
-        let request = Request::Subscribe {
-            name: name.into(),
-            after,
-        };
+        let request = Request::Subscribe { name: name.into(), after };
         let result = match self.inner.call(&request).await {
             Ok(Response::Subscribed) => Ok(()),
             Ok(other) => Err(unexpected("subscribe", &other)),
@@ -344,10 +318,7 @@ impl Inner {
     async fn register(&self, client_id: u64) -> Result<(), ClientError> {
         match self.call(&Request::Register { client: client_id }).await {
             Ok(Response::Registered) => {
-                *lock(&self.session) = Session {
-                    client_id,
-                    next_seq: 1,
-                };
+                *lock(&self.session) = Session { client_id, next_seq: 1 };
                 Ok(())
             }
             Ok(other) => Err(unexpected("register", &other)),
@@ -367,11 +338,7 @@ impl Inner {
             (session.client_id, seq)
         };
         assert!(seq >= 1, "sequence 0 is the registration");
-        let request = Request::Command {
-            client,
-            seq,
-            command,
-        };
+        let request = Request::Command { client, seq, command };
         match self.call(&request).await {
             Ok(Response::Outcome(outcome)) => Ok(outcome),
             Ok(other) => Err(unexpected("a command", &other)),
@@ -398,10 +365,7 @@ impl Inner {
         let deadline = Instant::now() + self.options.call_timeout;
         let mut attempts = Attempts::new();
         loop {
-            let connection = self
-                .live_connection(deadline, &mut attempts)
-                .await
-                .map_err(CallError::Unavailable)?;
+            let connection = self.live_connection(deadline, &mut attempts).await.map_err(CallError::Unavailable)?;
             let timeout = self.attempt_timeout(deadline);
             let id = self.replicas[connection.replica_index].id;
             let pause_for = match connection.request(request.clone(), timeout).await {
@@ -419,15 +383,10 @@ impl Inner {
                     Some(attempts.backoff.next_delay())
                 }
                 Ok(Err(refusal)) => return Err(CallError::Refused(refusal)),
-                Err(AttemptError::HelloRefused(refusal)) => {
-                    return Err(CallError::Refused(refusal))
-                }
+                Err(AttemptError::HelloRefused(refusal)) => return Err(CallError::Refused(refusal)),
                 Err(AttemptError::Encode(reason)) => return Err(CallError::Encode(reason)),
                 Err(AttemptError::TimedOut) => {
-                    attempts.last_problem = format!(
-                        "no reply from replica {id} within {} ms",
-                        timeout.as_millis()
-                    );
+                    attempts.last_problem = format!("no reply from replica {id} within {} ms", timeout.as_millis());
                     self.abandon(&connection).await;
                     Some(attempts.backoff.next_delay())
                 }
@@ -449,20 +408,13 @@ impl Inner {
     /// The time one attempt may take: the configured bound, cut by the deadline.
     fn attempt_timeout(&self, deadline: Instant) -> Duration {
         let left = deadline.saturating_duration_since(Instant::now());
-        self.options
-            .attempt_timeout
-            .min(left)
-            .max(Duration::from_millis(1))
+        self.options.attempt_timeout.min(left).max(Duration::from_millis(1))
     }
 
     /// The live connection, or a new one to the replica believed to lead
     /// (resubscribed if a subscription is confirmed). Fails with the last
     /// problem once `deadline` passes.
-    async fn live_connection(
-        &self,
-        deadline: Instant,
-        attempts: &mut Attempts,
-    ) -> Result<Arc<Connection>, String> {
+    async fn live_connection(&self, deadline: Instant, attempts: &mut Attempts) -> Result<Arc<Connection>, String> {
         let mut slot = self.slot.lock().await;
         loop {
             if let Some(current) = &slot.current {
@@ -470,8 +422,7 @@ impl Inner {
                     return Ok(current.clone());
                 }
                 let index = current.replica_index;
-                attempts.last_problem =
-                    format!("connection to replica {} lost", self.replicas[index].id);
+                attempts.last_problem = format!("connection to replica {} lost", self.replicas[index].id);
                 slot.current = None;
                 if slot.target == index {
                     slot.target = self.next_index(index);
@@ -489,8 +440,7 @@ impl Inner {
                     return Ok(connection);
                 }
                 Ok(Err(Established::Redirect(to))) => {
-                    attempts.last_problem =
-                        format!("replica {} is not the leader", self.replicas[index].id);
+                    attempts.last_problem = format!("replica {} is not the leader", self.replicas[index].id);
                     slot.target = to;
                     attempts.redirect_pause()
                 }
@@ -524,32 +474,20 @@ impl Inner {
             closing: self.closing.subscribe(),
         };
         let addr = self.replicas[index].client_addr;
-        let connection = Connection::open(index, addr, wiring)
-            .await
-            .map_err(Established::Failed)?;
+        let connection = Connection::open(index, addr, wiring).await.map_err(Established::Failed)?;
         let Some((name, after)) = self.deliveries.filter().resume_point() else {
             return Ok(connection);
         };
-        let request = Request::Subscribe {
-            name: name.clone(),
-            after,
-        };
+        let request = Request::Subscribe { name: name.clone(), after };
         let id = self.replicas[index].id;
-        match connection
-            .request(request, self.options.attempt_timeout)
-            .await
-        {
+        match connection.request(request, self.options.attempt_timeout).await {
             Ok(Ok(Response::Subscribed)) => {
                 tracing::debug!(replica = id, account = %name, after, "resubscribed");
                 Ok(connection)
             }
-            Ok(Err(RequestError::NotLeader {
-                leader: Some(leader),
-            })) => match self.index_of(leader) {
+            Ok(Err(RequestError::NotLeader { leader: Some(leader) })) => match self.index_of(leader) {
                 Some(to) if to != index => Err(Established::Redirect(to)),
-                _ => Err(Established::Failed(format!(
-                    "replica {id} is not the leader"
-                ))),
+                _ => Err(Established::Failed(format!("replica {id} is not the leader"))),
             },
             Ok(Err(RequestError::Chat(refusal))) => {
                 // The account is gone: delivery ends, the connection is fine.
@@ -557,12 +495,10 @@ impl Inner {
                 Ok(connection)
             }
             Ok(Err(other)) => Err(Established::Failed(format!("replica {id}: {other}"))),
-            Ok(Ok(other)) => Err(Established::Failed(format!(
-                "replica {id} answered a subscription with {other:?}"
-            ))),
-            Err(AttemptError::TimedOut) => Err(Established::Failed(format!(
-                "replica {id} did not answer a subscription"
-            ))),
+            Ok(Ok(other)) => Err(Established::Failed(format!("replica {id} answered a subscription with {other:?}"))),
+            Err(AttemptError::TimedOut) => {
+                Err(Established::Failed(format!("replica {id} did not answer a subscription")))
+            }
             Err(other) => Err(Established::Failed(format!("replica {id}: {other:?}"))),
         }
     }
@@ -577,10 +513,7 @@ impl Inner {
     ) -> Option<Duration> {
         let mut slot = self.slot.lock().await;
         let here = connection.replica_index;
-        let is_current = slot
-            .current
-            .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(c, connection));
+        let is_current = slot.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection));
         if is_current {
             slot.current = None;
         }
@@ -600,11 +533,7 @@ impl Inner {
     /// goes to the next replica.
     async fn abandon(&self, connection: &Arc<Connection>) {
         let mut slot = self.slot.lock().await;
-        if slot
-            .current
-            .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(c, connection))
-        {
+        if slot.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection)) {
             slot.current = None;
         }
         if slot.target == connection.replica_index {
@@ -618,9 +547,7 @@ impl Inner {
         let current = self.slot.lock().await.current.clone();
         if let Some(connection) = current.filter(|c| c.is_open()) {
             let request = Request::Unsubscribe { name };
-            let _ = connection
-                .request(request, self.options.attempt_timeout)
-                .await;
+            let _ = connection.request(request, self.options.attempt_timeout).await;
         }
     }
 
@@ -689,10 +616,7 @@ async fn acknowledge(inner: Weak<Inner>, wanted: Arc<Notify>, mut closing: watch
                 _ = closing.changed() => return,
             }
         };
-        let request = Request::Ack {
-            name: name.clone(),
-            through,
-        };
+        let request = Request::Ack { name: name.clone(), through };
         let acknowledged = match strong.call(&request).await {
             Ok(Response::Acked) | Ok(Response::Outcome(Outcome::Acked)) => {
                 lock(&strong.acks).acked(&name, through);

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use chorus_limits::{CLIENT_FRAME_BYTES_MAX, CLIENT_REQUESTS_IN_FLIGHT_MAX};
 use chorus_proto::{
-    encode_frame, read_frame, write_frame, ClientFrame, Hello, Peer, Request, RequestError,
-    Response, ServerFrame,
+    encode_frame, read_frame, write_frame, ClientFrame, Hello, Peer, Request, RequestError, Response, ServerFrame,
 };
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -132,29 +131,16 @@ pub(crate) struct Wiring {
 
 impl Connection {
     /// Connects to `addr`, sends the hello and starts the reader and writer.
-    pub(crate) async fn open(
-        replica_index: usize,
-        addr: SocketAddr,
-        wiring: Wiring,
-    ) -> Result<Connection, String> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    pub(crate) async fn open(replica_index: usize, addr: SocketAddr, wiring: Wiring) -> Result<Connection, String> {
+        let stream = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);
         let (reader, mut writer) = stream.into_split();
         let hello = encode_frame(&Hello::new(Peer::Client), CLIENT_FRAME_BYTES_MAX)
             .map_err(|e| format!("cannot encode hello: {e}"))?;
-        write_frame(&mut writer, &hello)
-            .await
-            .map_err(|e| format!("cannot greet {addr}: {e}"))?;
+        write_frame(&mut writer, &hello).await.map_err(|e| format!("cannot greet {addr}: {e}"))?;
         let shared = Arc::new(Shared::default());
         let (frames, frames_rx) = mpsc::channel(CLIENT_REQUESTS_IN_FLIGHT_MAX);
-        tokio::spawn(write_loop(
-            writer,
-            frames_rx,
-            shared.clone(),
-            wiring.clone(),
-        ));
+        tokio::spawn(write_loop(writer, frames_rx, shared.clone(), wiring.clone()));
         tokio::spawn(read_loop(reader, shared.clone(), wiring));
         Ok(Connection {
             replica_index,
@@ -171,31 +157,17 @@ impl Connection {
     }
 
     /// Sends `request` and waits up to `timeout` for its reply.
-    pub(crate) async fn request(
-        &self,
-        request: Request,
-        timeout: Duration,
-    ) -> Result<ReplyResult, AttemptError> {
-        tokio::time::timeout(timeout, self.exchange(request))
-            .await
-            .unwrap_or(Err(AttemptError::TimedOut))
+    pub(crate) async fn request(&self, request: Request, timeout: Duration) -> Result<ReplyResult, AttemptError> {
+        tokio::time::timeout(timeout, self.exchange(request)).await.unwrap_or(Err(AttemptError::TimedOut))
     }
 
     /// One request and its reply, without a timeout.
     async fn exchange(&self, request: Request) -> Result<ReplyResult, AttemptError> {
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| AttemptError::Closed("connection closed".into()))?;
+        let _permit = self.in_flight.acquire().await.map_err(|_| AttemptError::Closed("connection closed".into()))?;
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         assert!(request_id > 0, "request id 0 belongs to the hello");
-        let frame = ClientFrame {
-            request_id,
-            request,
-        };
-        let bytes = encode_frame(&frame, CLIENT_FRAME_BYTES_MAX)
-            .map_err(|e| AttemptError::Encode(e.to_string()))?;
+        let frame = ClientFrame { request_id, request };
+        let bytes = encode_frame(&frame, CLIENT_FRAME_BYTES_MAX).map_err(|e| AttemptError::Encode(e.to_string()))?;
         let (reply_tx, reply_rx) = oneshot::channel();
         let _guard = {
             let mut waiters = self.shared.lock();
@@ -205,10 +177,7 @@ impl Connection {
             }
             waiters.by_request.insert(request_id, reply_tx);
             assert!(waiters.by_request.len() <= CLIENT_REQUESTS_IN_FLIGHT_MAX);
-            WaiterGuard {
-                shared: &self.shared,
-                request_id,
-            }
+            WaiterGuard { shared: &self.shared, request_id }
         };
         if self.frames.send(bytes).await.is_err() {
             return Err(self.shared.failure());

@@ -32,7 +32,7 @@ pub enum Delivery {
 
 /// Decides which delivered messages reach the application.
 #[derive(Debug, Default)]
-pub(crate) struct DeliveryFilter {
+pub struct DeliveryFilter {
     /// The subscription a replica accepted; re-established on every new
     /// connection.
     current: Option<String>,
@@ -47,14 +47,14 @@ pub(crate) struct DeliveryFilter {
 impl DeliveryFilter {
     /// Starts requesting a subscription to `name`; returns the id to
     /// resume after.
-    pub(crate) fn begin(&mut self, name: &str) -> MessageId {
+    pub fn begin(&mut self, name: &str) -> MessageId {
         self.pending = Some(name.to_string());
         self.cursor(name)
     }
 
     /// A replica accepted the subscription to `name`: it becomes current.
     /// Returns the account it replaced, if another.
-    pub(crate) fn confirm(&mut self, name: &str) -> Option<String> {
+    pub fn confirm(&mut self, name: &str) -> Option<String> {
         if self.pending.as_deref() != Some(name) {
             return None; // Superseded by a later request.
         }
@@ -64,7 +64,7 @@ impl DeliveryFilter {
     }
 
     /// Requesting `name` failed: the current subscription stays.
-    pub(crate) fn cancel(&mut self, name: &str) {
+    pub fn cancel(&mut self, name: &str) {
         if self.pending.as_deref() == Some(name) {
             self.pending = None;
         }
@@ -72,13 +72,13 @@ impl DeliveryFilter {
 
     /// The current subscription and the id to resume after, to be sent
     /// on a new connection.
-    pub(crate) fn resume_point(&self) -> Option<(String, MessageId)> {
+    pub fn resume_point(&self) -> Option<(String, MessageId)> {
         let name = self.current.as_ref()?;
         Some((name.clone(), self.cursor(name)))
     }
 
     /// Whether `message` goes to the application; records it if so.
-    pub(crate) fn admit(&mut self, message: &Message) -> bool {
+    pub fn admit(&mut self, message: &Message) -> bool {
         let to = Some(message.to.as_str());
         let subscribed = self.current.as_deref() == to || self.pending.as_deref() == to;
         if !subscribed || message.id <= self.cursor(&message.to) {
@@ -91,7 +91,7 @@ impl DeliveryFilter {
 
     /// Delivery for `name` ended; true if it was the current (or the
     /// requested) subscription.
-    pub(crate) fn end(&mut self, name: &str) -> bool {
+    pub fn end(&mut self, name: &str) -> bool {
         let mut ended = false;
         if self.current.as_deref() == Some(name) {
             self.current = None;
@@ -112,14 +112,8 @@ impl DeliveryFilter {
     /// Records `id` as passed on for `name`, keeping the map bounded by
     /// forgetting some other account's cursor.
     fn set_cursor(&mut self, name: &str, id: MessageId) {
-        if !self.delivery_cursors.contains_key(name)
-            && self.delivery_cursors.len() >= DELIVERY_CURSORS_MAX
-        {
-            let victim = self
-                .delivery_cursors
-                .keys()
-                .find(|k| k.as_str() != name)
-                .cloned();
+        if !self.delivery_cursors.contains_key(name) && self.delivery_cursors.len() >= DELIVERY_CURSORS_MAX {
+            let victim = self.delivery_cursors.keys().find(|k| k.as_str() != name).cloned();
             if let Some(victim) = victim {
                 self.delivery_cursors.remove(&victim);
             }
@@ -143,17 +137,12 @@ pub(crate) struct Deliveries {
 impl Deliveries {
     /// A filter with no subscription, feeding `sender`.
     pub(crate) fn new(sender: mpsc::Sender<Delivery>) -> Self {
-        Deliveries {
-            filter: Mutex::new(DeliveryFilter::default()),
-            sender: tokio::sync::Mutex::new(sender),
-        }
+        Deliveries { filter: Mutex::new(DeliveryFilter::default()), sender: tokio::sync::Mutex::new(sender) }
     }
 
     /// The filter, locked (a panic elsewhere does not make it unusable).
     pub(crate) fn filter(&self) -> std::sync::MutexGuard<'_, DeliveryFilter> {
-        self.filter
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Passes the admitted `messages` to the application, in order.
@@ -182,13 +171,7 @@ mod tests {
     use super::*;
 
     fn message(id: MessageId, to: &str) -> Message {
-        Message {
-            id,
-            from: "x".into(),
-            to: to.into(),
-            at_millis: 0,
-            text: format!("m{id}"),
-        }
+        Message { id, from: "x".into(), to: to.into(), at_millis: 0, text: format!("m{id}") }
     }
 
     #[test]
@@ -226,10 +209,7 @@ mod tests {
         assert!(filter.admit(&message(5, "bob")));
         filter.begin("al");
         assert_eq!(filter.confirm("al"), Some("bob".into()));
-        assert!(
-            !filter.admit(&message(6, "bob")),
-            "bob is no longer current"
-        );
+        assert!(!filter.admit(&message(6, "bob")), "bob is no longer current");
         assert_eq!(filter.begin("bob"), 5);
         assert_eq!(filter.confirm("bob"), Some("al".into()));
         assert!(!filter.end("al"));

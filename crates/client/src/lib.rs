@@ -22,6 +22,9 @@
 //!   shown; a background task acknowledges the highest shown id (never
 //!   more), and [`Client::flush`] waits for those acknowledgements.
 //!
+//! [`DeliveryFilter`] and [`AckTracker`] are pure (no I/O, no clock): the
+//! deterministic simulator drives these same types.
+//!
 //! [`fetch_status`] asks one replica for its [`chorus_proto::StatusReport`],
 //! without a session.
 //!
@@ -38,8 +41,9 @@ mod delivery;
 mod error;
 mod status;
 
+pub use acks::AckTracker;
 pub use client::{Client, ClientOptions};
-pub use delivery::Delivery;
+pub use delivery::{Delivery, DeliveryFilter};
 pub use error::ClientError;
 pub use status::fetch_status;
 

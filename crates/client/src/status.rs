@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use chorus_limits::CLIENT_FRAME_BYTES_MAX;
 use chorus_proto::{
-    encode_frame, read_frame, write_frame, ClientFrame, Hello, Peer, Request, Response,
-    ServerFrame, StatusReport,
+    encode_frame, read_frame, write_frame, ClientFrame, Hello, Peer, Request, Response, ServerFrame, StatusReport,
 };
 use tokio::net::TcpStream;
 
@@ -18,65 +17,39 @@ const STATUS_REQUEST_ID: u64 = 1;
 
 /// Asks the replica at `addr` for its status; gives up after `timeout`.
 /// Any replica answers, leader or not.
-pub async fn fetch_status(
-    addr: SocketAddr,
-    timeout: Duration,
-) -> Result<StatusReport, ClientError> {
+pub async fn fetch_status(addr: SocketAddr, timeout: Duration) -> Result<StatusReport, ClientError> {
     match tokio::time::timeout(timeout, exchange(addr)).await {
         Ok(result) => result,
-        Err(_) => Err(ClientError::Unavailable(format!(
-            "{addr} did not answer within {} ms",
-            timeout.as_millis()
-        ))),
+        Err(_) => Err(ClientError::Unavailable(format!("{addr} did not answer within {} ms", timeout.as_millis()))),
     }
 }
 
 /// Connects, greets, asks and reads frames until the reply.
 async fn exchange(addr: SocketAddr) -> Result<StatusReport, ClientError> {
     let unavailable = |e: &dyn std::fmt::Display| ClientError::Unavailable(format!("{addr}: {e}"));
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| unavailable(&e))?;
     let hello = encode_frame(&Hello::new(Peer::Client), CLIENT_FRAME_BYTES_MAX)
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let request = ClientFrame {
-        request_id: STATUS_REQUEST_ID,
-        request: Request::Status,
-    };
-    let request = encode_frame(&request, CLIENT_FRAME_BYTES_MAX)
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    write_frame(&mut stream, &hello)
-        .await
-        .map_err(|e| unavailable(&e))?;
-    write_frame(&mut stream, &request)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let request = ClientFrame { request_id: STATUS_REQUEST_ID, request: Request::Status };
+    let request = encode_frame(&request, CLIENT_FRAME_BYTES_MAX).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    write_frame(&mut stream, &hello).await.map_err(|e| unavailable(&e))?;
+    write_frame(&mut stream, &request).await.map_err(|e| unavailable(&e))?;
     let mut buffer = Vec::new();
     for _ in 0..STATUS_FRAMES_MAX {
-        let frame: ServerFrame = read_frame(&mut stream, CLIENT_FRAME_BYTES_MAX, &mut buffer)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let frame: ServerFrame =
+            read_frame(&mut stream, CLIENT_FRAME_BYTES_MAX, &mut buffer).await.map_err(|e| unavailable(&e))?;
         match frame {
-            ServerFrame::Reply {
-                request_id: STATUS_REQUEST_ID,
-                result: Ok(Response::Status(report)),
-            } => return Ok(report),
-            ServerFrame::Reply {
-                request_id: 0 | STATUS_REQUEST_ID,
-                result: Err(refusal),
-            } => return Err(ClientError::from_refusal(refusal)),
-            ServerFrame::Reply {
-                request_id: STATUS_REQUEST_ID,
-                result: Ok(other),
-            } => {
-                return Err(ClientError::Protocol(format!(
-                    "{addr} answered a status request with {other:?}"
-                )))
+            ServerFrame::Reply { request_id: STATUS_REQUEST_ID, result: Ok(Response::Status(report)) } => {
+                return Ok(report)
+            }
+            ServerFrame::Reply { request_id: 0 | STATUS_REQUEST_ID, result: Err(refusal) } => {
+                return Err(ClientError::from_refusal(refusal))
+            }
+            ServerFrame::Reply { request_id: STATUS_REQUEST_ID, result: Ok(other) } => {
+                return Err(ClientError::Protocol(format!("{addr} answered a status request with {other:?}")))
             }
             _ => continue,
         }
     }
-    Err(ClientError::Protocol(format!(
-        "{addr} sent {STATUS_FRAMES_MAX} frames without answering the status request"
-    )))
+    Err(ClientError::Protocol(format!("{addr} sent {STATUS_FRAMES_MAX} frames without answering the status request")))
 }

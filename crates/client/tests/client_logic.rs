@@ -29,10 +29,7 @@ fn answer(request: &Request) -> Response {
             Command::Ack { .. } => Outcome::Acked,
             Command::RegisterClient => Outcome::Registered,
         }),
-        Request::List { .. } => Response::List(chorus_chat::ListResult {
-            names: vec![],
-            truncated: false,
-        }),
+        Request::List { .. } => Response::List(chorus_chat::ListResult { names: vec![], truncated: false }),
         Request::Subscribe { .. } => Response::Subscribed,
         Request::Unsubscribe { .. } => Response::Unsubscribed,
         Request::Ack { .. } => Response::Acked,
@@ -41,10 +38,7 @@ fn answer(request: &Request) -> Response {
 }
 
 fn options_starting_at(id: u8) -> ClientOptions {
-    ClientOptions {
-        first_replica: Some(id),
-        ..ClientOptions::default()
-    }
+    ClientOptions { first_replica: Some(id), ..ClientOptions::default() }
 }
 
 fn message(id: MessageId, to: &str) -> Message {
@@ -58,9 +52,7 @@ fn message(id: MessageId, to: &str) -> Message {
 }
 
 fn deliver(ids: &[MessageId], to: &str) -> ServerFrame {
-    ServerFrame::Deliver {
-        messages: ids.iter().map(|id| message(*id, to)).collect(),
-    }
+    ServerFrame::Deliver { messages: ids.iter().map(|id| message(*id, to)).collect() }
 }
 
 /// The next delivered message id; fails the test after a while.
@@ -98,9 +90,7 @@ fn acks(received: &[Received]) -> Vec<MessageId> {
 /// A client subscribed to `bob` on a single accepting fake leader.
 async fn subscribed_client() -> (FakeReplica, Client, mpsc::Receiver<Delivery>) {
     let leader = FakeReplica::start(0, leader_policy()).await;
-    let client = Client::connect_with(vec![leader.address()], options_starting_at(0))
-        .await
-        .expect("connects");
+    let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
     let stream = client.deliveries().expect("first take");
     assert!(client.deliveries().is_none(), "the stream is taken once");
     client.subscribe("bob").await.expect("subscribes");
@@ -116,9 +106,7 @@ async fn not_leader_with_a_hint_sends_the_client_to_that_replica() {
     .await;
     let leader = FakeReplica::start(1, leader_policy()).await;
     let replicas = vec![follower.address(), leader.address()];
-    let client = Client::connect_with(replicas, options_starting_at(0))
-        .await
-        .expect("connects through the redirect");
+    let client = Client::connect_with(replicas, options_starting_at(0)).await.expect("connects through the redirect");
     client.create("alice").await.expect("created");
 
     let id = client.client_id();
@@ -129,13 +117,7 @@ async fn not_leader_with_a_hint_sends_the_client_to_that_replica() {
         to_leader,
         vec![
             Request::Register { client: id },
-            Request::Command {
-                client: id,
-                seq: 1,
-                command: Command::Create {
-                    name: "alice".into()
-                }
-            }
+            Request::Command { client: id, seq: 1, command: Command::Create { name: "alice".into() } }
         ]
     );
 }
@@ -145,23 +127,17 @@ async fn not_leader_without_a_hint_and_a_dead_replica_move_on_round_robin() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead_addr = dead.local_addr().expect("addr");
     drop(dead); // Nothing listens there now: connecting is refused.
-    let electing = FakeReplica::start(
-        1,
-        Box::new(|_: &Request, _| Action::Reply(Err(RequestError::NotLeader { leader: None }))),
-    )
-    .await;
+    let electing =
+        FakeReplica::start(1, Box::new(|_: &Request, _| Action::Reply(Err(RequestError::NotLeader { leader: None }))))
+            .await;
     let leader = FakeReplica::start(2, leader_policy()).await;
     let mut dead_entry = electing.address();
     dead_entry.id = 0;
     dead_entry.client_addr = dead_addr;
     let replicas = vec![dead_entry, electing.address(), leader.address()];
-    let client = Client::connect_with(replicas, options_starting_at(0))
-        .await
-        .expect("connects after trying 0 and 1");
+    let client = Client::connect_with(replicas, options_starting_at(0)).await.expect("connects after trying 0 and 1");
     let id = client.client_id();
-    let asked = |fake: &FakeReplica| -> Vec<Request> {
-        fake.received().into_iter().map(|r| r.request).collect()
-    };
+    let asked = |fake: &FakeReplica| -> Vec<Request> { fake.received().into_iter().map(|r| r.request).collect() };
     assert_eq!(asked(&electing), vec![Request::Register { client: id }]);
     assert_eq!(asked(&leader), vec![Request::Register { client: id }]);
 }
@@ -177,9 +153,7 @@ async fn a_command_retried_after_a_dropped_connection_keeps_its_sequence_number(
         other => Action::Reply(Ok(answer(other))),
     });
     let leader = FakeReplica::start(0, policy).await;
-    let client = Client::connect_with(vec![leader.address()], options_starting_at(0))
-        .await
-        .expect("connects");
+    let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
     client.create("alice").await.expect("created on the retry");
     assert_eq!(client.send("alice", "alice", "hi").await, Ok(9));
 
@@ -203,9 +177,7 @@ async fn a_command_without_an_answer_fails_with_an_unknown_outcome() {
         attempt_timeout: Duration::from_millis(100),
         ..options_starting_at(0)
     };
-    let client = Client::connect_with(vec![leader.address()], options)
-        .await
-        .expect("connects");
+    let client = Client::connect_with(vec![leader.address()], options).await.expect("connects");
     let error = client.create("alice").await.expect_err("no answer");
     assert!(
         matches!(&error, ClientError::Unavailable(m) if m.contains("outcome of the command is unknown")),
@@ -213,10 +185,7 @@ async fn a_command_without_an_answer_fails_with_an_unknown_outcome() {
     );
     let sequence_numbers: Vec<u64> = commands(&leader.received()).iter().map(|c| c.2).collect();
     assert!(sequence_numbers.len() >= 2, "retried: {sequence_numbers:?}");
-    assert!(
-        sequence_numbers.iter().all(|seq| *seq == 1),
-        "{sequence_numbers:?}"
-    );
+    assert!(sequence_numbers.iter().all(|seq| *seq == 1), "{sequence_numbers:?}");
 }
 
 #[tokio::test]
@@ -230,29 +199,15 @@ async fn an_evicted_session_is_registered_again_and_the_outcome_reported_unknown
         other => Action::Reply(Ok(answer(other))),
     });
     let leader = FakeReplica::start(0, policy).await;
-    let client = Client::connect_with(vec![leader.address()], options_starting_at(0))
-        .await
-        .expect("connects");
+    let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
     let first_id = client.client_id();
-    assert_eq!(
-        client.create("alice").await,
-        Err(ClientError::SessionExpired)
-    );
+    assert_eq!(client.create("alice").await, Err(ClientError::SessionExpired));
     let second_id = client.client_id();
     assert_ne!(first_id, second_id, "a fresh session id");
-    client
-        .create("bob")
-        .await
-        .expect("works on the new session");
+    client.create("bob").await.expect("works on the new session");
     let received = leader.received();
-    assert!(received.contains(&Received {
-        connection: 0,
-        request: Request::Register { client: second_id }
-    }));
-    assert_eq!(
-        commands(&received),
-        vec![(0, first_id, 1), (0, second_id, 1)]
-    );
+    assert!(received.contains(&Received { connection: 0, request: Request::Register { client: second_id } }));
+    assert_eq!(commands(&received), vec![(0, first_id, 1), (0, second_id, 1)]);
 }
 
 #[tokio::test]
@@ -270,10 +225,7 @@ async fn repeated_deliveries_reach_the_application_once_and_in_order() {
     ];
     assert_eq!(ids, [1, 2, 3, 4]);
     // Frames are handled in order, so every repeat was already dropped.
-    assert!(matches!(
-        stream.try_recv(),
-        Err(mpsc::error::TryRecvError::Empty)
-    ));
+    assert!(matches!(stream.try_recv(), Err(mpsc::error::TryRecvError::Empty)));
 }
 
 #[tokio::test]
@@ -286,19 +238,11 @@ async fn a_lost_connection_resubscribes_after_the_last_delivered_message() {
     leader.close_latest().await;
     let received = leader
         .wait_for("a resubscription on a new connection", |received| {
-            received
-                .iter()
-                .any(|r| r.connection == 1 && matches!(r.request, Request::Subscribe { .. }))
+            received.iter().any(|r| r.connection == 1 && matches!(r.request, Request::Subscribe { .. }))
         })
         .await;
     let resubscription = received.iter().find(|r| r.connection == 1).expect("found");
-    assert_eq!(
-        resubscription.request,
-        Request::Subscribe {
-            name: "bob".into(),
-            after: 2
-        }
-    );
+    assert_eq!(resubscription.request, Request::Subscribe { name: "bob".into(), after: 2 });
     // The replica re-sends from its read position; the repeat is dropped.
     leader.push(deliver(&[2, 3], "bob")).await;
     assert_eq!(next_id(&mut stream).await, 3);
@@ -316,10 +260,7 @@ async fn only_shown_messages_are_acknowledged() {
     client.flush().await.expect("acknowledged");
     let acknowledged = acks(&leader.received());
     assert_eq!(acknowledged.last(), Some(&2));
-    assert!(
-        acknowledged.iter().all(|through| *through <= 2),
-        "{acknowledged:?}"
-    );
+    assert!(acknowledged.iter().all(|through| *through <= 2), "{acknowledged:?}");
 
     client.shown("bob", 3);
     client.flush().await.expect("acknowledged");
@@ -333,10 +274,7 @@ async fn status_is_fetched_from_one_replica() {
         pid: 42,
         role: Role::Leader,
         leader: Some(0),
-        ballot: Ballot {
-            round: 3,
-            replica: 0,
-        },
+        ballot: Ballot { round: 3, replica: 0 },
         chosen_through: 7,
         applied_through: 7,
         last_slot: 8,
@@ -344,11 +282,9 @@ async fn status_is_fetched_from_one_replica() {
         clients_connected: 1,
     };
     let expected = report.clone();
-    let replica = FakeReplica::start(
-        0,
-        Box::new(move |_: &Request, _| Action::Reply(Ok(Response::Status(report.clone())))),
-    )
-    .await;
+    let replica =
+        FakeReplica::start(0, Box::new(move |_: &Request, _| Action::Reply(Ok(Response::Status(report.clone())))))
+            .await;
     let fetched = fetch_status(replica.addr, Duration::from_secs(5)).await;
     assert_eq!(fetched, Ok(expected));
 }

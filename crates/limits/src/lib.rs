@@ -103,19 +103,16 @@ const _: () = assert!(MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + 256 <= BATCH
 const _: () = assert!(MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + 256 <= CLIENT_FRAME_BYTES_MAX);
 // A full delivery frame fits in a client frame.
 const _: () = assert!(
-    DELIVERY_MESSAGES_PER_FRAME_MAX * (MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + 64)
-        <= CLIENT_FRAME_BYTES_MAX
+    DELIVERY_MESSAGES_PER_FRAME_MAX * (MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + 64) <= CLIENT_FRAME_BYTES_MAX
 );
 // A full list reply fits in a client frame.
 const _: () = assert!(LIST_NAMES_MAX * (NAME_CHARS_MAX + 8) <= CLIENT_FRAME_BYTES_MAX);
 // Every unchosen entry a replica can hold (one window of full batches) fits
 // in one Promise, so a caught-up candidate always completes phase 1.
 const _: () = assert!(
-    (SLOTS_IN_FLIGHT_MAX as usize) * (BATCH_BYTES_MAX + BATCH_COMMANDS_MAX * VALUE_OVERHEAD_BYTES)
-        <= PROMISE_BYTES_MAX
+    (SLOTS_IN_FLIGHT_MAX as usize) * (BATCH_BYTES_MAX + BATCH_COMMANDS_MAX * VALUE_OVERHEAD_BYTES) <= PROMISE_BYTES_MAX
 );
 const _: () = assert!(PROMISE_BYTES_MAX + 1024 * 1024 <= PEER_FRAME_BYTES_MAX);
-const _: () =
-    assert!(ACCEPT_BYTES_MAX >= BATCH_BYTES_MAX + BATCH_COMMANDS_MAX * VALUE_OVERHEAD_BYTES);
+const _: () = assert!(ACCEPT_BYTES_MAX >= BATCH_BYTES_MAX + BATCH_COMMANDS_MAX * VALUE_OVERHEAD_BYTES);
 const _: () = assert!(ACCEPT_BYTES_MAX + 1024 * 1024 <= PEER_FRAME_BYTES_MAX);
 const _: () = assert!(CATCHUP_BYTES_MAX + ACCEPT_BYTES_MAX <= PEER_FRAME_BYTES_MAX);

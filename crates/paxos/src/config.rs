@@ -67,11 +67,7 @@ impl Config {
         if sorted.len() != n {
             return Err(ConfigError::DuplicateReplica);
         }
-        let t = (
-            self.heartbeat_ticks,
-            self.election_ticks_min,
-            self.election_ticks_max,
-        );
+        let t = (self.heartbeat_ticks, self.election_ticks_min, self.election_ticks_max);
         if t.0 == 0 || t.0 >= t.1 || t.1 >= t.2 || self.catchup_retry_ticks == 0 {
             return Err(ConfigError::Timeouts);
         }

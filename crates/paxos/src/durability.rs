@@ -30,12 +30,7 @@ pub(crate) struct Pipeline {
 
 impl Pipeline {
     pub(crate) fn new() -> Self {
-        Pipeline {
-            pending: WriteBatch::default(),
-            next_id: 1,
-            durable_through: 0,
-            deferred: VecDeque::new(),
-        }
+        Pipeline { pending: WriteBatch::default(), next_id: 1, durable_through: 0, deferred: VecDeque::new() }
     }
 
     pub(crate) fn set_promised(&mut self, ballot: Ballot) {
@@ -84,10 +79,7 @@ impl Pipeline {
     /// Records that every batch through `id` is durable; returns the work
     /// that was waiting for it.
     pub(crate) fn persisted(&mut self, id: WriteId) -> Vec<Deferred> {
-        assert!(
-            id < self.next_id,
-            "persisted({id}) for a batch never handed out"
-        );
+        assert!(id < self.next_id, "persisted({id}) for a batch never handed out");
         if id <= self.durable_through {
             return Vec::new();
         }
@@ -111,19 +103,13 @@ mod tests {
     #[test]
     fn deferred_work_waits_for_its_batch() {
         let mut pipeline = Pipeline::new();
-        let work = Deferred::SelfPromise {
-            ballot: Ballot::new(1, 0),
-        };
+        let work = Deferred::SelfPromise { ballot: Ballot::new(1, 0) };
         assert_eq!(pipeline.defer(work.clone()), Some(work.clone()));
         pipeline.set_promised(Ballot::new(1, 0));
         assert_eq!(pipeline.defer(work.clone()), None);
         let batch = pipeline.take_write().expect("a batch");
         assert_eq!(batch.id, 1);
-        assert_eq!(
-            pipeline.defer(work.clone()),
-            None,
-            "batch 1 is not durable yet"
-        );
+        assert_eq!(pipeline.defer(work.clone()), None, "batch 1 is not durable yet");
         assert_eq!(pipeline.persisted(1), vec![work.clone(), work.clone()]);
         assert_eq!(pipeline.defer(work.clone()), Some(work));
         assert_eq!(pipeline.persisted(1), vec![]);

@@ -13,16 +13,10 @@ impl Replica {
     pub(crate) fn start_pre_vote(&mut self) {
         let round = self.round_seen.max(self.promised.round) + 1;
         self.leader = None;
-        self.role = RoleState::PreCandidate {
-            round,
-            grants: BTreeSet::from([self.config.id]),
-        };
+        self.role = RoleState::PreCandidate { round, grants: BTreeSet::from([self.config.id]) };
         self.reset_election_timer();
         let chosen_through = self.chosen_through;
-        self.broadcast(Message::PreVote {
-            round,
-            chosen_through,
-        });
+        self.broadcast(Message::PreVote { round, chosen_through });
         self.check_pre_vote_quorum();
     }
 
@@ -37,33 +31,14 @@ impl Replica {
     }
 
     pub(crate) fn on_pre_vote(&mut self, from: ReplicaId, round: u64, chosen_through: Slot) {
-        let granted = !self.leader_is_live()
-            && round > self.promised.round
-            && chosen_through >= self.chosen_through;
+        let granted = !self.leader_is_live() && round > self.promised.round && chosen_through >= self.chosen_through;
         let promised = self.promised;
-        self.send(
-            from,
-            Message::PreVoteReply {
-                round,
-                granted,
-                promised,
-            },
-        );
+        self.send(from, Message::PreVoteReply { round, granted, promised });
     }
 
-    pub(crate) fn on_pre_vote_reply(
-        &mut self,
-        from: ReplicaId,
-        round: u64,
-        granted: bool,
-        promised: Ballot,
-    ) {
+    pub(crate) fn on_pre_vote_reply(&mut self, from: ReplicaId, round: u64, granted: bool, promised: Ballot) {
         self.round_seen = self.round_seen.max(promised.round);
-        if let RoleState::PreCandidate {
-            round: mine,
-            grants,
-        } = &mut self.role
-        {
+        if let RoleState::PreCandidate { round: mine, grants } = &mut self.role {
             if *mine == round && granted {
                 grants.insert(from);
             }
@@ -84,17 +59,10 @@ impl Replica {
     /// Phase 1a: claim a fresh ballot and ask for promises.
     fn start_prepare(&mut self, round: u64) {
         let ballot = Ballot::new(round, self.config.id);
-        assert!(
-            ballot > self.promised,
-            "a new ballot must exceed every promise"
-        );
+        assert!(ballot > self.promised, "a new ballot must exceed every promise");
         self.raise_promise(ballot);
         let from_slot = self.chosen_through + 1;
-        self.role = RoleState::Candidate {
-            ballot,
-            from_slot,
-            promises: BTreeMap::new(),
-        };
+        self.role = RoleState::Candidate { ballot, from_slot, promises: BTreeMap::new() };
         self.reset_election_timer();
         self.broadcast(Message::Prepare { ballot, from_slot });
         if let Some(work) = self.pipeline.defer(Deferred::SelfPromise { ballot }) {
@@ -104,12 +72,7 @@ impl Replica {
 
     pub(crate) fn record_self_promise(&mut self, ballot: Ballot) {
         let id = self.config.id;
-        if let RoleState::Candidate {
-            ballot: mine,
-            promises,
-            ..
-        } = &mut self.role
-        {
+        if let RoleState::Candidate { ballot: mine, promises, .. } = &mut self.role {
             if *mine == ballot {
                 promises.insert(id, PromiseData::default());
             }
@@ -123,9 +86,8 @@ impl Replica {
             self.send(from, Message::Reject { ballot, promised });
             return;
         }
-        let following_other = matches!(self.role, RoleState::Follower)
-            && self.leader_is_live()
-            && self.leader != Some(ballot.replica);
+        let following_other =
+            matches!(self.role, RoleState::Follower) && self.leader_is_live() && self.leader != Some(ballot.replica);
         if following_other || from != ballot.replica {
             return; // stickiness: a live leader is not deposed by a straggler
         }
@@ -135,13 +97,7 @@ impl Replica {
         }
         let (entries, truncated) = self.promise_entries(from_slot);
         let chosen_through = self.chosen_through;
-        let promise = Message::Promise {
-            ballot,
-            from_slot,
-            entries,
-            truncated,
-            chosen_through,
-        };
+        let promise = Message::Promise { ballot, from_slot, entries, truncated, chosen_through };
         self.send_durable(from, promise);
     }
 
@@ -167,8 +123,7 @@ impl Replica {
         truncated: bool,
         chosen_through: Slot,
     ) {
-        let expected =
-            matches!(&self.role, RoleState::Candidate { ballot: mine, .. } if *mine == ballot);
+        let expected = matches!(&self.role, RoleState::Candidate { ballot: mine, .. } if *mine == ballot);
         if !expected {
             return;
         }
@@ -200,12 +155,7 @@ impl Replica {
     /// unfinished slot, fill holes with no-ops, and re-propose them all.
     fn become_leader(&mut self) {
         let role = std::mem::replace(&mut self.role, RoleState::Follower);
-        let RoleState::Candidate {
-            ballot,
-            from_slot,
-            promises,
-        } = role
-        else {
+        let RoleState::Candidate { ballot, from_slot, promises } = role else {
             unreachable!("only a candidate becomes leader");
         };
         let merged = self.merge_promises(from_slot, promises);
@@ -240,11 +190,7 @@ impl Replica {
 
     /// Per slot, the chosen value if any promise knows it, else the value
     /// accepted under the highest ballot.
-    fn merge_promises(
-        &self,
-        from_slot: Slot,
-        promises: BTreeMap<ReplicaId, PromiseData>,
-    ) -> BTreeMap<Slot, Entry> {
+    fn merge_promises(&self, from_slot: Slot, promises: BTreeMap<ReplicaId, PromiseData>) -> BTreeMap<Slot, Entry> {
         let own = self.log.range(from_slot..).map(|(s, e)| (*s, e.clone()));
         let theirs = promises.into_values().flat_map(|p| p.entries);
         let mut merged: BTreeMap<Slot, Entry> = BTreeMap::new();
@@ -261,16 +207,13 @@ impl Replica {
     }
 
     /// The values to re-propose for every unchosen slot up to `last`.
-    fn recovered_values(
-        &self,
-        merged: &BTreeMap<Slot, Entry>,
-        from_slot: Slot,
-        last: Slot,
-    ) -> Vec<(Slot, Value)> {
+    fn recovered_values(&self, merged: &BTreeMap<Slot, Entry>, from_slot: Slot, last: Slot) -> Vec<(Slot, Value)> {
         (from_slot.max(self.chosen_through + 1)..=last)
             .filter(|slot| !self.log.get(slot).is_some_and(|e| e.chosen))
             .map(|slot| {
                 let value = merged.get(&slot).map_or(Value::Noop, |e| e.value.clone());
+                let skip = chorus_plant::active(chorus_plant::bugs::SKIP_RECOVERY);
+                let value = if skip { Value::Noop } else { value };
                 (slot, value)
             })
             .collect()

@@ -9,9 +9,7 @@ use chorus_limits as limits;
 impl Replica {
     /// Starts a linearizable read; it completes in a later `Ready::reads`.
     pub fn read(&mut self, id: ReadId) -> Result<(), ProposeError> {
-        let not_leader = NotLeader {
-            leader: self.leader,
-        };
+        let not_leader = NotLeader { leader: self.leader };
         let Some(leader) = self.leader_state() else {
             return Err(not_leader.into());
         };
@@ -57,7 +55,6 @@ impl Replica {
             }
             done.push(leader.reads.pop_front().expect("front exists").id);
         }
-        self.reads_done
-            .extend(done.into_iter().map(|id| (id, Ok(()))));
+        self.reads_done.extend(done.into_iter().map(|id| (id, Ok(()))));
     }
 }

@@ -27,10 +27,7 @@ pub struct Ready {
 impl Ready {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.write.is_none()
-            && self.messages.is_empty()
-            && self.committed.is_empty()
-            && self.reads.is_empty()
+        self.write.is_none() && self.messages.is_empty() && self.committed.is_empty() && self.reads.is_empty()
     }
 }
 

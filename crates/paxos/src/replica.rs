@@ -3,9 +3,7 @@
 use crate::config::Config;
 use crate::durability::{Deferred, Pipeline};
 use crate::ready::{NotLeader, ProposeError, ReadId, Ready, Role, Status};
-use crate::types::{
-    Ballot, DurableState, Entry, Envelope, Message, ReplicaId, Slot, Value, WriteId,
-};
+use crate::types::{Ballot, DurableState, Entry, Envelope, Message, ReplicaId, Slot, Value, WriteId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -74,15 +72,8 @@ pub(crate) struct LeaderState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum RoleState {
     Follower,
-    PreCandidate {
-        round: u64,
-        grants: BTreeSet<ReplicaId>,
-    },
-    Candidate {
-        ballot: Ballot,
-        from_slot: Slot,
-        promises: BTreeMap<ReplicaId, PromiseData>,
-    },
+    PreCandidate { round: u64, grants: BTreeSet<ReplicaId> },
+    Candidate { ballot: Ballot, from_slot: Slot, promises: BTreeMap<ReplicaId, PromiseData> },
     Leader(Box<LeaderState>),
 }
 
@@ -125,9 +116,7 @@ impl Replica {
     /// slot the caller's state machine already reflects (0 when it starts
     /// empty); chosen entries after it are handed out by the first `ready`.
     pub fn new(config: Config, durable: DurableState, applied_through: Slot) -> Self {
-        config
-            .validate()
-            .expect("configuration was validated by the caller");
+        config.validate().expect("configuration was validated by the caller");
         assert!(applied_through <= durable.chosen_through);
         let mut log = durable.entries;
         for (_, entry) in log.range_mut(..=durable.chosen_through) {
@@ -169,9 +158,7 @@ impl Replica {
 
     /// Queues a client command for a slot. Only the leader accepts.
     pub fn propose(&mut self, command: Vec<u8>) -> Result<(), ProposeError> {
-        let not_leader = NotLeader {
-            leader: self.leader,
-        };
+        let not_leader = NotLeader { leader: self.leader };
         let RoleState::Leader(leader) = &mut self.role else {
             return Err(not_leader.into());
         };
@@ -251,20 +238,17 @@ impl Replica {
     pub(crate) fn run_deferred(&mut self, work: Deferred) {
         match work {
             Deferred::Send(envelope) => self.outbox.push(envelope),
-            Deferred::SelfAccept { ballot, slots } => {
-                self.record_accepts(self.config.id, ballot, &slots)
-            }
+            Deferred::SelfAccept { ballot, slots } => self.record_accepts(self.config.id, ballot, &slots),
             Deferred::SelfPromise { ballot } => self.record_self_promise(ballot),
         }
     }
 
     /// Sends now if nothing it reports is still unwritten, else after the write.
     pub(crate) fn send_durable(&mut self, to: ReplicaId, message: Message) {
-        let envelope = Envelope {
-            from: self.config.id,
-            to,
-            message,
-        };
+        let envelope = Envelope { from: self.config.id, to, message };
+        if chorus_plant::active(chorus_plant::bugs::REPLY_BEFORE_PERSIST) {
+            return self.outbox.push(envelope);
+        }
         if let Some(work) = self.pipeline.defer(Deferred::Send(envelope)) {
             self.run_deferred(work);
         }
@@ -273,11 +257,7 @@ impl Replica {
     /// Sends at once: the message promises nothing about durable state.
     pub(crate) fn send(&mut self, to: ReplicaId, message: Message) {
         debug_assert_ne!(to, self.config.id);
-        self.outbox.push(Envelope {
-            from: self.config.id,
-            to,
-            message,
-        });
+        self.outbox.push(Envelope { from: self.config.id, to, message });
     }
 
     pub(crate) fn broadcast(&mut self, message: Message) {
@@ -293,57 +273,34 @@ impl Replica {
             return; // not from a peer: ignore rather than trust it
         }
         match envelope.message {
-            Message::PreVote {
-                round,
-                chosen_through,
-            } => self.on_pre_vote(from, round, chosen_through),
-            Message::PreVoteReply {
-                round,
-                granted,
-                promised,
-            } => self.on_pre_vote_reply(from, round, granted, promised),
+            Message::PreVote { round, chosen_through } => self.on_pre_vote(from, round, chosen_through),
+            Message::PreVoteReply { round, granted, promised } => {
+                self.on_pre_vote_reply(from, round, granted, promised)
+            }
             Message::Prepare { ballot, from_slot } => self.on_prepare(from, ballot, from_slot),
-            Message::Promise {
-                ballot,
-                entries,
-                truncated,
-                chosen_through,
-                ..
-            } => self.on_promise(from, ballot, entries, truncated, chosen_through),
-            Message::Accept {
-                ballot,
-                entries,
-                chosen_through,
-            } => self.on_accept(from, ballot, entries, chosen_through),
-            Message::Accepted {
-                ballot,
-                slots,
-                chosen_through,
-            } => self.on_accepted(from, ballot, &slots, chosen_through),
+            Message::Promise { ballot, entries, truncated, chosen_through, .. } => {
+                self.on_promise(from, ballot, entries, truncated, chosen_through)
+            }
+            Message::Accept { ballot, entries, chosen_through } => {
+                self.on_accept(from, ballot, entries, chosen_through)
+            }
+            Message::Accepted { ballot, slots, chosen_through } => {
+                self.on_accepted(from, ballot, &slots, chosen_through)
+            }
             Message::Reject { ballot, promised } => self.on_reject(ballot, promised),
-            Message::Heartbeat {
-                ballot,
-                chosen_through,
-                read_round,
-            } => self.on_heartbeat(from, ballot, chosen_through, read_round),
-            Message::HeartbeatAck {
-                ballot,
-                read_round,
-                chosen_through,
-            } => self.on_heartbeat_ack(from, ballot, read_round, chosen_through),
+            Message::Heartbeat { ballot, chosen_through, read_round } => {
+                self.on_heartbeat(from, ballot, chosen_through, read_round)
+            }
+            Message::HeartbeatAck { ballot, read_round, chosen_through } => {
+                self.on_heartbeat_ack(from, ballot, read_round, chosen_through)
+            }
             Message::CatchupRequest { from_slot } => self.on_catchup_request(from, from_slot),
-            Message::Catchup {
-                entries,
-                chosen_through,
-            } => self.on_catchup(from, entries, chosen_through),
+            Message::Catchup { entries, chosen_through } => self.on_catchup(from, entries, chosen_through),
         }
     }
 
     pub(crate) fn reset_election_timer(&mut self) {
-        let (low, high) = (
-            self.config.election_ticks_min,
-            self.config.election_ticks_max,
-        );
+        let (low, high) = (self.config.election_ticks_min, self.config.election_ticks_max);
         self.election_timeout = self.rng.random_range(low..high);
         self.election_reset_at = self.now;
     }
@@ -385,11 +342,7 @@ impl Replica {
             }
             Some(entry) if entry.value == value => entry.chosen = true,
             _ => {
-                let entry = Entry {
-                    ballot: self.promised,
-                    value,
-                    chosen: true,
-                };
+                let entry = Entry { ballot: self.promised, value, chosen: true };
                 self.log.insert(slot, entry.clone());
                 self.pipeline.put_entry(slot, entry);
             }
@@ -399,11 +352,7 @@ impl Replica {
     /// Moves `chosen_through` over every contiguous chosen slot.
     pub(crate) fn advance_chosen(&mut self) {
         let before = self.chosen_through;
-        while self
-            .log
-            .get(&(self.chosen_through + 1))
-            .is_some_and(|e| e.chosen)
-        {
+        while self.log.get(&(self.chosen_through + 1)).is_some_and(|e| e.chosen) {
             self.chosen_through += 1;
         }
         if self.chosen_through > before {
@@ -416,15 +365,9 @@ impl Replica {
             return Vec::new();
         }
         let range = self.applied_through + 1..=self.chosen_through;
-        let committed: Vec<(Slot, Value)> = self
-            .log
-            .range(range)
-            .map(|(slot, entry)| (*slot, entry.value.clone()))
-            .collect();
-        debug_assert_eq!(
-            committed.len() as u64,
-            self.chosen_through - self.applied_through
-        );
+        let committed: Vec<(Slot, Value)> =
+            self.log.range(range).map(|(slot, entry)| (*slot, entry.value.clone())).collect();
+        debug_assert_eq!(committed.len() as u64, self.chosen_through - self.applied_through);
         self.applied_through = self.chosen_through;
         committed
     }

@@ -21,9 +21,7 @@ impl Replica {
             return;
         };
         let mut cut = Vec::new();
-        while (leader.in_flight.len() as u64) < limits::SLOTS_IN_FLIGHT_MAX
-            && !leader.queue.is_empty()
-        {
+        while (leader.in_flight.len() as u64) < limits::SLOTS_IN_FLIGHT_MAX && !leader.queue.is_empty() {
             let mut batch = Vec::new();
             let mut bytes = 0;
             while let Some(command) = leader.queue.front() {
@@ -59,11 +57,7 @@ impl Replica {
             leader.in_flight.entry(*slot).or_default().sent_at = now;
         }
         for (slot, value) in &entries {
-            let entry = Entry {
-                ballot,
-                value: value.clone(),
-                chosen: false,
-            };
+            let entry = Entry { ballot, value: value.clone(), chosen: false };
             self.log.insert(*slot, entry.clone());
             self.pipeline.put_entry(*slot, entry);
         }
@@ -73,11 +67,7 @@ impl Replica {
         }
         for group in split_by_bytes(entries, limits::ACCEPT_BYTES_MAX) {
             let chosen_through = self.chosen_through;
-            self.broadcast(Message::Accept {
-                ballot,
-                entries: group,
-                chosen_through,
-            });
+            self.broadcast(Message::Accept { ballot, entries: group, chosen_through });
         }
     }
 
@@ -85,8 +75,7 @@ impl Replica {
     /// follow it and restart the election timer.
     fn follow(&mut self, ballot: Ballot) {
         self.raise_promise(ballot);
-        let already =
-            matches!(self.role, RoleState::Follower) && self.leader == Some(ballot.replica);
+        let already = matches!(self.role, RoleState::Follower) && self.leader == Some(ballot.replica);
         if already {
             self.reset_election_timer();
         } else {
@@ -118,28 +107,16 @@ impl Replica {
         let mut slots = Vec::with_capacity(entries.len());
         for (slot, value) in entries {
             slots.push(slot);
-            let chosen =
-                slot <= self.chosen_through || self.log.get(&slot).is_some_and(|e| e.chosen);
+            let chosen = slot <= self.chosen_through || self.log.get(&slot).is_some_and(|e| e.chosen);
             if !chosen {
-                let entry = Entry {
-                    ballot,
-                    value,
-                    chosen: false,
-                };
+                let entry = Entry { ballot, value, chosen: false };
                 self.log.insert(slot, entry.clone());
                 self.pipeline.put_entry(slot, entry);
             }
         }
         self.learn_chosen(from, ballot, leader_chosen);
         let chosen_through = self.chosen_through;
-        self.send_durable(
-            from,
-            Message::Accepted {
-                ballot,
-                slots,
-                chosen_through,
-            },
-        );
+        self.send_durable(from, Message::Accepted { ballot, slots, chosen_through });
     }
 
     /// The leader of `ballot` says every slot through `leader_chosen` is
@@ -159,13 +136,7 @@ impl Replica {
         }
     }
 
-    pub(crate) fn on_accepted(
-        &mut self,
-        from: ReplicaId,
-        ballot: Ballot,
-        slots: &[Slot],
-        _chosen: Slot,
-    ) {
+    pub(crate) fn on_accepted(&mut self, from: ReplicaId, ballot: Ballot, slots: &[Slot], _chosen: Slot) {
         let now = self.now;
         let Some(leader) = self.leader_state() else {
             return;
@@ -197,12 +168,7 @@ impl Replica {
             }
         }
         for slot in chosen {
-            let value = self
-                .log
-                .get(&slot)
-                .expect("a leader logs what it proposes")
-                .value
-                .clone();
+            let value = self.log.get(&slot).expect("a leader logs what it proposes").value.clone();
             self.mark_chosen(slot, value);
         }
         self.advance_chosen();
@@ -216,11 +182,7 @@ impl Replica {
         let Some(leader) = self.leader_state() else {
             return;
         };
-        let in_touch = 1 + leader
-            .heard
-            .values()
-            .filter(|at| now - **at < silence)
-            .count();
+        let in_touch = 1 + leader.heard.values().filter(|at| now - **at < silence).count();
         if in_touch < quorum {
             return self.become_follower(None);
         }
@@ -238,11 +200,7 @@ impl Replica {
         };
         leader.heartbeat_at = now;
         let (ballot, read_round) = (leader.ballot, leader.read_round);
-        self.broadcast(Message::Heartbeat {
-            ballot,
-            chosen_through,
-            read_round,
-        });
+        self.broadcast(Message::Heartbeat { ballot, chosen_through, read_round });
     }
 
     /// Sends in-flight slots again to each peer that has not accepted them
@@ -270,25 +228,12 @@ impl Replica {
                 .map(|(slot, _)| (*slot, self.log[slot].value.clone()))
                 .collect();
             for group in split_by_bytes(entries, limits::ACCEPT_BYTES_MAX) {
-                self.send(
-                    peer,
-                    Message::Accept {
-                        ballot,
-                        entries: group,
-                        chosen_through,
-                    },
-                );
+                self.send(peer, Message::Accept { ballot, entries: group, chosen_through });
             }
         }
     }
 
-    pub(crate) fn on_heartbeat(
-        &mut self,
-        from: ReplicaId,
-        ballot: Ballot,
-        leader_chosen: Slot,
-        read_round: u64,
-    ) {
+    pub(crate) fn on_heartbeat(&mut self, from: ReplicaId, ballot: Ballot, leader_chosen: Slot, read_round: u64) {
         if ballot < self.promised {
             return self.reject(from, ballot);
         }
@@ -299,24 +244,11 @@ impl Replica {
         // The ack vouches only for the promise, so it goes out before
         // learning (which may queue an unrelated write of the chosen prefix).
         let chosen_through = self.chosen_through;
-        self.send_durable(
-            from,
-            Message::HeartbeatAck {
-                ballot,
-                read_round,
-                chosen_through,
-            },
-        );
+        self.send_durable(from, Message::HeartbeatAck { ballot, read_round, chosen_through });
         self.learn_chosen(from, ballot, leader_chosen);
     }
 
-    pub(crate) fn on_heartbeat_ack(
-        &mut self,
-        from: ReplicaId,
-        ballot: Ballot,
-        read_round: u64,
-        _chosen: Slot,
-    ) {
+    pub(crate) fn on_heartbeat_ack(&mut self, from: ReplicaId, ballot: Ballot, read_round: u64, _chosen: Slot) {
         let now = self.now;
         let Some(leader) = self.leader_state() else {
             return;
@@ -363,21 +295,10 @@ impl Replica {
             entries.push((*slot, entry.value.clone()));
         }
         let chosen_through = self.chosen_through;
-        self.send(
-            from,
-            Message::Catchup {
-                entries,
-                chosen_through,
-            },
-        );
+        self.send(from, Message::Catchup { entries, chosen_through });
     }
 
-    pub(crate) fn on_catchup(
-        &mut self,
-        from: ReplicaId,
-        entries: Vec<(Slot, Value)>,
-        their_chosen: Slot,
-    ) {
+    pub(crate) fn on_catchup(&mut self, from: ReplicaId, entries: Vec<(Slot, Value)>, their_chosen: Slot) {
         if self.catchup.is_some_and(|(peer, _)| peer == from) {
             self.catchup = None;
         }

@@ -11,9 +11,7 @@ pub type Slot = u64;
 
 /// A proposal number: ordered by round first, then by the proposing replica,
 /// so two replicas never share a ballot.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ballot {
     /// Increases each time some replica starts phase 1.
     pub round: u64,
@@ -23,10 +21,7 @@ pub struct Ballot {
 
 impl Ballot {
     /// The ballot every replica starts with; no leader owns it.
-    pub const ZERO: Ballot = Ballot {
-        round: 0,
-        replica: 0,
-    };
+    pub const ZERO: Ballot = Ballot { round: 0, replica: 0 };
 
     /// Builds a ballot from its parts.
     pub fn new(round: u64, replica: ReplicaId) -> Self {
@@ -122,11 +117,7 @@ pub enum Message {
     PreVote { round: u64, chosen_through: Slot },
     /// Answer to a pre-vote; `promised` lets a refused candidate pick a
     /// round above every promise next time.
-    PreVoteReply {
-        round: u64,
-        granted: bool,
-        promised: Ballot,
-    },
+    PreVoteReply { round: u64, granted: bool, promised: Ballot },
     /// Phase 1a: promise not to accept below `ballot`, and report what you
     /// accepted at or after `from_slot`.
     Prepare { ballot: Ballot, from_slot: Slot },
@@ -142,38 +133,19 @@ pub enum Message {
         chosen_through: Slot,
     },
     /// Phase 2a for a run of slots, plus the leader's chosen prefix.
-    Accept {
-        ballot: Ballot,
-        entries: Vec<(Slot, Value)>,
-        chosen_through: Slot,
-    },
+    Accept { ballot: Ballot, entries: Vec<(Slot, Value)>, chosen_through: Slot },
     /// Phase 2b, sent only once the entries are durable.
-    Accepted {
-        ballot: Ballot,
-        slots: Vec<Slot>,
-        chosen_through: Slot,
-    },
+    Accepted { ballot: Ballot, slots: Vec<Slot>, chosen_through: Slot },
     /// The receiver has promised a higher ballot than the one it was sent.
     Reject { ballot: Ballot, promised: Ballot },
     /// Leader liveness, chosen prefix, and read-index confirmation.
-    Heartbeat {
-        ballot: Ballot,
-        chosen_through: Slot,
-        read_round: u64,
-    },
+    Heartbeat { ballot: Ballot, chosen_through: Slot, read_round: u64 },
     /// Answer to a heartbeat from a replica that accepts `ballot`.
-    HeartbeatAck {
-        ballot: Ballot,
-        read_round: u64,
-        chosen_through: Slot,
-    },
+    HeartbeatAck { ballot: Ballot, read_round: u64, chosen_through: Slot },
     /// "Send me chosen values from `from_slot` on."
     CatchupRequest { from_slot: Slot },
     /// Chosen values, contiguous from the requested slot.
-    Catchup {
-        entries: Vec<(Slot, Value)>,
-        chosen_through: Slot,
-    },
+    Catchup { entries: Vec<(Slot, Value)>, chosen_through: Slot },
 }
 
 /// A message with its addressing.

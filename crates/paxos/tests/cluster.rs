@@ -4,9 +4,7 @@
 //! different values for a slot and that the cluster makes progress once
 //! healed. (The full simulator with the chat layer is the `sim` crate.)
 
-use chorus_paxos::{
-    Config, DurableState, Envelope, Event, Ready, Replica, Slot, Value, WriteBatch,
-};
+use chorus_paxos::{Config, DurableState, Envelope, Event, Ready, Replica, Slot, Value, WriteBatch};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -45,33 +43,16 @@ struct World {
 impl World {
     fn new(seed: u64, n: u8) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let loss = if rng.random_bool(0.5) {
-            rng.random_range(0.0..0.3)
-        } else {
-            0.0
-        };
+        let loss = if rng.random_bool(0.5) { rng.random_range(0.0..0.3) } else { 0.0 };
         let nodes = (0..n)
             .map(|id| Node {
-                replica: Some(Replica::new(
-                    Self::config(seed, n, id),
-                    DurableState::default(),
-                    0,
-                )),
+                replica: Some(Replica::new(Self::config(seed, n, id), DurableState::default(), 0)),
                 durable: DurableState::default(),
                 unsynced: Vec::new(),
                 applied: Vec::new(),
             })
             .collect();
-        World {
-            rng,
-            nodes,
-            network: Vec::new(),
-            now: 0,
-            chosen: BTreeMap::new(),
-            loss,
-            proposed: 0,
-            seed,
-        }
+        World { rng, nodes, network: Vec::new(), now: 0, chosen: BTreeMap::new(), loss, proposed: 0, seed }
     }
 
     fn config(seed: u64, n: u8, id: u8) -> Config {
@@ -89,17 +70,9 @@ impl World {
         }
         for (slot, value) in ready.committed {
             let expected = node.applied.len() as u64 + 1;
-            assert_eq!(
-                slot, expected,
-                "seed {}: replica {id} applied out of order",
-                self.seed
-            );
+            assert_eq!(slot, expected, "seed {}: replica {id} applied out of order", self.seed);
             match self.chosen.get(&slot) {
-                Some(v) => assert_eq!(
-                    v, &value,
-                    "seed {}: slot {slot} chose two values",
-                    self.seed
-                ),
+                Some(v) => assert_eq!(v, &value, "seed {}: slot {slot} chose two values", self.seed),
                 None => {
                     self.chosen.insert(slot, value.clone());
                 }
@@ -160,8 +133,7 @@ impl World {
                 }
             }
         }
-        let (due, later): (Vec<_>, Vec<_>) =
-            self.network.drain(..).partition(|(at, _)| *at <= self.now);
+        let (due, later): (Vec<_>, Vec<_>) = self.network.drain(..).partition(|(at, _)| *at <= self.now);
         self.network = later;
         let mut due = due;
         // reorder deliveries
@@ -215,18 +187,9 @@ fn run(seed: u64, n: u8) {
         "seed {seed}: no progress after healing ({} chosen)",
         world.chosen.len()
     );
-    eprintln!(
-        "seed {seed}: chosen {} proposed {}",
-        world.chosen.len(),
-        world.proposed
-    );
+    eprintln!("seed {seed}: chosen {} proposed {}", world.chosen.len(), world.proposed);
     // Every live replica applied the same prefix.
-    let longest = world
-        .nodes
-        .iter()
-        .map(|n| n.applied.len())
-        .max()
-        .unwrap_or(0);
+    let longest = world.nodes.iter().map(|n| n.applied.len()).max().unwrap_or(0);
     for (id, node) in world.nodes.iter().enumerate() {
         assert!(
             node.applied.len() + 64 >= longest,
@@ -258,10 +221,7 @@ fn single_replica_chooses_alone() {
 #[test]
 #[ignore]
 fn debug_seed() {
-    let seed: u64 = std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(25);
+    let seed: u64 = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(25);
     let mut world = World::new(seed, 3);
     for _ in 0..3000 {
         world.step(true);
@@ -271,11 +231,7 @@ fn debug_seed() {
         world.step(false);
         if i % 400 == 0 {
             for node in &world.nodes {
-                eprintln!(
-                    "t{} {:?}",
-                    world.now,
-                    node.replica.as_ref().map(|r| r.status())
-                );
+                eprintln!("t{} {:?}", world.now, node.replica.as_ref().map(|r| r.status()));
             }
         }
     }
@@ -285,10 +241,7 @@ fn debug_seed() {
 #[test]
 #[ignore]
 fn sweep() {
-    let count: u64 = std::env::var("SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(500);
+    let count: u64 = std::env::var("SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
     for seed in 1000..1000 + count {
         run(seed, if seed % 3 == 0 { 5 } else { 3 });
     }

@@ -23,114 +23,39 @@ fn batch(command: &[u8]) -> Value {
 fn prepare_is_promised_only_after_the_promise_is_durable() {
     let mut r = replica(1, DurableState::default());
     let ballot = Ballot::new(1, 0);
-    r.step(envelope(
-        0,
-        1,
-        Message::Prepare {
-            ballot,
-            from_slot: 1,
-        },
-    ));
+    r.step(envelope(0, 1, Message::Prepare { ballot, from_slot: 1 }));
     let ready = r.ready();
-    let expected_write = WriteBatch {
-        id: 1,
-        promised: Some(ballot),
-        entries: vec![],
-        chosen_through: None,
-    };
-    assert_eq!(
-        ready,
-        Ready {
-            write: Some(expected_write),
-            ..Ready::default()
-        }
-    );
+    let expected_write = WriteBatch { id: 1, promised: Some(ballot), entries: vec![], chosen_through: None };
+    assert_eq!(ready, Ready { write: Some(expected_write), ..Ready::default() });
     r.step(Event::Persisted(1));
-    let promise = Message::Promise {
-        ballot,
-        from_slot: 1,
-        entries: vec![],
-        truncated: false,
-        chosen_through: 0,
-    };
-    assert_eq!(
-        r.ready(),
-        Ready {
-            messages: vec![out(1, 0, promise)],
-            ..Ready::default()
-        }
-    );
+    let promise = Message::Promise { ballot, from_slot: 1, entries: vec![], truncated: false, chosen_through: 0 };
+    assert_eq!(r.ready(), Ready { messages: vec![out(1, 0, promise)], ..Ready::default() });
 }
 
 #[test]
 fn prepare_below_the_promise_is_rejected_at_once_without_a_write() {
-    let durable = DurableState {
-        promised: Ballot::new(5, 2),
-        ..DurableState::default()
-    };
+    let durable = DurableState { promised: Ballot::new(5, 2), ..DurableState::default() };
     let mut r = replica(1, durable);
     let ballot = Ballot::new(3, 0);
-    r.step(envelope(
-        0,
-        1,
-        Message::Prepare {
-            ballot,
-            from_slot: 1,
-        },
-    ));
-    let reject = Message::Reject {
-        ballot,
-        promised: Ballot::new(5, 2),
-    };
-    assert_eq!(
-        r.ready(),
-        Ready {
-            messages: vec![out(1, 0, reject)],
-            ..Ready::default()
-        }
-    );
+    r.step(envelope(0, 1, Message::Prepare { ballot, from_slot: 1 }));
+    let reject = Message::Reject { ballot, promised: Ballot::new(5, 2) };
+    assert_eq!(r.ready(), Ready { messages: vec![out(1, 0, reject)], ..Ready::default() });
 }
 
 #[test]
 fn promise_reports_accepted_entries_from_the_requested_slot() {
     let mut entries = BTreeMap::new();
-    let old = Entry {
-        ballot: Ballot::new(1, 2),
-        value: batch(b"a"),
-        chosen: false,
-    };
-    entries.insert(
-        1,
-        Entry {
-            chosen: true,
-            ..old.clone()
-        },
-    );
+    let old = Entry { ballot: Ballot::new(1, 2), value: batch(b"a"), chosen: false };
+    entries.insert(1, Entry { chosen: true, ..old.clone() });
     entries.insert(2, old.clone());
-    let durable = DurableState {
-        promised: Ballot::new(1, 2),
-        entries,
-        chosen_through: 1,
-    };
+    let durable = DurableState { promised: Ballot::new(1, 2), entries, chosen_through: 1 };
     let mut r = replica(1, durable);
     let ballot = Ballot::new(2, 0);
-    r.step(envelope(
-        0,
-        1,
-        Message::Prepare {
-            ballot,
-            from_slot: 2,
-        },
-    ));
+    r.step(envelope(0, 1, Message::Prepare { ballot, from_slot: 2 }));
     let write = r.ready().write.expect("the new promise is written");
     r.step(Event::Persisted(write.id));
-    let promise = Message::Promise {
-        ballot,
-        from_slot: 2,
-        entries: vec![(2, old)],
-        truncated: false,
-        chosen_through: 1,
-    };
+    let promise =
+        Message::Promise { ballot, from_slot: 2, entries: vec![(2, old)], truncated: false, chosen_through: 1 };
     assert_eq!(r.ready().messages, vec![out(1, 0, promise)]);
 }
 
@@ -139,73 +64,24 @@ fn accept_is_acknowledged_after_the_entries_are_durable_and_learns_chosen() {
     let mut r = replica(2, DurableState::default());
     let ballot = Ballot::new(1, 0);
     let entries = vec![(1, batch(b"x")), (2, batch(b"y"))];
-    r.step(envelope(
-        0,
-        2,
-        Message::Accept {
-            ballot,
-            entries,
-            chosen_through: 0,
-        },
-    ));
+    r.step(envelope(0, 2, Message::Accept { ballot, entries, chosen_through: 0 }));
     let ready = r.ready();
-    let accepted = |slot: Slot, v: &[u8]| {
-        (
-            slot,
-            Entry {
-                ballot,
-                value: batch(v),
-                chosen: false,
-            },
-        )
-    };
+    let accepted = |slot: Slot, v: &[u8]| (slot, Entry { ballot, value: batch(v), chosen: false });
     let write = WriteBatch {
         id: 1,
         promised: Some(ballot),
         entries: vec![accepted(1, b"x"), accepted(2, b"y")],
         chosen_through: None,
     };
-    assert_eq!(
-        ready,
-        Ready {
-            write: Some(write),
-            ..Ready::default()
-        }
-    );
+    assert_eq!(ready, Ready { write: Some(write), ..Ready::default() });
     r.step(Event::Persisted(1));
-    let reply = Message::Accepted {
-        ballot,
-        slots: vec![1, 2],
-        chosen_through: 0,
-    };
-    assert_eq!(
-        r.ready(),
-        Ready {
-            messages: vec![out(2, 0, reply)],
-            ..Ready::default()
-        }
-    );
+    let reply = Message::Accepted { ballot, slots: vec![1, 2], chosen_through: 0 };
+    assert_eq!(r.ready(), Ready { messages: vec![out(2, 0, reply)], ..Ready::default() });
     // A heartbeat saying slot 1 is chosen under the same ballot commits it.
-    r.step(envelope(
-        0,
-        2,
-        Message::Heartbeat {
-            ballot,
-            chosen_through: 1,
-            read_round: 0,
-        },
-    ));
-    let ack = Message::HeartbeatAck {
-        ballot,
-        read_round: 0,
-        chosen_through: 0,
-    };
+    r.step(envelope(0, 2, Message::Heartbeat { ballot, chosen_through: 1, read_round: 0 }));
+    let ack = Message::HeartbeatAck { ballot, read_round: 0, chosen_through: 0 };
     let expected = Ready {
-        write: Some(WriteBatch {
-            id: 2,
-            chosen_through: Some(1),
-            ..WriteBatch::default()
-        }),
+        write: Some(WriteBatch { id: 2, chosen_through: Some(1), ..WriteBatch::default() }),
         messages: vec![out(2, 0, ack)],
         committed: vec![(1, batch(b"x"))],
         reads: vec![],
@@ -216,61 +92,19 @@ fn accept_is_acknowledged_after_the_entries_are_durable_and_learns_chosen() {
 #[test]
 fn chosen_prefix_under_another_ballot_is_fetched_not_assumed() {
     let mut entries = BTreeMap::new();
-    entries.insert(
-        1,
-        Entry {
-            ballot: Ballot::new(1, 1),
-            value: batch(b"stale"),
-            chosen: false,
-        },
-    );
-    let mut r = replica(
-        2,
-        DurableState {
-            promised: Ballot::new(1, 1),
-            entries,
-            chosen_through: 0,
-        },
-    );
+    entries.insert(1, Entry { ballot: Ballot::new(1, 1), value: batch(b"stale"), chosen: false });
+    let mut r = replica(2, DurableState { promised: Ballot::new(1, 1), entries, chosen_through: 0 });
     let ballot = Ballot::new(2, 0);
-    r.step(envelope(
-        0,
-        2,
-        Message::Heartbeat {
-            ballot,
-            chosen_through: 1,
-            read_round: 0,
-        },
-    ));
+    r.step(envelope(0, 2, Message::Heartbeat { ballot, chosen_through: 1, read_round: 0 }));
     let ready = r.ready();
-    assert!(
-        ready.committed.is_empty(),
-        "a value accepted under another ballot is not known chosen"
-    );
-    assert_eq!(
-        ready.messages,
-        vec![out(2, 0, Message::CatchupRequest { from_slot: 1 })]
-    );
-    r.step(envelope(
-        0,
-        2,
-        Message::Catchup {
-            entries: vec![(1, batch(b"real"))],
-            chosen_through: 1,
-        },
-    ));
+    assert!(ready.committed.is_empty(), "a value accepted under another ballot is not known chosen");
+    assert_eq!(ready.messages, vec![out(2, 0, Message::CatchupRequest { from_slot: 1 })]);
+    r.step(envelope(0, 2, Message::Catchup { entries: vec![(1, batch(b"real"))], chosen_through: 1 }));
     let ready = r.ready();
     assert_eq!(ready.committed, vec![(1, batch(b"real"))]);
-    let chosen = Entry {
-        ballot,
-        value: batch(b"real"),
-        chosen: true,
-    };
+    let chosen = Entry { ballot, value: batch(b"real"), chosen: true };
     let write = ready.write.expect("the chosen value is written");
-    assert_eq!(
-        (write.entries, write.chosen_through),
-        (vec![(1, chosen)], Some(1))
-    );
+    assert_eq!((write.entries, write.chosen_through), (vec![(1, chosen)], Some(1)));
 }
 
 /// Drives replica 0 through pre-vote and prepare with the given promises.
@@ -280,43 +114,16 @@ fn elect(r: &mut Replica, promises: Vec<(ReplicaId, Vec<(Slot, Entry)>)>) -> Bal
     }
     let pre_votes = r.ready();
     assert_eq!(pre_votes.messages.len(), 2, "pre-vote goes to both peers");
-    let Message::PreVote { round, .. } = pre_votes.messages[0].message else {
-        panic!("expected a pre-vote")
-    };
-    r.step(envelope(
-        1,
-        0,
-        Message::PreVoteReply {
-            round,
-            granted: true,
-            promised: Ballot::ZERO,
-        },
-    ));
+    let Message::PreVote { round, .. } = pre_votes.messages[0].message else { panic!("expected a pre-vote") };
+    r.step(envelope(1, 0, Message::PreVoteReply { round, granted: true, promised: Ballot::ZERO }));
     let prepare = r.ready();
     let ballot = Ballot::new(round, 0);
-    let expected: Vec<Envelope> = [1, 2]
-        .iter()
-        .map(|to| {
-            out(
-                0,
-                *to,
-                Message::Prepare {
-                    ballot,
-                    from_slot: 1,
-                },
-            )
-        })
-        .collect();
+    let expected: Vec<Envelope> =
+        [1, 2].iter().map(|to| out(0, *to, Message::Prepare { ballot, from_slot: 1 })).collect();
     assert_eq!(prepare.messages, expected);
     r.step(Event::Persisted(prepare.write.expect("own promise").id));
     for (from, entries) in promises {
-        let promise = Message::Promise {
-            ballot,
-            from_slot: 1,
-            entries,
-            truncated: false,
-            chosen_through: 0,
-        };
+        let promise = Message::Promise { ballot, from_slot: 1, entries, truncated: false, chosen_through: 0 };
         r.step(envelope(from, 0, promise));
     }
     ballot
@@ -326,62 +133,26 @@ fn elect(r: &mut Replica, promises: Vec<(ReplicaId, Vec<(Slot, Entry)>)>) -> Bal
 fn new_leader_reproposes_the_highest_ballot_value_and_fills_holes() {
     // The candidate itself accepted "high" under a higher ballot than the
     // promiser's "low"; a majority is the candidate plus replica 1.
-    let high = Entry {
-        ballot: Ballot::new(2, 2),
-        value: batch(b"high"),
-        chosen: false,
-    };
-    let own = DurableState {
-        promised: Ballot::new(2, 2),
-        entries: BTreeMap::from([(1, high)]),
-        chosen_through: 0,
-    };
+    let high = Entry { ballot: Ballot::new(2, 2), value: batch(b"high"), chosen: false };
+    let own = DurableState { promised: Ballot::new(2, 2), entries: BTreeMap::from([(1, high)]), chosen_through: 0 };
     let mut r = replica(0, own);
-    let low = Entry {
-        ballot: Ballot::new(1, 1),
-        value: batch(b"low"),
-        chosen: false,
-    };
-    let ballot = elect(
-        &mut r,
-        vec![(1, vec![(1, low), (3, batch_entry(b"three"))])],
-    );
+    let low = Entry { ballot: Ballot::new(1, 1), value: batch(b"low"), chosen: false };
+    let ballot = elect(&mut r, vec![(1, vec![(1, low), (3, batch_entry(b"three"))])]);
     assert_eq!(r.role(), Role::Leader);
     let ready = r.ready();
     let values = vec![(1, batch(b"high")), (2, Value::Noop), (3, batch(b"three"))];
-    let accept = Message::Accept {
-        ballot,
-        entries: values.clone(),
-        chosen_through: 0,
-    };
-    let heartbeat = Message::Heartbeat {
-        ballot,
-        chosen_through: 0,
-        read_round: 0,
-    };
-    let expected_messages = vec![
-        out(0, 1, accept.clone()),
-        out(0, 2, accept),
-        out(0, 1, heartbeat.clone()),
-        out(0, 2, heartbeat),
-    ];
+    let accept = Message::Accept { ballot, entries: values.clone(), chosen_through: 0 };
+    let heartbeat = Message::Heartbeat { ballot, chosen_through: 0, read_round: 0 };
+    let expected_messages =
+        vec![out(0, 1, accept.clone()), out(0, 2, accept), out(0, 1, heartbeat.clone()), out(0, 2, heartbeat)];
     assert_eq!(ready.messages, expected_messages);
-    let written: Vec<(Slot, Value)> = ready
-        .write
-        .expect("re-proposals are written")
-        .entries
-        .into_iter()
-        .map(|(s, e)| (s, e.value))
-        .collect();
+    let written: Vec<(Slot, Value)> =
+        ready.write.expect("re-proposals are written").entries.into_iter().map(|(s, e)| (s, e.value)).collect();
     assert_eq!(written, values);
 }
 
 fn batch_entry(command: &[u8]) -> Entry {
-    Entry {
-        ballot: Ballot::new(1, 1),
-        value: batch(command),
-        chosen: false,
-    }
+    Entry { ballot: Ballot::new(1, 1), value: batch(command), chosen: false }
 }
 
 #[test]
@@ -389,57 +160,25 @@ fn leader_commits_on_a_majority_counting_itself_only_once_durable() {
     let mut r = replica(0, DurableState::default());
     let ballot = elect(&mut r, vec![(1, vec![])]);
     r.ready();
-    r.propose(b"cmd".to_vec())
-        .expect("the leader takes proposals");
+    r.propose(b"cmd".to_vec()).expect("the leader takes proposals");
     let ready = r.ready();
     let write = ready.write.expect("the leader writes its own entry");
-    r.step(envelope(
-        1,
-        0,
-        Message::Accepted {
-            ballot,
-            slots: vec![1],
-            chosen_through: 0,
-        },
-    ));
-    assert!(
-        r.ready().committed.is_empty(),
-        "one peer alone is not a majority of three"
-    );
+    r.step(envelope(1, 0, Message::Accepted { ballot, slots: vec![1], chosen_through: 0 }));
+    assert!(r.ready().committed.is_empty(), "one peer alone is not a majority of three");
     r.step(Event::Persisted(write.id));
     let ready = r.ready();
     assert_eq!(ready.committed, vec![(1, batch(b"cmd"))]);
-    assert_eq!(
-        ready
-            .write
-            .expect("chosen prefix is written")
-            .chosen_through,
-        Some(1)
-    );
+    assert_eq!(ready.write.expect("chosen prefix is written").chosen_through, Some(1));
 }
 
 #[test]
 fn follower_refuses_proposals_and_names_the_leader() {
     let mut r = replica(1, DurableState::default());
     let ballot = Ballot::new(1, 0);
-    r.step(envelope(
-        0,
-        1,
-        Message::Heartbeat {
-            ballot,
-            chosen_through: 0,
-            read_round: 0,
-        },
-    ));
+    r.step(envelope(0, 1, Message::Heartbeat { ballot, chosen_through: 0, read_round: 0 }));
     let refused = r.propose(b"x".to_vec());
-    assert_eq!(
-        refused,
-        Err(ProposeError::NotLeader(NotLeader { leader: Some(0) }))
-    );
-    assert_eq!(
-        r.read(1),
-        Err(ProposeError::NotLeader(NotLeader { leader: Some(0) }))
-    );
+    assert_eq!(refused, Err(ProposeError::NotLeader(NotLeader { leader: Some(0) })));
+    assert_eq!(r.read(1), Err(ProposeError::NotLeader(NotLeader { leader: Some(0) })));
 }
 
 #[test]
@@ -449,32 +188,11 @@ fn read_waits_for_a_majority_heartbeat_round() {
     r.ready();
     r.read(9).expect("leader serves reads");
     let ready = r.ready();
-    let heartbeat = Message::Heartbeat {
-        ballot,
-        chosen_through: 0,
-        read_round: 1,
-    };
-    assert_eq!(
-        ready.messages,
-        vec![out(0, 1, heartbeat.clone()), out(0, 2, heartbeat)]
-    );
+    let heartbeat = Message::Heartbeat { ballot, chosen_through: 0, read_round: 1 };
+    assert_eq!(ready.messages, vec![out(0, 1, heartbeat.clone()), out(0, 2, heartbeat)]);
     assert!(ready.reads.is_empty());
-    r.step(envelope(
-        2,
-        0,
-        Message::HeartbeatAck {
-            ballot,
-            read_round: 1,
-            chosen_through: 0,
-        },
-    ));
-    assert_eq!(
-        r.ready(),
-        Ready {
-            reads: vec![(9, Ok(()))],
-            ..Ready::default()
-        }
-    );
+    r.step(envelope(2, 0, Message::HeartbeatAck { ballot, read_round: 1, chosen_through: 0 }));
+    assert_eq!(r.ready(), Ready { reads: vec![(9, Ok(()))], ..Ready::default() });
 }
 
 #[test]
@@ -483,14 +201,7 @@ fn leader_steps_down_when_a_higher_ballot_is_reported() {
     let ballot = elect(&mut r, vec![(1, vec![])]);
     r.ready();
     r.read(1).expect("leader serves reads");
-    r.step(envelope(
-        1,
-        0,
-        Message::Reject {
-            ballot,
-            promised: Ballot::new(ballot.round + 1, 2),
-        },
-    ));
+    r.step(envelope(1, 0, Message::Reject { ballot, promised: Ballot::new(ballot.round + 1, 2) }));
     assert_eq!(r.role(), Role::Follower);
     assert_eq!(r.ready().reads, vec![(1, Err(NotLeader { leader: None }))]);
 }

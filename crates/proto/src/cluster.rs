@@ -38,10 +38,7 @@ pub struct ClusterFile {
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterFileError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot parse {path}: {reason}")]
     Parse { path: PathBuf, reason: String },
     #[error("invalid cluster file {path}: {reason}")]
@@ -52,24 +49,17 @@ impl ClusterFile {
     /// Reads and checks a cluster file; relative data directories become
     /// relative to the file's own directory.
     pub fn load(path: &Path) -> Result<Self, ClusterFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ClusterFileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut file: ClusterFile = toml::from_str(&text).map_err(|e| ClusterFileError::Parse {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ClusterFileError::Read { path: path.to_owned(), source })?;
+        let mut file: ClusterFile = toml::from_str(&text)
+            .map_err(|e| ClusterFileError::Parse { path: path.to_owned(), reason: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for replica in &mut file.replicas {
             if replica.data_dir.is_relative() {
                 replica.data_dir = base.join(&replica.data_dir);
             }
         }
-        file.check().map_err(|reason| ClusterFileError::Invalid {
-            path: path.to_owned(),
-            reason,
-        })?;
+        file.check().map_err(|reason| ClusterFileError::Invalid { path: path.to_owned(), reason })?;
         Ok(file)
     }
 
@@ -87,17 +77,10 @@ impl ClusterFile {
         }
         for (index, replica) in self.replicas.iter().enumerate() {
             if usize::from(replica.id) != index {
-                return Err(format!(
-                    "replica ids must be 0..{n} in order; found {} at position {index}",
-                    replica.id
-                ));
+                return Err(format!("replica ids must be 0..{n} in order; found {} at position {index}", replica.id));
             }
         }
-        let mut addrs: Vec<SocketAddr> = self
-            .replicas
-            .iter()
-            .flat_map(|r| [r.client_addr, r.peer_addr])
-            .collect();
+        let mut addrs: Vec<SocketAddr> = self.replicas.iter().flat_map(|r| [r.client_addr, r.peer_addr]).collect();
         addrs.sort_unstable();
         addrs.dedup();
         if addrs.len() != 2 * n {
@@ -139,10 +122,7 @@ mod tests {
         std::fs::write(&path, file.to_toml()).expect("write");
         let loaded = ClusterFile::load(&path).expect("loads");
         assert_eq!(loaded.replicas.len(), 3);
-        assert_eq!(
-            loaded.replicas[2].peer_addr,
-            "127.0.0.1:7105".parse().unwrap()
-        );
+        assert_eq!(loaded.replicas[2].peer_addr, "127.0.0.1:7105".parse().unwrap());
         assert_eq!(loaded.replicas[1].data_dir, dir.join("replica-1"));
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -19,14 +19,11 @@ pub enum FrameError {
 /// Encodes `value` as one frame (length prefix included).
 pub fn encode_frame<T: Serialize>(value: &T, max_bytes: usize) -> Result<Vec<u8>, FrameError> {
     let mut out = vec![0u8; 4];
-    let mut out = postcard::to_extend(value, std::mem::take(&mut out))
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let mut out =
+        postcard::to_extend(value, std::mem::take(&mut out)).map_err(|e| FrameError::Malformed(e.to_string()))?;
     let payload = out.len() - 4;
     if payload > max_bytes {
-        return Err(FrameError::TooLarge {
-            bytes: payload,
-            max: max_bytes,
-        });
+        return Err(FrameError::TooLarge { bytes: payload, max: max_bytes });
     }
     out[..4].copy_from_slice(&(payload as u32).to_be_bytes());
     Ok(out)
@@ -34,24 +31,16 @@ pub fn encode_frame<T: Serialize>(value: &T, max_bytes: usize) -> Result<Vec<u8>
 
 /// Decodes one payload (without its length prefix); trailing bytes are an error.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (value, rest) =
-        postcard::take_from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let (value, rest) = postcard::take_from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(FrameError::Malformed(format!(
-            "{} trailing bytes",
-            rest.len()
-        )));
+        return Err(FrameError::Malformed(format!("{} trailing bytes", rest.len())));
     }
     Ok(value)
 }
 
 /// Reads one frame. `Err(Closed)` on a clean end of stream before a frame
 /// starts; the length is checked before the payload buffer grows.
-pub async fn read_frame<R, T>(
-    reader: &mut R,
-    max_bytes: usize,
-    buf: &mut Vec<u8>,
-) -> Result<T, FrameError>
+pub async fn read_frame<R, T>(reader: &mut R, max_bytes: usize, buf: &mut Vec<u8>) -> Result<T, FrameError>
 where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
@@ -64,10 +53,7 @@ where
     }
     let bytes = u32::from_be_bytes(prefix) as usize;
     if bytes > max_bytes {
-        return Err(FrameError::TooLarge {
-            bytes,
-            max: max_bytes,
-        });
+        return Err(FrameError::TooLarge { bytes, max: max_bytes });
     }
     buf.clear();
     buf.resize(bytes, 0);
@@ -76,10 +62,7 @@ where
 }
 
 /// Writes one already-encoded frame and flushes it.
-pub async fn write_frame<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    frame: &[u8],
-) -> Result<(), FrameError> {
+pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &[u8]) -> Result<(), FrameError> {
     writer.write_all(frame).await?;
     writer.flush().await?;
     Ok(())
@@ -94,17 +77,13 @@ mod tests {
         let frame = encode_frame(&("hello".to_string(), 7u64), 64).expect("fits");
         let mut reader: &[u8] = &frame;
         let mut buf = Vec::new();
-        let value: (String, u64) = read_frame(&mut reader, 64, &mut buf)
-            .await
-            .expect("decodes");
+        let value: (String, u64) = read_frame(&mut reader, 64, &mut buf).await.expect("decodes");
         assert_eq!(value, ("hello".to_string(), 7));
 
         let huge = u32::MAX.to_be_bytes();
         let mut reader: &[u8] = &huge;
         let result: Result<u8, _> = read_frame(&mut reader, 64, &mut buf).await;
-        assert!(
-            matches!(result, Err(FrameError::TooLarge { bytes, max: 64 }) if bytes == u32::MAX as usize)
-        );
+        assert!(matches!(result, Err(FrameError::TooLarge { bytes, max: 64 }) if bytes == u32::MAX as usize));
         assert!(buf.capacity() < 1024, "no allocation for a refused length");
     }
 
@@ -125,9 +104,6 @@ mod tests {
     #[test]
     fn encoding_past_the_limit_is_refused() {
         let big = vec![0u8; 100];
-        assert!(matches!(
-            encode_frame(&big, 50),
-            Err(FrameError::TooLarge { .. })
-        ));
+        assert!(matches!(encode_frame(&big, 50), Err(FrameError::TooLarge { .. })));
     }
 }

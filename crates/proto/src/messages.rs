@@ -29,11 +29,7 @@ pub struct Hello {
 impl Hello {
     /// The hello this build sends.
     pub fn new(peer: Peer) -> Self {
-        Hello {
-            magic: MAGIC,
-            version: PROTOCOL_VERSION,
-            peer,
-        }
+        Hello { magic: MAGIC, version: PROTOCOL_VERSION, peer }
     }
 
     /// Why this hello cannot be served, if it cannot.
@@ -42,10 +38,7 @@ impl Hello {
             return Err(RequestError::BadRequest("not a Chorus connection".into()));
         }
         if self.version != PROTOCOL_VERSION {
-            return Err(RequestError::VersionMismatch {
-                ours: PROTOCOL_VERSION,
-                theirs: self.version,
-            });
+            return Err(RequestError::VersionMismatch { ours: PROTOCOL_VERSION, theirs: self.version });
         }
         Ok(())
     }
@@ -65,11 +58,7 @@ pub enum Request {
     Register { client: ClientId },
     /// A state-changing chat command (create, delete, send), exactly once
     /// per (client, seq).
-    Command {
-        client: ClientId,
-        seq: u64,
-        command: Command,
-    },
+    Command { client: ClientId, seq: u64, command: Command },
     /// Linearizable list of account names matching a regular expression.
     List { pattern: Option<String> },
     /// Starts delivery for `name`: queued messages with id > `after`, then
@@ -87,10 +76,7 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerFrame {
     /// Answer to the request with the same id.
-    Reply {
-        request_id: u64,
-        result: Result<Response, RequestError>,
-    },
+    Reply { request_id: u64, result: Result<Response, RequestError> },
     /// Messages for a subscribed account, oldest first.
     Deliver { messages: Vec<Message> },
     /// Delivery for `name` on this connection ended.
@@ -156,21 +142,9 @@ mod tests {
     #[test]
     fn hello_checks_magic_and_version() {
         assert_eq!(Hello::new(Peer::Client).check(), Ok(()));
-        let old = Hello {
-            version: 0,
-            ..Hello::new(Peer::Client)
-        };
-        assert_eq!(
-            old.check(),
-            Err(RequestError::VersionMismatch {
-                ours: PROTOCOL_VERSION,
-                theirs: 0
-            })
-        );
-        let alien = Hello {
-            magic: 1,
-            ..Hello::new(Peer::Replica(2))
-        };
+        let old = Hello { version: 0, ..Hello::new(Peer::Client) };
+        assert_eq!(old.check(), Err(RequestError::VersionMismatch { ours: PROTOCOL_VERSION, theirs: 0 }));
+        let alien = Hello { magic: 1, ..Hello::new(Peer::Replica(2)) };
         assert!(matches!(alien.check(), Err(RequestError::BadRequest(_))));
     }
 
@@ -181,11 +155,7 @@ mod tests {
             request: Request::Command {
                 client: 7,
                 seq: 3,
-                command: Command::Send {
-                    from: "a".into(),
-                    to: "b".into(),
-                    text: "hi".into(),
-                },
+                command: Command::Send { from: "a".into(), to: "b".into(), text: "hi".into() },
             },
         };
         let bytes = encode_frame(&frame, chorus_limits::CLIENT_FRAME_BYTES_MAX).expect("fits");

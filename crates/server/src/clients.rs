@@ -4,9 +4,7 @@
 use crate::machine::ConnId;
 use crate::node::Input;
 use chorus_limits as limits;
-use chorus_proto::{
-    encode_frame, read_frame, ClientFrame, FrameError, Hello, Peer, RequestError, ServerFrame,
-};
+use chorus_proto::{encode_frame, read_frame, ClientFrame, FrameError, Hello, Peer, RequestError, ServerFrame};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -31,10 +29,7 @@ pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>) {
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(
-                stream,
-                "too many connections to this replica; try another",
-            ));
+            tokio::spawn(refuse(stream, "too many connections to this replica; try another"));
             continue;
         };
         let conn = next_conn;
@@ -52,59 +47,36 @@ pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>) {
 /// Tells a client why it is refused, then closes.
 async fn refuse(mut stream: TcpStream, reason: &str) {
     let error = RequestError::BadRequest(reason.to_string());
-    let frame = ServerFrame::Reply {
-        request_id: 0,
-        result: Err(error),
-    };
+    let frame = ServerFrame::Reply { request_id: 0, result: Err(error) };
     if let Ok(bytes) = encode_frame(&frame, limits::CLIENT_FRAME_BYTES_MAX) {
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
     }
 }
 
-async fn serve(
-    stream: TcpStream,
-    conn: ConnId,
-    inbox: mpsc::Sender<Input>,
-) -> Result<(), FrameError> {
+async fn serve(stream: TcpStream, conn: ConnId, inbox: mpsc::Sender<Input>) -> Result<(), FrameError> {
     stream.set_nodelay(true)?;
     let (mut reader, writer) = stream.into_split();
     let mut buf = Vec::new();
     let max = limits::CLIENT_FRAME_BYTES_MAX;
-    let hello: Hello =
-        match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut reader, max, &mut buf)).await {
-            Ok(hello) => hello?,
-            Err(_) => return Err(FrameError::Malformed("no hello in time".into())),
-        };
+    let hello: Hello = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut reader, max, &mut buf)).await {
+        Ok(hello) => hello?,
+        Err(_) => return Err(FrameError::Malformed("no hello in time".into())),
+    };
     let (tx, rx) = mpsc::channel(limits::CLIENT_OUTBOUND_FRAMES_MAX);
     let refusal = match (hello.check(), hello.peer) {
         (Err(error), _) => Some(error),
-        (Ok(()), Peer::Replica(_)) => Some(RequestError::BadRequest(
-            "replicas use the peer port".into(),
-        )),
+        (Ok(()), Peer::Replica(_)) => Some(RequestError::BadRequest("replicas use the peer port".into())),
         (Ok(()), Peer::Client) => None,
     };
     let writer_task = tokio::spawn(write_loop(writer, rx));
     if let Some(error) = refusal {
-        let _ = tx
-            .send(ServerFrame::Reply {
-                request_id: 0,
-                result: Err(error),
-            })
-            .await;
+        let _ = tx.send(ServerFrame::Reply { request_id: 0, result: Err(error) }).await;
         drop(tx);
         let _ = writer_task.await;
         return Ok(());
     }
     let kick = Arc::new(Notify::new());
-    if inbox
-        .send(Input::Connected {
-            conn,
-            tx: tx.clone(),
-            kick: kick.clone(),
-        })
-        .await
-        .is_err()
-    {
+    if inbox.send(Input::Connected { conn, tx: tx.clone(), kick: kick.clone() }).await.is_err() {
         return Ok(());
     }
     let result = tokio::select! {
@@ -125,16 +97,13 @@ async fn read_loop(
     buf: &mut Vec<u8>,
 ) -> Result<(), FrameError> {
     loop {
-        let frame: ClientFrame = match read_frame(reader, limits::CLIENT_FRAME_BYTES_MAX, buf).await
-        {
+        let frame: ClientFrame = match read_frame(reader, limits::CLIENT_FRAME_BYTES_MAX, buf).await {
             Ok(frame) => frame,
             Err(FrameError::Closed) => return Ok(()),
             Err(error @ (FrameError::TooLarge { .. } | FrameError::Malformed(_))) => {
                 // Say why before closing: the stream cannot be resynchronised.
-                let reply = ServerFrame::Reply {
-                    request_id: 0,
-                    result: Err(RequestError::BadRequest(error.to_string())),
-                };
+                let reply =
+                    ServerFrame::Reply { request_id: 0, result: Err(RequestError::BadRequest(error.to_string())) };
                 let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(reply)).await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 return Err(error);
@@ -165,10 +134,7 @@ async fn write_loop(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<ServerFrame>)
     let _ = writer.shutdown().await;
 }
 
-async fn write_one(
-    writer: &mut BufWriter<OwnedWriteHalf>,
-    frame: &ServerFrame,
-) -> Result<(), FrameError> {
+async fn write_one(writer: &mut BufWriter<OwnedWriteHalf>, frame: &ServerFrame) -> Result<(), FrameError> {
     let bytes = encode_frame(frame, limits::CLIENT_FRAME_BYTES_MAX)?;
     writer.write_all(&bytes).await?;
     Ok(())

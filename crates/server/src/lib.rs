@@ -37,9 +37,7 @@ use std::path::Path;
 /// it fails or the process receives Ctrl-C / SIGTERM.
 pub async fn run_from_file(path: &Path, id: ReplicaId) -> anyhow::Result<()> {
     let cluster = ClusterFile::load(path)?;
-    cluster
-        .replica(id)
-        .with_context(|| format!("replica {id} is not in {}", path.display()))?;
+    cluster.replica(id).with_context(|| format!("replica {id} is not in {}", path.display()))?;
     let shutdown = shutdown_signal();
     tokio::select! {
         result = node::run(cluster, id) => result,
@@ -55,11 +53,10 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -4,12 +4,10 @@
 
 use crate::subscriptions::Subscriptions;
 use chorus_chat::{
-    encode_proposal, validate, validate_name, ChatError, ChatState, ClientId, Command, Millis,
-    Outcome, Proposal, StateEvent,
+    encode_proposal, validate, validate_name, ChatError, ChatState, ClientId, Command, Millis, Outcome, Proposal,
+    StateEvent,
 };
-use chorus_paxos::{
-    Envelope, Event, NotLeader, ProposeError, ReadId, Replica, Role, Slot, Value, WriteBatch,
-};
+use chorus_paxos::{Envelope, Event, NotLeader, ProposeError, ReadId, Replica, Role, Slot, Value, WriteBatch};
 use chorus_proto::{ClientFrame, Request, RequestError, Response, ServerFrame, StatusReport};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,8 +51,18 @@ enum ReadKind {
 /// Who waits for the reply of one request.
 type Waiter = (ConnId, u64);
 
-/// Observer hooks for the simulator's checkers: what was applied.
-pub type ApplyLog = Vec<(Slot, Proposal, Result<Outcome, ChatError>)>;
+/// One applied slot, as the simulator's checkers see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedSlot {
+    pub slot: Slot,
+    /// Each command of the slot (none for a no-op) with the reply it produced.
+    pub commands: Vec<(Proposal, Result<Outcome, ChatError>)>,
+    /// The chat state's digest after the slot.
+    pub digest: u64,
+}
+
+/// What a machine applied, slot by slot (recorded for the simulator only).
+pub type ApplyLog = Vec<AppliedSlot>;
 
 /// One replica's state and logic.
 pub struct Machine {
@@ -76,6 +84,9 @@ pub struct Machine {
     applied_log: Option<ApplyLog>,
     /// Reported in status (0 in the simulator).
     pid: u32,
+    /// Replies remembered in this replica's memory: used only when the
+    /// planted bug `DEDUP_OUTSIDE_LOG` replaces the replicated table.
+    planted_dedup: BTreeMap<(ClientId, u64), Result<Response, RequestError>>,
 }
 
 impl Machine {
@@ -95,6 +106,7 @@ impl Machine {
             was_leader: false,
             applied_log: None,
             pid: 0,
+            planted_dedup: BTreeMap::new(),
         }
     }
 
@@ -120,10 +132,7 @@ impl Machine {
 
     /// Takes what was applied since the last call.
     pub fn take_applied(&mut self) -> ApplyLog {
-        self.applied_log
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
+        self.applied_log.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Feeds a tick, a peer message or a persisted write to the core.
@@ -158,10 +167,7 @@ impl Machine {
             self.finish_read(read, result, out);
         }
         self.notice_role_change(out);
-        Effects {
-            write: ready.write,
-            messages: ready.messages,
-        }
+        Effects { write: ready.write, messages: ready.messages }
     }
 
     fn notice_role_change(&mut self, out: &mut impl Outbox) {
@@ -178,13 +184,7 @@ impl Machine {
 
     /// Handles one client request; `now` is this replica's clock, stamped
     /// on what it proposes.
-    pub fn request(
-        &mut self,
-        conn: ConnId,
-        frame: ClientFrame,
-        now: Millis,
-        out: &mut impl Outbox,
-    ) {
+    pub fn request(&mut self, conn: ConnId, frame: ClientFrame, now: Millis, out: &mut impl Outbox) {
         let waiter = (conn, frame.request_id);
         match frame.request {
             Request::Status => {
@@ -192,19 +192,10 @@ impl Machine {
                 self.reply(waiter, Ok(Response::Status(status)), out);
             }
             Request::Register { client } => {
-                let proposal = Proposal {
-                    client,
-                    seq: 0,
-                    at_millis: now,
-                    command: Command::RegisterClient,
-                };
+                let proposal = Proposal { client, seq: 0, at_millis: now, command: Command::RegisterClient };
                 self.propose(waiter, proposal, out)
             }
-            Request::Command {
-                client,
-                seq,
-                command,
-            } => self.command(waiter, client, seq, command, now, out),
+            Request::Command { client, seq, command } => self.command(waiter, client, seq, command, now, out),
             Request::List { pattern } => self.start_read(waiter, ReadKind::List { pattern }, out),
             Request::Subscribe { name, after } => match validate_name(&name) {
                 Ok(()) => self.start_read(waiter, ReadKind::Subscribe { name, after }, out),
@@ -218,16 +209,7 @@ impl Machine {
                 let (client, seq) = (self.ack_client, self.next_ack_seq);
                 self.next_ack_seq += 1;
                 let command = Command::Ack { name, through };
-                self.validated(
-                    waiter,
-                    Proposal {
-                        client,
-                        seq,
-                        at_millis: now,
-                        command,
-                    },
-                    out,
-                );
+                self.validated(waiter, Proposal { client, seq, at_millis: now, command }, out);
             }
         }
     }
@@ -241,28 +223,20 @@ impl Machine {
         now: Millis,
         out: &mut impl Outbox,
     ) {
-        if !matches!(
-            command,
-            Command::Create { .. } | Command::Delete { .. } | Command::Send { .. }
-        ) {
-            let error =
-                RequestError::BadRequest("only create, delete and send travel as commands".into());
+        if !matches!(command, Command::Create { .. } | Command::Delete { .. } | Command::Send { .. }) {
+            let error = RequestError::BadRequest("only create, delete and send travel as commands".into());
             return self.reply(waiter, Err(error), out);
         }
         if seq == 0 {
             let error = RequestError::BadRequest("command sequence numbers start at 1".into());
             return self.reply(waiter, Err(error), out);
         }
-        self.validated(
-            waiter,
-            Proposal {
-                client,
-                seq,
-                at_millis: now,
-                command,
-            },
-            out,
-        );
+        if chorus_plant::active(chorus_plant::bugs::DEDUP_OUTSIDE_LOG) {
+            if let Some(reply) = self.planted_dedup.get(&(client, seq)).cloned() {
+                return self.reply(waiter, reply, out);
+            }
+        }
+        self.validated(waiter, Proposal { client, seq, at_millis: now, command }, out);
     }
 
     fn validated(&mut self, waiter: Waiter, proposal: Proposal, out: &mut impl Outbox) {
@@ -296,34 +270,18 @@ impl Machine {
             return;
         };
         if let Err(not_leader) = result {
-            return self.reply(
-                waiter,
-                Err(RequestError::NotLeader {
-                    leader: not_leader.leader,
-                }),
-                out,
-            );
+            return self.reply(waiter, Err(RequestError::NotLeader { leader: not_leader.leader }), out);
         }
         match kind {
             ReadKind::List { pattern } => {
                 let listed = self.chat.list(pattern.as_deref());
-                self.reply(
-                    waiter,
-                    listed.map(Response::List).map_err(RequestError::from),
-                    out,
-                );
+                self.reply(waiter, listed.map(Response::List).map_err(RequestError::from), out);
             }
             ReadKind::Subscribe { name, after } => self.finish_subscribe(waiter, name, after, out),
         }
     }
 
-    fn finish_subscribe(
-        &mut self,
-        waiter: Waiter,
-        name: String,
-        after: u64,
-        out: &mut impl Outbox,
-    ) {
+    fn finish_subscribe(&mut self, waiter: Waiter, name: String, after: u64, out: &mut impl Outbox) {
         if !self.chat.account_exists(&name) {
             return self.reply(waiter, Err(ChatError::NoSuchAccount { name }.into()), out);
         }
@@ -336,8 +294,10 @@ impl Machine {
     /// Applies one chosen slot to the chat state, answering whoever waits
     /// here and pushing deliveries to subscribed connections.
     fn apply(&mut self, slot: Slot, value: Value, out: &mut impl Outbox) {
-        let Value::Batch(commands) = value else {
-            return;
+        let mut recorded = self.applied_log.is_some().then(Vec::new);
+        let commands = match value {
+            Value::Batch(commands) => commands,
+            Value::Noop => Vec::new(),
         };
         for bytes in commands {
             let proposal = match chorus_chat::decode_proposal(&bytes) {
@@ -349,16 +309,22 @@ impl Machine {
                 }
             };
             let applied = self.chat.apply(&proposal);
-            if let Some(log) = self.applied_log.as_mut() {
-                log.push((slot, proposal, applied.reply.clone()));
+            if let Some(recorded) = recorded.as_mut() {
+                recorded.push((proposal, applied.reply.clone()));
             }
             if let Some(waiters) = self.pending_commands.remove(&(applied.client, applied.seq)) {
                 let result = applied.reply.map(response_for).map_err(RequestError::from);
+                if chorus_plant::active(chorus_plant::bugs::DEDUP_OUTSIDE_LOG) {
+                    self.planted_dedup.insert((applied.client, applied.seq), result.clone());
+                }
                 for waiter in waiters {
                     self.reply(waiter, result.clone(), out);
                 }
             }
             self.announce(applied.event, out);
+        }
+        if let (Some(commands), Some(log)) = (recorded, self.applied_log.as_mut()) {
+            log.push(AppliedSlot { slot, commands, digest: self.chat.digest() });
         }
     }
 
@@ -373,14 +339,7 @@ impl Machine {
                 for conn in self.subscriptions.conns_for(&name) {
                     self.subscriptions.unsubscribe(conn);
                     let reason = "the account was deleted".to_string();
-                    self.send_frame(
-                        conn,
-                        ServerFrame::Ended {
-                            name: name.clone(),
-                            reason,
-                        },
-                        out,
-                    );
+                    self.send_frame(conn, ServerFrame::Ended { name: name.clone(), reason }, out);
                 }
             }
             None => {}
@@ -395,12 +354,7 @@ impl Machine {
         self.subscriptions.pump(conn, &self.chat, out);
     }
 
-    fn reply(
-        &mut self,
-        (conn, request_id): Waiter,
-        result: Result<Response, RequestError>,
-        out: &mut impl Outbox,
-    ) {
+    fn reply(&mut self, (conn, request_id): Waiter, result: Result<Response, RequestError>, out: &mut impl Outbox) {
         self.send_frame(conn, ServerFrame::Reply { request_id, result }, out);
     }
 

@@ -20,11 +20,7 @@ pub enum Input {
     /// A message from another replica.
     Peer(Envelope),
     /// A client finished its hello; `tx` feeds its writer.
-    Connected {
-        conn: ConnId,
-        tx: mpsc::Sender<ServerFrame>,
-        kick: Arc<Notify>,
-    },
+    Connected { conn: ConnId, tx: mpsc::Sender<ServerFrame>, kick: Arc<Notify> },
     /// A client connection ended.
     Disconnected { conn: ConnId },
     /// A client request.
@@ -77,19 +73,15 @@ struct Node {
 
 /// Opens the store, binds the ports and runs the replica until it fails.
 pub async fn run(cluster: ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
-    let me = cluster
-        .replica(id)
-        .context("replica not in cluster file")?
-        .clone();
-    let mut store = RedbStore::open(&me.data_dir, id)
-        .with_context(|| format!("opening the store in {}", me.data_dir.display()))?;
+    let me = cluster.replica(id).context("replica not in cluster file")?.clone();
+    let mut store =
+        RedbStore::open(&me.data_dir, id).with_context(|| format!("opening the store in {}", me.data_dir.display()))?;
     let durable = store.load().context("loading the store")?;
     let client_listener = TcpListener::bind(me.client_addr)
         .await
         .with_context(|| format!("binding the client port {}", me.client_addr))?;
-    let peer_listener = TcpListener::bind(me.peer_addr)
-        .await
-        .with_context(|| format!("binding the peer port {}", me.peer_addr))?;
+    let peer_listener =
+        TcpListener::bind(me.peer_addr).await.with_context(|| format!("binding the peer port {}", me.peer_addr))?;
     let (inbox_tx, inbox) = mpsc::channel(limits::CORE_INBOX_EVENTS_MAX);
     let (writes, write_rx) = mpsc::channel(limits::CORE_INBOX_EVENTS_MAX);
     let storage = storage::spawn(store, write_rx, inbox_tx.clone());
@@ -99,12 +91,7 @@ pub async fn run(cluster: ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
         .filter(|r| r.id != id)
         .map(|r| (r.id, peers::spawn_sender(id, r.id, r.peer_addr)))
         .collect();
-    tokio::spawn(peers::listen(
-        peer_listener,
-        id,
-        cluster.replicas.len(),
-        inbox_tx.clone(),
-    ));
+    tokio::spawn(peers::listen(peer_listener, id, cluster.replicas.len(), inbox_tx.clone()));
     tokio::spawn(clients::listen(client_listener, inbox_tx));
     let ids = cluster.replicas.iter().map(|r| r.id).collect();
     let config = Config::new(id, ids, rand::random());
@@ -112,12 +99,7 @@ pub async fn run(cluster: ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
     let mut machine = Machine::new(Replica::new(config, durable, 0), rand::random());
     machine.set_pid(std::process::id());
     tracing::info!(replica = id, client = %me.client_addr, peer = %me.peer_addr, chosen, "replica started");
-    let node = Node {
-        machine,
-        connections: Connections(BTreeMap::new()),
-        peers,
-        writes,
-    };
+    let node = Node { machine, connections: Connections(BTreeMap::new()), peers, writes };
     let result = node.serve(inbox).await;
     drop(storage);
     result
@@ -174,10 +156,7 @@ impl Node {
         let was_leader = self.machine.replica().role();
         let effects = self.machine.process(&mut self.connections);
         if let Some(write) = effects.write {
-            self.writes
-                .send(write)
-                .await
-                .context("the storage thread stopped")?;
+            self.writes.send(write).await.context("the storage thread stopped")?;
         }
         for envelope in effects.messages {
             if let Some(peer) = self.peers.get(&envelope.to) {
@@ -193,7 +172,5 @@ impl Node {
 
 /// The leader's clock, stamped on every proposal it makes.
 fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -25,12 +25,7 @@ pub fn spawn_sender(me: ReplicaId, peer: ReplicaId, addr: SocketAddr) -> mpsc::S
     tx
 }
 
-async fn sender_loop(
-    me: ReplicaId,
-    peer: ReplicaId,
-    addr: SocketAddr,
-    mut rx: mpsc::Receiver<Envelope>,
-) {
+async fn sender_loop(me: ReplicaId, peer: ReplicaId, addr: SocketAddr, mut rx: mpsc::Receiver<Envelope>) {
     let mut backoff = BACKOFF_MIN;
     loop {
         match connect(me, addr).await {
@@ -76,10 +71,7 @@ async fn pump(stream: TcpStream, rx: &mut mpsc::Receiver<Envelope>) -> Result<()
     Ok(())
 }
 
-async fn write_envelope(
-    writer: &mut BufWriter<TcpStream>,
-    envelope: Envelope,
-) -> Result<(), FrameError> {
+async fn write_envelope(writer: &mut BufWriter<TcpStream>, envelope: Envelope) -> Result<(), FrameError> {
     match encode_frame(&PeerFrame::Paxos(envelope), limits::PEER_FRAME_BYTES_MAX) {
         Ok(frame) => Ok(writer.write_all(&frame).await?),
         Err(FrameError::TooLarge { bytes, max }) => {
@@ -93,12 +85,7 @@ async fn write_envelope(
 }
 
 /// Accepts peer connections and feeds their messages into the core.
-pub async fn listen(
-    listener: TcpListener,
-    me: ReplicaId,
-    replicas: usize,
-    inbox: mpsc::Sender<Input>,
-) {
+pub async fn listen(listener: TcpListener, me: ReplicaId, replicas: usize, inbox: mpsc::Sender<Input>) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -126,17 +113,12 @@ async fn serve_peer(
     stream.set_nodelay(true)?;
     let mut buf = Vec::new();
     let max = limits::PEER_FRAME_BYTES_MAX;
-    let hello: Hello =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream, max, &mut buf))
-            .await
-            .map_err(|_| FrameError::Malformed("no hello in time".into()))??;
+    let hello: Hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream, max, &mut buf))
+        .await
+        .map_err(|_| FrameError::Malformed("no hello in time".into()))??;
     let from = match (hello.check(), hello.peer) {
         (Ok(()), Peer::Replica(id)) if usize::from(id) < replicas && id != me => id,
-        _ => {
-            return Err(FrameError::Malformed(
-                "not a replica of this cluster".into(),
-            ))
-        }
+        _ => return Err(FrameError::Malformed("not a replica of this cluster".into())),
     };
     loop {
         let PeerFrame::Paxos(envelope) = read_frame(&mut stream, max, &mut buf).await?;

@@ -42,13 +42,7 @@ impl Subscriptions {
     pub(crate) fn subscribe(&mut self, conn: ConnId, name: String, after: MessageId) {
         self.unsubscribe(conn);
         self.by_name.entry(name.clone()).or_default().insert(conn);
-        self.by_conn.insert(
-            conn,
-            Subscription {
-                name,
-                sent_through: after,
-            },
-        );
+        self.by_conn.insert(conn, Subscription { name, sent_through: after });
     }
 
     /// Ends `conn`'s subscription, if any; returns the account it was for.
@@ -66,10 +60,7 @@ impl Subscriptions {
 
     /// Connections subscribed to `name`.
     pub(crate) fn conns_for(&self, name: &str) -> Vec<ConnId> {
-        self.by_name
-            .get(name)
-            .map(|c| c.iter().copied().collect())
-            .unwrap_or_default()
+        self.by_name.get(name).map(|c| c.iter().copied().collect()).unwrap_or_default()
     }
 
     /// Connections that could not take everything last time.

@@ -70,8 +70,7 @@ pub const ENTRY_BYTES_MAX: usize = chorus_limits::ACCEPT_BYTES_MAX;
 // A full slot (every command at its largest framing) must fit in one entry.
 const _: () = assert!(
     ENTRY_BYTES_MAX
-        >= chorus_limits::BATCH_BYTES_MAX
-            + chorus_limits::BATCH_COMMANDS_MAX * chorus_limits::VALUE_OVERHEAD_BYTES
+        >= chorus_limits::BATCH_BYTES_MAX + chorus_limits::BATCH_COMMANDS_MAX * chorus_limits::VALUE_OVERHEAD_BYTES
 );
 
 /// Durable storage of one acceptor. See the crate documentation for the

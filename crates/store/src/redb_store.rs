@@ -12,10 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chorus_paxos::{Ballot, DurableState, Entry, Slot, WriteBatch};
-use redb::{
-    Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 
 use crate::{assert_entry_well_formed, LogStore, StoreError, ENTRY_BYTES_MAX};
@@ -78,11 +75,7 @@ impl RedbStore {
             .set_check_integrity_on_open(true)
             .create(&path)
             .map_err(from_redb)?;
-        let store = RedbStore {
-            database,
-            encode_buffer: Vec::new(),
-            failure: None,
-        };
+        let store = RedbStore { database, encode_buffer: Vec::new(), failure: None };
         store.check_or_record_identity(replica)?;
         // The file is durable; now make its name durable, always, since a
         // previous run may have crashed between creating it and this point.
@@ -105,16 +98,11 @@ impl RedbStore {
             };
             match found {
                 None => {
-                    meta.insert(KEY_REPLICA, [replica].as_slice())
-                        .map_err(from_redb)?;
-                    meta.insert(KEY_FORMAT_VERSION, FORMAT_VERSION.to_le_bytes().as_slice())
-                        .map_err(from_redb)?;
+                    meta.insert(KEY_REPLICA, [replica].as_slice()).map_err(from_redb)?;
+                    meta.insert(KEY_FORMAT_VERSION, FORMAT_VERSION.to_le_bytes().as_slice()).map_err(from_redb)?;
                 }
                 Some(found) if found != replica => {
-                    return Err(StoreError::WrongReplica {
-                        expected: replica,
-                        found,
-                    });
+                    return Err(StoreError::WrongReplica { expected: replica, found });
                 }
                 Some(_) => {
                     let version = match meta.get(KEY_FORMAT_VERSION).map_err(from_redb)? {
@@ -136,9 +124,7 @@ impl RedbStore {
     /// defaults are.
     fn begin_durable_write(&self) -> Result<WriteTransaction, StoreError> {
         let mut transaction = self.database.begin_write().map_err(from_redb)?;
-        transaction
-            .set_durability(Durability::Immediate)
-            .map_err(from_redb)?;
+        transaction.set_durability(Durability::Immediate).map_err(from_redb)?;
         transaction.set_two_phase_commit(TWO_PHASE_COMMIT);
         Ok(transaction)
     }
@@ -150,12 +136,10 @@ impl RedbStore {
             let mut log = transaction.open_table(LOG_TABLE).map_err(from_redb)?;
             for (slot, entry) in batches.iter().flat_map(|batch| &batch.entries) {
                 self.encode_buffer.clear();
-                postcard::to_io(entry, &mut self.encode_buffer).map_err(|error| {
-                    StoreError::Engine(format!("encoding slot {slot}: {error}"))
-                })?;
+                postcard::to_io(entry, &mut self.encode_buffer)
+                    .map_err(|error| StoreError::Engine(format!("encoding slot {slot}: {error}")))?;
                 assert_entry_well_formed(*slot, self.encode_buffer.len());
-                log.insert(*slot, self.encode_buffer.as_slice())
-                    .map_err(from_redb)?;
+                log.insert(*slot, self.encode_buffer.as_slice()).map_err(from_redb)?;
             }
         }
         let promised = batches.iter().rev().find_map(|batch| batch.promised);
@@ -169,8 +153,7 @@ impl RedbStore {
                 meta.insert(KEY_PROMISED, &*encoded).map_err(from_redb)?;
             }
             if let Some(slot) = chosen_through {
-                meta.insert(KEY_CHOSEN_THROUGH, slot.to_le_bytes().as_slice())
-                    .map_err(from_redb)?;
+                meta.insert(KEY_CHOSEN_THROUGH, slot.to_le_bytes().as_slice()).map_err(from_redb)?;
             }
         }
         transaction.commit().map_err(from_redb)
@@ -205,11 +188,7 @@ impl RedbStore {
             }
             entries.insert(slot, decode_exact::<Entry>(record, "log entry")?);
         }
-        Ok(DurableState {
-            promised,
-            entries,
-            chosen_through,
-        })
+        Ok(DurableState { promised, entries, chosen_through })
     }
 }
 
@@ -220,9 +199,7 @@ impl LogStore for RedbStore {
 
     fn persist(&mut self, batches: &[WriteBatch]) -> Result<(), StoreError> {
         if let Some(failure) = &self.failure {
-            return Err(StoreError::Engine(format!(
-                "store stopped after an earlier failure: {failure}"
-            )));
+            return Err(StoreError::Engine(format!("store stopped after an earlier failure: {failure}")));
         }
         if batches.iter().all(WriteBatch::is_empty) {
             return Ok(());
@@ -254,8 +231,8 @@ fn corrupt(message: impl Into<String>) -> StoreError {
 
 /// Decodes one postcard record, refusing trailing bytes.
 fn decode_exact<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
-    let (value, rest) = postcard::take_from_bytes::<T>(bytes)
-        .map_err(|error| corrupt(format!("{what} does not decode: {error}")))?;
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|error| corrupt(format!("{what} does not decode: {error}")))?;
     if !rest.is_empty() {
         return Err(corrupt(format!("{what} has {} trailing bytes", rest.len())));
     }
@@ -263,19 +240,15 @@ fn decode_exact<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Stor
 }
 
 fn decode_u64(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
-    let array: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| corrupt(format!("{what} is {} bytes, expected 8", bytes.len())))?;
+    let array: [u8; 8] =
+        bytes.try_into().map_err(|_| corrupt(format!("{what} is {} bytes, expected 8", bytes.len())))?;
     Ok(u64::from_le_bytes(array))
 }
 
 fn decode_replica(bytes: &[u8]) -> Result<u8, StoreError> {
     match bytes {
         [replica] => Ok(*replica),
-        _ => Err(corrupt(format!(
-            "replica id is {} bytes, expected 1",
-            bytes.len()
-        ))),
+        _ => Err(corrupt(format!("replica id is {} bytes, expected 1", bytes.len()))),
     }
 }
 
@@ -291,9 +264,7 @@ fn parent_directory(dir: &Path) -> &Path {
 #[cfg(unix)]
 fn sync_directory(dir: &Path) -> Result<(), StoreError> {
     let handle = std::fs::File::open(dir).map_err(|error| io_error("opening", dir, error))?;
-    handle
-        .sync_all()
-        .map_err(|error| io_error("fsyncing", dir, error))
+    handle.sync_all().map_err(|error| io_error("fsyncing", dir, error))
 }
 
 /// Directories cannot be opened for fsync here; the platform's file system

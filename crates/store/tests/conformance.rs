@@ -20,21 +20,11 @@ mod suite {
         let batch = write_batch(
             1,
             Some(Ballot::new(3, 1)),
-            vec![
-                (1, entry(3, b"hello", true)),
-                (2, entry(3, b"world", false)),
-            ],
+            vec![(1, entry(3, b"hello", true)), (2, entry(3, b"world", false))],
             Some(1),
         );
         store.persist(&[batch]).unwrap();
-        let expected = state(
-            Ballot::new(3, 1),
-            &[
-                (1, entry(3, b"hello", true)),
-                (2, entry(3, b"world", false)),
-            ],
-            1,
-        );
+        let expected = state(Ballot::new(3, 1), &[(1, entry(3, b"hello", true)), (2, entry(3, b"world", false))], 1);
         assert_eq!(store.load().unwrap(), expected);
     }
 
@@ -47,20 +37,11 @@ mod suite {
                 vec![(1, entry(1, b"a", false)), (2, entry(1, b"b", false))],
                 Some(0),
             ),
-            write_batch(
-                2,
-                Some(Ballot::new(2, 2)),
-                vec![(2, entry(2, b"c", false))],
-                None,
-            ),
+            write_batch(2, Some(Ballot::new(2, 2)), vec![(2, entry(2, b"c", false))], None),
             write_batch(3, None, vec![(1, entry(1, b"a", true))], Some(1)),
         ];
         store.persist(&batches).unwrap();
-        let expected = state(
-            Ballot::new(2, 2),
-            &[(1, entry(1, b"a", true)), (2, entry(2, b"c", false))],
-            1,
-        );
+        let expected = state(Ballot::new(2, 2), &[(1, entry(1, b"a", true)), (2, entry(2, b"c", false))], 1);
         assert_eq!(store.load().unwrap(), expected);
     }
 
@@ -74,19 +55,8 @@ mod suite {
                 Some(0),
             )])
             .unwrap();
-        store
-            .persist(&[write_batch(
-                2,
-                Some(Ballot::new(6, 2)),
-                vec![(3, entry(6, b"zz", true))],
-                Some(3),
-            )])
-            .unwrap();
-        let expected = state(
-            Ballot::new(6, 2),
-            &[(1, entry(5, b"x", false)), (3, entry(6, b"zz", true))],
-            3,
-        );
+        store.persist(&[write_batch(2, Some(Ballot::new(6, 2)), vec![(3, entry(6, b"zz", true))], Some(3))]).unwrap();
+        let expected = state(Ballot::new(6, 2), &[(1, entry(5, b"x", false)), (3, entry(6, b"zz", true))], 3);
         assert_eq!(store.load().unwrap(), expected);
     }
 
@@ -104,45 +74,19 @@ mod suite {
 
     pub fn unset_fields_keep_their_values<S: LogStore>(mut new_store: impl FnMut() -> S) {
         let mut store = new_store();
-        store
-            .persist(&[write_batch(
-                1,
-                Some(Ballot::new(2, 1)),
-                vec![(4, entry(2, b"d", true))],
-                Some(4),
-            )])
-            .unwrap();
+        store.persist(&[write_batch(1, Some(Ballot::new(2, 1)), vec![(4, entry(2, b"d", true))], Some(4))]).unwrap();
         store
             .persist(&[write_batch(
                 2,
                 None,
-                vec![(
-                    5,
-                    Entry {
-                        ballot: Ballot::new(2, 1),
-                        value: Value::Noop,
-                        chosen: false,
-                    },
-                )],
+                vec![(5, Entry { ballot: Ballot::new(2, 1), value: Value::Noop, chosen: false })],
                 None,
             )])
             .unwrap();
-        store
-            .persist(&[write_batch(3, Some(Ballot::new(3, 0)), vec![], None)])
-            .unwrap();
+        store.persist(&[write_batch(3, Some(Ballot::new(3, 0)), vec![], None)]).unwrap();
         let expected = state(
             Ballot::new(3, 0),
-            &[
-                (4, entry(2, b"d", true)),
-                (
-                    5,
-                    Entry {
-                        ballot: Ballot::new(2, 1),
-                        value: Value::Noop,
-                        chosen: false,
-                    },
-                ),
-            ],
+            &[(4, entry(2, b"d", true)), (5, Entry { ballot: Ballot::new(2, 1), value: Value::Noop, chosen: false })],
             4,
         );
         assert_eq!(store.load().unwrap(), expected);
@@ -151,76 +95,38 @@ mod suite {
     pub fn empty_batches_are_fine<S: LogStore>(mut new_store: impl FnMut() -> S) {
         let mut store = new_store();
         store.persist(&[]).unwrap();
-        store
-            .persist(&[
-                WriteBatch::default(),
-                WriteBatch {
-                    id: 1,
-                    ..WriteBatch::default()
-                },
-            ])
-            .unwrap();
+        store.persist(&[WriteBatch::default(), WriteBatch { id: 1, ..WriteBatch::default() }]).unwrap();
         assert_eq!(store.load().unwrap(), DurableState::default());
 
-        store
-            .persist(&[write_batch(2, Some(Ballot::new(1, 1)), vec![], None)])
-            .unwrap();
+        store.persist(&[write_batch(2, Some(Ballot::new(1, 1)), vec![], None)]).unwrap();
         store.persist(&[]).unwrap();
-        store
-            .persist(&[WriteBatch {
-                id: 3,
-                ..WriteBatch::default()
-            }])
-            .unwrap();
+        store.persist(&[WriteBatch { id: 3, ..WriteBatch::default() }]).unwrap();
         assert_eq!(store.load().unwrap(), state(Ballot::new(1, 1), &[], 0));
     }
 
     pub fn load_does_not_change_state<S: LogStore>(mut new_store: impl FnMut() -> S) {
         let mut store = new_store();
-        store
-            .persist(&[write_batch(
-                1,
-                Some(Ballot::new(1, 2)),
-                vec![(1, entry(1, b"q", false))],
-                Some(0),
-            )])
-            .unwrap();
+        store.persist(&[write_batch(1, Some(Ballot::new(1, 2)), vec![(1, entry(1, b"q", false))], Some(0))]).unwrap();
         let first = store.load().unwrap();
         assert_eq!(store.load().unwrap(), first);
-        assert_eq!(
-            first,
-            state(Ballot::new(1, 2), &[(1, entry(1, b"q", false))], 0)
-        );
+        assert_eq!(first, state(Ballot::new(1, 2), &[(1, entry(1, b"q", false))], 0));
     }
 
     pub fn slot_zero_is_a_caller_bug<S: LogStore>(mut new_store: impl FnMut() -> S) {
         let mut store = new_store();
-        let _ = store.persist(&[write_batch(
-            1,
-            None,
-            vec![(0, entry(1, b"no", false))],
-            None,
-        )]);
+        let _ = store.persist(&[write_batch(1, None, vec![(0, entry(1, b"no", false))], None)]);
     }
 
     pub fn oversized_entry_is_a_caller_bug<S: LogStore>(mut new_store: impl FnMut() -> S) {
         let mut store = new_store();
         let command = vec![7_u8; chorus_store::ENTRY_BYTES_MAX];
-        let oversized = Entry {
-            ballot: Ballot::new(1, 0),
-            value: Value::Batch(vec![command]),
-            chosen: false,
-        };
+        let oversized = Entry { ballot: Ballot::new(1, 0), value: Value::Batch(vec![command]), chosen: false };
         let _ = store.persist(&[write_batch(1, None, vec![(1, oversized)], None)]);
     }
 }
 
 fn entry(round: u64, command: &[u8], chosen: bool) -> Entry {
-    Entry {
-        ballot: Ballot::new(round, 0),
-        value: Value::Batch(vec![command.to_vec()]),
-        chosen,
-    }
+    Entry { ballot: Ballot::new(round, 0), value: Value::Batch(vec![command.to_vec()]), chosen }
 }
 
 fn write_batch(
@@ -229,20 +135,11 @@ fn write_batch(
     entries: Vec<(Slot, Entry)>,
     chosen_through: Option<Slot>,
 ) -> WriteBatch {
-    WriteBatch {
-        id,
-        promised,
-        entries,
-        chosen_through,
-    }
+    WriteBatch { id, promised, entries, chosen_through }
 }
 
 fn state(promised: Ballot, entries: &[(Slot, Entry)], chosen_through: Slot) -> DurableState {
-    DurableState {
-        promised,
-        entries: entries.iter().cloned().collect(),
-        chosen_through,
-    }
+    DurableState { promised, entries: entries.iter().cloned().collect(), chosen_through }
 }
 
 /// A `RedbStore` in its own temporary directory, removed after the store.

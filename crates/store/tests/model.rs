@@ -40,11 +40,7 @@ impl Model {
     }
 
     fn expected(&self) -> DurableState {
-        DurableState {
-            promised: self.promised,
-            entries: self.entries.clone(),
-            chosen_through: self.chosen_through,
-        }
+        DurableState { promised: self.promised, entries: self.entries.clone(), chosen_through: self.chosen_through }
     }
 }
 
@@ -55,14 +51,9 @@ fn ballot() -> impl Strategy<Value = Ballot> {
 fn entry() -> impl Strategy<Value = Entry> {
     let value = prop_oneof![
         Just(Value::Noop),
-        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 0..3)
-            .prop_map(Value::Batch),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 0..3).prop_map(Value::Batch),
     ];
-    (ballot(), value, any::<bool>()).prop_map(|(ballot, value, chosen)| Entry {
-        ballot,
-        value,
-        chosen,
-    })
+    (ballot(), value, any::<bool>()).prop_map(|(ballot, value, chosen)| Entry { ballot, value, chosen })
 }
 
 fn write_batch() -> impl Strategy<Value = WriteBatch> {

@@ -27,14 +27,7 @@ fn sample_batches() -> Vec<WriteBatch> {
         WriteBatch {
             id: 2,
             promised: None,
-            entries: vec![(
-                3,
-                Entry {
-                    ballot: Ballot::new(4, 2),
-                    value: Value::Noop,
-                    chosen: false,
-                },
-            )],
+            entries: vec![(3, Entry { ballot: Ballot::new(4, 2), value: Value::Noop, chosen: false })],
             chosen_through: None,
         },
     ]
@@ -55,11 +48,7 @@ fn write_raw<K: redb::Key + 'static>(
 ) {
     let database = redb::Database::create(dir.join(DATABASE_FILE_NAME)).unwrap();
     let transaction = database.begin_write().unwrap();
-    transaction
-        .open_table(table)
-        .unwrap()
-        .insert(key, record)
-        .unwrap();
+    transaction.open_table(table).unwrap().insert(key, record).unwrap();
     transaction.commit().unwrap();
 }
 
@@ -100,13 +89,7 @@ fn wrong_replica_is_refused() {
         store.persist(&sample_batches()).unwrap();
     }
     let refused = RedbStore::open(dir.path(), 2).err();
-    assert_eq!(
-        refused,
-        Some(StoreError::WrongReplica {
-            expected: 2,
-            found: 1
-        })
-    );
+    assert_eq!(refused, Some(StoreError::WrongReplica { expected: 2, found: 1 }));
     // The refusal changed nothing: the owner still opens and reads its data.
     let mut store = RedbStore::open(dir.path(), 1).unwrap();
     assert_eq!(store.load().unwrap(), expected_after_sample());
@@ -140,11 +123,7 @@ fn undecodable_log_record_is_corrupt() {
 #[test]
 fn log_record_with_trailing_bytes_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    let entry = Entry {
-        ballot: Ballot::new(1, 1),
-        value: Value::Noop,
-        chosen: true,
-    };
+    let entry = Entry { ballot: Ballot::new(1, 1), value: Value::Noop, chosen: true };
     let mut record = postcard::to_stdvec(&entry).unwrap();
     record.push(0);
     drop(RedbStore::open(dir.path(), 1).unwrap());
@@ -156,38 +135,23 @@ fn log_record_with_trailing_bytes_is_corrupt() {
 #[test]
 fn log_record_for_slot_zero_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    let entry = Entry {
-        ballot: Ballot::new(1, 1),
-        value: Value::Noop,
-        chosen: true,
-    };
+    let entry = Entry { ballot: Ballot::new(1, 1), value: Value::Noop, chosen: true };
     drop(RedbStore::open(dir.path(), 1).unwrap());
-    write_raw(
-        dir.path(),
-        LOG_TABLE,
-        0,
-        &postcard::to_stdvec(&entry).unwrap(),
-    );
+    write_raw(dir.path(), LOG_TABLE, 0, &postcard::to_stdvec(&entry).unwrap());
     let mut store = RedbStore::open(dir.path(), 1).unwrap();
     assert!(matches!(store.load(), Err(StoreError::Corrupt(_))));
 }
 
 #[test]
 fn undecodable_meta_records_are_corrupt() {
-    let cases: [(&str, &[u8]); 3] = [
-        ("promised", &[0xff]),
-        ("chosen_through", &[1, 2, 3]),
-        ("format_version", &[1, 0, 0, 0, 0, 0, 0]),
-    ];
+    let cases: [(&str, &[u8]); 3] =
+        [("promised", &[0xff]), ("chosen_through", &[1, 2, 3]), ("format_version", &[1, 0, 0, 0, 0, 0, 0])];
     for (key, record) in cases {
         let dir = tempfile::tempdir().unwrap();
         drop(RedbStore::open(dir.path(), 1).unwrap());
         write_raw(dir.path(), META_TABLE, key, record);
         let loaded = RedbStore::open(dir.path(), 1).and_then(|mut store| store.load());
-        assert!(
-            matches!(loaded, Err(StoreError::Corrupt(_))),
-            "{key}: {loaded:?}"
-        );
+        assert!(matches!(loaded, Err(StoreError::Corrupt(_))), "{key}: {loaded:?}");
     }
 }
 
@@ -197,10 +161,7 @@ fn unknown_format_version_is_refused() {
     drop(RedbStore::open(dir.path(), 1).unwrap());
     let future = (chorus_store::FORMAT_VERSION + 1).to_le_bytes();
     write_raw(dir.path(), META_TABLE, "format_version", &future);
-    assert!(matches!(
-        RedbStore::open(dir.path(), 1),
-        Err(StoreError::Corrupt(_))
-    ));
+    assert!(matches!(RedbStore::open(dir.path(), 1), Err(StoreError::Corrupt(_))));
 }
 
 /// A byte flipped on disk under a committed log record fails redb's page
@@ -211,36 +172,17 @@ fn flipped_byte_on_disk_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut store = RedbStore::open(dir.path(), 1).unwrap();
-        let entry = Entry {
-            ballot: Ballot::new(1, 1),
-            value: Value::Batch(vec![canary.to_vec()]),
-            chosen: false,
-        };
-        store
-            .persist(&[WriteBatch {
-                id: 1,
-                entries: vec![(1, entry)],
-                ..WriteBatch::default()
-            }])
-            .unwrap();
+        let entry = Entry { ballot: Ballot::new(1, 1), value: Value::Batch(vec![canary.to_vec()]), chosen: false };
+        store.persist(&[WriteBatch { id: 1, entries: vec![(1, entry)], ..WriteBatch::default() }]).unwrap();
         // A second commit that leaves the log alone: both of redb's commit
         // slots now reference the page holding the canary.
-        store
-            .persist(&[WriteBatch {
-                id: 2,
-                promised: Some(Ballot::new(2, 1)),
-                ..WriteBatch::default()
-            }])
-            .unwrap();
+        store.persist(&[WriteBatch { id: 2, promised: Some(Ballot::new(2, 1)), ..WriteBatch::default() }]).unwrap();
     }
     let path = dir.path().join(DATABASE_FILE_NAME);
     let mut bytes = std::fs::read(&path).unwrap();
     let mut flipped = 0;
     let mut at = 0;
-    while let Some(offset) = bytes[at..]
-        .windows(canary.len())
-        .position(|window| window == canary)
-    {
+    while let Some(offset) = bytes[at..].windows(canary.len()).position(|window| window == canary) {
         bytes[at + offset + 3] ^= 0x01;
         at += offset + canary.len();
         flipped += 1;

@@ -6,21 +6,11 @@ use super::*;
 use crate::Message;
 
 /// Bounds small enough to reach fullness in a few steps.
-const SMALL: Bounds = Bounds {
-    accounts_max: 2,
-    mailbox_messages_max: 2,
-    sessions_max: 3,
-};
+const SMALL: Bounds = Bounds { accounts_max: 2, mailbox_messages_max: 2, sessions_max: 3 };
 
 /// The message the harness produces for a send at sequence number `seq`.
 fn message(id: u64, from: &str, to: &str, seq: u64, text: &str) -> Message {
-    Message {
-        id,
-        from: from.to_string(),
-        to: to.to_string(),
-        at_millis: millis(seq),
-        text: text.to_string(),
-    }
+    Message { id, from: from.to_string(), to: to.to_string(), at_millis: millis(seq), text: text.to_string() }
 }
 
 /// A harness with accounts `alice` and `bob`.
@@ -53,9 +43,7 @@ fn create_adds_an_account() {
 #[test]
 fn create_refuses_a_taken_name() {
     let mut harness = alice_and_bob();
-    let taken = ChatError::NameTaken {
-        name: "alice".to_string(),
-    };
+    let taken = ChatError::NameTaken { name: "alice".to_string() };
     harness.fails(create("alice"), taken);
 }
 
@@ -95,13 +83,8 @@ fn delete_removes_the_account_and_its_queue() {
     let mut harness = alice_and_bob();
     harness.ok(send("alice", "bob", "hi"), Outcome::Sent { id: 1 });
     let result = harness.run(delete("bob"));
-    let event = StateEvent::AccountDeleted {
-        name: "bob".to_string(),
-    };
-    assert_eq!(
-        result,
-        applied(CLIENT, 4, Ok(Outcome::Deleted), Some(event))
-    );
+    let event = StateEvent::AccountDeleted { name: "bob".to_string() };
+    assert_eq!(result, applied(CLIENT, 4, Ok(Outcome::Deleted), Some(event)));
     assert!(!harness.state.account_exists("bob"));
     harness.ok(create("bob"), Outcome::Created);
     assert_eq!(harness.state.mailbox("bob", 0, 10), Ok(vec![]));
@@ -119,9 +102,7 @@ fn delete_keeps_messages_the_account_sent() {
 #[test]
 fn delete_refuses_a_missing_account() {
     let mut harness = alice_and_bob();
-    let missing = ChatError::NoSuchAccount {
-        name: "carol".to_string(),
-    };
+    let missing = ChatError::NoSuchAccount { name: "carol".to_string() };
     harness.fails(delete("carol"), missing);
 }
 
@@ -131,17 +112,11 @@ fn send_queues_a_message_with_the_next_id() {
     let result = harness.run(send("alice", "bob", "hello"));
     let queued = message(1, "alice", "bob", 3, "hello");
     let event = Some(StateEvent::Queued(queued.clone()));
-    assert_eq!(
-        result,
-        applied(CLIENT, 3, Ok(Outcome::Sent { id: 1 }), event)
-    );
+    assert_eq!(result, applied(CLIENT, 3, Ok(Outcome::Sent { id: 1 }), event));
     let result = harness.run(send("bob", "alice", "hey"));
     let reply = message(2, "bob", "alice", 4, "hey");
     let event = Some(StateEvent::Queued(reply.clone()));
-    assert_eq!(
-        result,
-        applied(CLIENT, 4, Ok(Outcome::Sent { id: 2 }), event)
-    );
+    assert_eq!(result, applied(CLIENT, 4, Ok(Outcome::Sent { id: 2 }), event));
     assert_eq!(harness.state.mailbox("bob", 0, 10), Ok(vec![queued]));
     assert_eq!(harness.state.mailbox("alice", 0, 10), Ok(vec![reply]));
 }
@@ -152,28 +127,21 @@ fn send_to_yourself_is_allowed() {
     let result = harness.run(send("alice", "alice", "note"));
     let queued = message(1, "alice", "alice", 3, "note");
     let event = Some(StateEvent::Queued(queued.clone()));
-    assert_eq!(
-        result,
-        applied(CLIENT, 3, Ok(Outcome::Sent { id: 1 }), event)
-    );
+    assert_eq!(result, applied(CLIENT, 3, Ok(Outcome::Sent { id: 1 }), event));
     assert_eq!(harness.state.mailbox("alice", 0, 10), Ok(vec![queued]));
 }
 
 #[test]
 fn send_refuses_an_unknown_sender() {
     let mut harness = alice_and_bob();
-    let unknown = ChatError::SenderUnknown {
-        name: "mallory".to_string(),
-    };
+    let unknown = ChatError::SenderUnknown { name: "mallory".to_string() };
     harness.fails(send("mallory", "bob", "hi"), unknown);
 }
 
 #[test]
 fn send_refuses_an_unknown_recipient() {
     let mut harness = alice_and_bob();
-    let missing = ChatError::NoSuchAccount {
-        name: "carol".to_string(),
-    };
+    let missing = ChatError::NoSuchAccount { name: "carol".to_string() };
     harness.fails(send("alice", "carol", "hi"), missing);
 }
 
@@ -182,10 +150,7 @@ fn send_refuses_empty_and_oversized_text() {
     let mut harness = alice_and_bob();
     harness.fails(send("alice", "bob", ""), ChatError::TextEmpty);
     let long = "x".repeat(MESSAGE_TEXT_BYTES_MAX + 1);
-    let too_long = ChatError::TextTooLong {
-        bytes: MESSAGE_TEXT_BYTES_MAX + 1,
-        max: MESSAGE_TEXT_BYTES_MAX,
-    };
+    let too_long = ChatError::TextTooLong { bytes: MESSAGE_TEXT_BYTES_MAX + 1, max: MESSAGE_TEXT_BYTES_MAX };
     harness.fails(send("alice", "bob", &long), too_long);
     let longest = "x".repeat(MESSAGE_TEXT_BYTES_MAX);
     harness.ok(send("alice", "bob", &longest), Outcome::Sent { id: 1 });
@@ -198,9 +163,7 @@ fn send_refuses_when_the_mailbox_is_full() {
     harness.ok(create("bob"), Outcome::Created);
     harness.ok(send("alice", "bob", "1"), Outcome::Sent { id: 1 });
     harness.ok(send("alice", "bob", "2"), Outcome::Sent { id: 2 });
-    let full = ChatError::MailboxFull {
-        name: "bob".to_string(),
-    };
+    let full = ChatError::MailboxFull { name: "bob".to_string() };
     harness.fails(send("alice", "bob", "3"), full);
     harness.ok(send("bob", "alice", "to alice"), Outcome::Sent { id: 3 });
     harness.ok(ack("bob", 1), Outcome::Acked);
@@ -213,9 +176,7 @@ fn send_refuses_when_the_mailbox_is_full_at_the_real_limit() {
     for id in 1..=MAILBOX_MESSAGES_MAX as u64 {
         harness.ok(send("alice", "bob", "m"), Outcome::Sent { id });
     }
-    let full = ChatError::MailboxFull {
-        name: "bob".to_string(),
-    };
+    let full = ChatError::MailboxFull { name: "bob".to_string() };
     harness.fails(send("alice", "bob", "m"), full);
 }
 
@@ -258,14 +219,9 @@ fn ack_ahead_of_the_last_id_does_not_hide_later_messages() {
 #[test]
 fn ack_refuses_a_missing_or_invalid_account() {
     let mut harness = alice_and_bob();
-    let missing = ChatError::NoSuchAccount {
-        name: "carol".to_string(),
-    };
+    let missing = ChatError::NoSuchAccount { name: "carol".to_string() };
     harness.fails(ack("carol", 1), missing);
-    let invalid = ChatError::NameInvalid {
-        name: String::new(),
-        reason: "a name must not be empty".to_string(),
-    };
+    let invalid = ChatError::NameInvalid { name: String::new(), reason: "a name must not be empty".to_string() };
     harness.fails(ack("", 1), invalid);
 }
 
@@ -286,17 +242,11 @@ fn ack_needs_no_session_and_ignores_sequence_numbers() {
 fn mailbox_reads_after_a_cursor_and_up_to_a_count() {
     let mut harness = alice_and_bob();
     for id in 1..=4 {
-        harness.ok(
-            send("alice", "bob", &format!("m{id}")),
-            Outcome::Sent { id },
-        );
+        harness.ok(send("alice", "bob", &format!("m{id}")), Outcome::Sent { id });
     }
     harness.ok(ack("bob", 1), Outcome::Acked);
     let m = |id: u64| message(id, "alice", "bob", id + 2, &format!("m{id}"));
-    assert_eq!(
-        harness.state.mailbox("bob", 0, 10),
-        Ok(vec![m(2), m(3), m(4)])
-    );
+    assert_eq!(harness.state.mailbox("bob", 0, 10), Ok(vec![m(2), m(3), m(4)]));
     assert_eq!(harness.state.mailbox("bob", 2, 10), Ok(vec![m(3), m(4)]));
     assert_eq!(harness.state.mailbox("bob", 0, 2), Ok(vec![m(2), m(3)]));
     assert_eq!(harness.state.mailbox("bob", 4, 10), Ok(vec![]));
@@ -306,8 +256,6 @@ fn mailbox_reads_after_a_cursor_and_up_to_a_count() {
 #[test]
 fn mailbox_of_a_missing_account_is_an_error() {
     let harness = alice_and_bob();
-    let missing = ChatError::NoSuchAccount {
-        name: "carol".to_string(),
-    };
+    let missing = ChatError::NoSuchAccount { name: "carol".to_string() };
     assert_eq!(harness.state.mailbox("carol", 0, 10), Err(missing));
 }

@@ -47,45 +47,29 @@ enum SeqMove {
 /// Proposals from three clients, numbered the way real clients number them
 /// (mostly increasing, some retries, a few stale), so that commands execute.
 fn proposals() -> impl Strategy<Value = Vec<Proposal>> {
-    let seq_move =
-        prop_oneof![8 => Just(SeqMove::Next), 2 => Just(SeqMove::Retry), 1 => Just(SeqMove::Stale)];
+    let seq_move = prop_oneof![8 => Just(SeqMove::Next), 2 => Just(SeqMove::Retry), 1 => Just(SeqMove::Stale)];
     let step = (0..3u64, seq_move, any::<u64>(), command());
     prop::collection::vec(step, 0..120).prop_map(|steps| {
         let mut last_seq = [0u64; 3];
-        let numbered = steps
-            .into_iter()
-            .map(|(client, seq_move, at_millis, command)| {
-                let last = &mut last_seq[client as usize];
-                let seq = match seq_move {
-                    SeqMove::Next => *last + 1,
-                    SeqMove::Retry => *last,
-                    SeqMove::Stale => last.saturating_sub(2),
-                };
-                *last = (*last).max(seq);
-                Proposal {
-                    client,
-                    seq,
-                    at_millis,
-                    command,
-                }
-            });
-        // Clients 0 and 1 start registered; client 2 must register itself.
-        let registrations = (0..2).map(|client| Proposal {
-            client,
-            seq: 0,
-            at_millis: 0,
-            command: Command::RegisterClient,
+        let numbered = steps.into_iter().map(|(client, seq_move, at_millis, command)| {
+            let last = &mut last_seq[client as usize];
+            let seq = match seq_move {
+                SeqMove::Next => *last + 1,
+                SeqMove::Retry => *last,
+                SeqMove::Stale => last.saturating_sub(2),
+            };
+            *last = (*last).max(seq);
+            Proposal { client, seq, at_millis, command }
         });
+        // Clients 0 and 1 start registered; client 2 must register itself.
+        let registrations =
+            (0..2).map(|client| Proposal { client, seq: 0, at_millis: 0, command: Command::RegisterClient });
         registrations.chain(numbered).collect()
     })
 }
 
 /// Bounds small enough that eviction and fullness happen within a run.
-const TIGHT: Bounds = Bounds {
-    accounts_max: 2,
-    mailbox_messages_max: 3,
-    sessions_max: 2,
-};
+const TIGHT: Bounds = Bounds { accounts_max: 2, mailbox_messages_max: 3, sessions_max: 2 };
 
 proptest! {
     #[test]

@@ -16,10 +16,7 @@ fn with_accounts(names: &[&str]) -> ChatState {
 
 /// An untruncated result.
 fn listed(names: &[&str]) -> Result<ListResult, ChatError> {
-    Ok(ListResult {
-        names: names.iter().map(|name| name.to_string()).collect(),
-        truncated: false,
-    })
+    Ok(ListResult { names: names.iter().map(|name| name.to_string()).collect(), truncated: false })
 }
 
 #[test]
@@ -34,10 +31,7 @@ fn list_matches_anywhere_in_the_name() {
     let state = with_accounts(&["dan", "alice", "carla", "bob"]);
     assert_eq!(state.list(Some("a.*")), listed(&["alice", "carla", "dan"]));
     assert_eq!(state.list(Some("o")), listed(&["bob"]));
-    assert_eq!(
-        state.list(Some("")),
-        listed(&["alice", "bob", "carla", "dan"])
-    );
+    assert_eq!(state.list(Some("")), listed(&["alice", "bob", "carla", "dan"]));
     assert_eq!(state.list(Some("zed")), listed(&[]));
 }
 
@@ -63,10 +57,7 @@ fn list_refuses_a_pattern_over_the_byte_limit() {
     let longest = "a".repeat(LIST_PATTERN_BYTES_MAX);
     assert_eq!(state.list(Some(&longest)), listed(&[]));
     let too_long = "a".repeat(LIST_PATTERN_BYTES_MAX + 1);
-    let error = ChatError::PatternTooLong {
-        bytes: LIST_PATTERN_BYTES_MAX + 1,
-        max: LIST_PATTERN_BYTES_MAX,
-    };
+    let error = ChatError::PatternTooLong { bytes: LIST_PATTERN_BYTES_MAX + 1, max: LIST_PATTERN_BYTES_MAX };
     assert_eq!(state.list(Some(&too_long)), Err(error));
 }
 
@@ -95,19 +86,11 @@ fn list_cuts_at_the_name_limit() {
     for index in 0..LIST_NAMES_MAX {
         harness.ok(create(&format!("u{index:05}")), Outcome::Created);
     }
-    let all: Vec<String> = (0..LIST_NAMES_MAX)
-        .map(|index| format!("u{index:05}"))
-        .collect();
-    let full = ListResult {
-        names: all.clone(),
-        truncated: false,
-    };
+    let all: Vec<String> = (0..LIST_NAMES_MAX).map(|index| format!("u{index:05}")).collect();
+    let full = ListResult { names: all.clone(), truncated: false };
     assert_eq!(harness.state.list(None), Ok(full));
     harness.ok(create("zz-one-more"), Outcome::Created);
-    let cut = ListResult {
-        names: all,
-        truncated: true,
-    };
+    let cut = ListResult { names: all, truncated: true };
     assert_eq!(harness.state.list(None), Ok(cut.clone()));
     assert_eq!(harness.state.list(Some("u|zz")), Ok(cut));
 }

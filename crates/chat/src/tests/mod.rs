@@ -21,54 +21,28 @@ fn millis(seq: u64) -> u64 {
 
 /// A proposal with a timestamp derived from its sequence number.
 fn proposal(client: ClientId, seq: u64, command: Command) -> Proposal {
-    Proposal {
-        client,
-        seq,
-        at_millis: millis(seq),
-        command,
-    }
+    Proposal { client, seq, at_millis: millis(seq), command }
 }
 
 /// The `Applied` a test expects.
-fn applied(
-    client: ClientId,
-    seq: u64,
-    reply: Result<Outcome, ChatError>,
-    event: Option<StateEvent>,
-) -> Applied {
-    Applied {
-        client,
-        seq,
-        reply,
-        event,
-    }
+fn applied(client: ClientId, seq: u64, reply: Result<Outcome, ChatError>, event: Option<StateEvent>) -> Applied {
+    Applied { client, seq, reply, event }
 }
 
 fn create(name: &str) -> Command {
-    Command::Create {
-        name: name.to_string(),
-    }
+    Command::Create { name: name.to_string() }
 }
 
 fn delete(name: &str) -> Command {
-    Command::Delete {
-        name: name.to_string(),
-    }
+    Command::Delete { name: name.to_string() }
 }
 
 fn send(from: &str, to: &str, text: &str) -> Command {
-    Command::Send {
-        from: from.to_string(),
-        to: to.to_string(),
-        text: text.to_string(),
-    }
+    Command::Send { from: from.to_string(), to: to.to_string(), text: text.to_string() }
 }
 
 fn ack(name: &str, through: u64) -> Command {
-    Command::Ack {
-        name: name.to_string(),
-        through,
-    }
+    Command::Ack { name: name.to_string(), through }
 }
 
 /// The chat part of the state (accounts, mailboxes, id counter), encoded:
@@ -95,16 +69,9 @@ impl Harness {
 
     /// Given bounds, `CLIENT` registered.
     fn with_bounds(bounds: Bounds) -> Self {
-        let mut harness = Harness {
-            state: ChatState::new(),
-            seq: 0,
-            bounds,
-        };
+        let mut harness = Harness { state: ChatState::new(), seq: 0, bounds };
         let registered = harness.apply(&proposal(CLIENT, 0, Command::RegisterClient));
-        assert_eq!(
-            registered,
-            applied(CLIENT, 0, Ok(Outcome::Registered), None)
-        );
+        assert_eq!(registered, applied(CLIENT, 0, Ok(Outcome::Registered), None));
         harness
     }
 

@@ -6,10 +6,7 @@ use chorus_limits::CLIENT_SESSIONS_MAX;
 use super::*;
 
 /// Bounds with room for three sessions.
-const THREE_SESSIONS: Bounds = Bounds {
-    sessions_max: 3,
-    ..Bounds::LIMITS
-};
+const THREE_SESSIONS: Bounds = Bounds { sessions_max: 3, ..Bounds::LIMITS };
 
 #[test]
 fn commands_without_a_session_are_refused_and_change_nothing() {
@@ -17,14 +14,8 @@ fn commands_without_a_session_are_refused_and_change_nothing() {
     for command in [create("alice"), delete("alice"), send("a", "b", "hi")] {
         let before = state.to_snapshot();
         let result = state.apply(&proposal(CLIENT, 1, command));
-        assert_eq!(
-            result,
-            applied(CLIENT, 1, Err(ChatError::SessionUnknown), None)
-        );
-        assert_eq!(
-            chat_bytes(&state),
-            chat_bytes(&ChatState::from_snapshot(&before).unwrap())
-        );
+        assert_eq!(result, applied(CLIENT, 1, Err(ChatError::SessionUnknown), None));
+        assert_eq!(chat_bytes(&state), chat_bytes(&ChatState::from_snapshot(&before).unwrap()));
         assert_eq!(state.sessions.len(), 0);
     }
 }
@@ -44,9 +35,7 @@ fn a_retried_send_returns_the_cached_reply_and_sends_once() {
 #[test]
 fn a_retry_returns_the_cached_error_even_if_it_would_now_succeed() {
     let mut harness = Harness::new();
-    let missing = ChatError::NoSuchAccount {
-        name: "alice".to_string(),
-    };
+    let missing = ChatError::NoSuchAccount { name: "alice".to_string() };
     harness.fails(delete("alice"), missing.clone());
     let other = 7;
     harness.apply(&proposal(other, 0, Command::RegisterClient));

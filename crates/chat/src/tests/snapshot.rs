@@ -71,66 +71,39 @@ fn snapshot_bytes_with_a_tail_are_refused() {
 fn truncated_snapshot_bytes_are_refused() {
     let bytes = busy_state().to_snapshot();
     let result = ChatState::from_snapshot(&bytes[..bytes.len() / 2]);
-    assert!(
-        matches!(result, Err(SnapshotError::Malformed { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(SnapshotError::Malformed { .. })), "{result:?}");
 }
 
 #[test]
 fn an_inconsistent_snapshot_is_refused() {
     let mut bad_name = ChatState::new();
-    bad_name
-        .accounts
-        .insert("not valid".to_string(), Account::default());
-    let error = SnapshotError::Inconsistent {
-        reason: "an account name breaks the naming rule",
-    };
-    assert_eq!(
-        ChatState::from_snapshot(&bad_name.to_snapshot()),
-        Err(error)
-    );
+    bad_name.accounts.insert("not valid".to_string(), Account::default());
+    let error = SnapshotError::Inconsistent { reason: "an account name breaks the naming rule" };
+    assert_eq!(ChatState::from_snapshot(&bad_name.to_snapshot()), Err(error));
 
     let mut cursor_ahead = busy_state();
     cursor_ahead.accounts.get_mut("bob").unwrap().acked_through = 99;
-    let error = SnapshotError::Inconsistent {
-        reason: "an ack cursor is past the last assigned message id",
-    };
-    assert_eq!(
-        ChatState::from_snapshot(&cursor_ahead.to_snapshot()),
-        Err(error)
-    );
+    let error = SnapshotError::Inconsistent { reason: "an ack cursor is past the last assigned message id" };
+    assert_eq!(ChatState::from_snapshot(&cursor_ahead.to_snapshot()), Err(error));
 
     let mut misaddressed = busy_state();
     misaddressed.accounts.get_mut("bob").unwrap().mailbox[0].to = "alice".to_string();
-    let error = SnapshotError::Inconsistent {
-        reason: "a queued message is addressed to another account",
-    };
-    assert_eq!(
-        ChatState::from_snapshot(&misaddressed.to_snapshot()),
-        Err(error)
-    );
+    let error = SnapshotError::Inconsistent { reason: "a queued message is addressed to another account" };
+    assert_eq!(ChatState::from_snapshot(&misaddressed.to_snapshot()), Err(error));
 }
 
 #[test]
 fn a_snapshot_with_a_session_used_in_the_future_is_refused() {
     let mut state = busy_state();
     state.applied_count = 1;
-    let error = SnapshotError::Inconsistent {
-        reason: "a session was used after the last applied proposal",
-    };
+    let error = SnapshotError::Inconsistent { reason: "a session was used after the last applied proposal" };
     assert_eq!(ChatState::from_snapshot(&state.to_snapshot()), Err(error));
 }
 
 #[test]
 fn proposals_round_trip_through_their_encoding() {
-    let commands = [
-        Command::RegisterClient,
-        create("alice"),
-        delete("alice"),
-        send("alice", "bob", "hé"),
-        ack("bob", u64::MAX),
-    ];
+    let commands =
+        [Command::RegisterClient, create("alice"), delete("alice"), send("alice", "bob", "hé"), ack("bob", u64::MAX)];
     for (seq, command) in commands.into_iter().enumerate() {
         let p = proposal(u64::MAX - 1, seq as u64, command);
         assert_eq!(decode_proposal(&encode_proposal(&p)), Ok(p));
@@ -141,18 +114,9 @@ fn proposals_round_trip_through_their_encoding() {
 fn bad_proposal_bytes_are_refused() {
     let mut bytes = encode_proposal(&proposal(CLIENT, 1, create("alice")));
     bytes.push(0);
-    assert_eq!(
-        decode_proposal(&bytes),
-        Err(DecodeError::TrailingBytes { bytes: 1 })
-    );
+    assert_eq!(decode_proposal(&bytes), Err(DecodeError::TrailingBytes { bytes: 1 }));
     let result = decode_proposal(&bytes[..3]);
-    assert!(
-        matches!(result, Err(DecodeError::Malformed { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(DecodeError::Malformed { .. })), "{result:?}");
     let result = decode_proposal(&[0, 0, 0, 9]);
-    assert!(
-        matches!(result, Err(DecodeError::Malformed { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(DecodeError::Malformed { .. })), "{result:?}");
 }

@@ -22,9 +22,7 @@ pub fn chorus() -> Command {
 /// between test binaries.
 fn free_ports(count: u16) -> u16 {
     static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
     let start = (u64::from(std::process::id()) * 7919 + nanos) % 2_000;
     loop {
         let block = (start + NEXT_BLOCK.fetch_add(1, Ordering::SeqCst)) % 2_000;
@@ -49,12 +47,7 @@ impl Cluster {
     pub fn start(replicas: usize) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_ports(2 * replicas as u16);
-        let mut cluster = Cluster {
-            dir,
-            replicas,
-            port,
-            up: None,
-        };
+        let mut cluster = Cluster { dir, replicas, port, up: None };
         cluster.up();
         cluster
     }
@@ -62,13 +55,7 @@ impl Cluster {
     /// (Re)runs `chorus up` on this cluster's directory.
     pub fn up(&mut self) {
         let child = chorus()
-            .args([
-                "up",
-                "--replicas",
-                &self.replicas.to_string(),
-                "--port",
-                &self.port.to_string(),
-            ])
+            .args(["up", "--replicas", &self.replicas.to_string(), "--port", &self.port.to_string()])
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
@@ -91,11 +78,7 @@ impl Cluster {
             .arg(self.cluster_file())
             .output()
             .expect("chorus status runs");
-        assert!(
-            output.status.success(),
-            "status failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "status failed: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout)
             .lines()
             .map(|line| serde_json::from_str(line).expect("status prints JSON"))
@@ -124,10 +107,7 @@ impl Cluster {
 
     pub fn pid_of(&self, id: u64) -> u32 {
         let status = self.status();
-        let row = status
-            .iter()
-            .find(|s| s["id"] == id)
-            .expect("replica listed");
+        let row = status.iter().find(|s| s["id"] == id).expect("replica listed");
         row["pid"].as_u64().expect("reachable replica has a pid") as u32
     }
 
@@ -138,17 +118,8 @@ impl Cluster {
 
     /// SIGKILL to every replica and to `chorus up` itself.
     pub fn kill9_everything(&mut self) {
-        let pids: Vec<u32> = self
-            .status()
-            .iter()
-            .filter_map(|s| s["pid"].as_u64())
-            .map(|p| p as u32)
-            .collect();
-        assert_eq!(
-            pids.len(),
-            self.replicas,
-            "every replica reachable before the crash"
-        );
+        let pids: Vec<u32> = self.status().iter().filter_map(|s| s["pid"].as_u64()).map(|p| p as u32).collect();
+        assert_eq!(pids.len(), self.replicas, "every replica reachable before the crash");
         if let Some(mut up) = self.up.take() {
             let _ = up.kill();
             let _ = up.wait();
@@ -224,21 +195,15 @@ impl ChatClient {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-                    panic!("chat printed a line that is not JSON ({e}): {line}")
-                });
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("chat printed a line that is not JSON ({e}): {line}"));
                 if tx.send(value).is_err() {
                     return;
                 }
             }
         });
         let stdin = child.stdin.take();
-        ChatClient {
-            child,
-            stdin,
-            lines,
-            deliveries: Vec::new(),
-        }
+        ChatClient { child, stdin, lines, deliveries: Vec::new() }
     }
 
     pub fn send_line(&mut self, line: &str) {
@@ -305,9 +270,5 @@ impl Drop for ChatClient {
 /// Texts of delivered messages, in the order they arrived (notices that
 /// delivery ended carry no text and are skipped).
 pub fn texts(deliveries: &[Value]) -> Vec<String> {
-    deliveries
-        .iter()
-        .filter_map(|d| d["text"].as_str())
-        .map(str::to_string)
-        .collect()
+    deliveries.iter().filter_map(|d| d["text"].as_str()).map(str::to_string).collect()
 }

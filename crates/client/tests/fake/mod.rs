@@ -11,8 +11,8 @@ use std::time::Duration;
 use chorus_limits::CLIENT_FRAME_BYTES_MAX;
 use chorus_paxos::ReplicaId;
 use chorus_proto::{
-    encode_frame, read_frame, write_frame, ClientFrame, Hello, ReplicaAddress, Request,
-    RequestError, Response, ServerFrame,
+    encode_frame, read_frame, write_frame, ClientFrame, Hello, ReplicaAddress, Request, RequestError, Response,
+    ServerFrame,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
@@ -64,19 +64,10 @@ impl FakeReplica {
     pub async fn start(id: ReplicaId, policy: Policy) -> FakeReplica {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let state = Arc::new(Mutex::new(State {
-            policy,
-            received: Vec::new(),
-            connections: Vec::new(),
-        }));
+        let state = Arc::new(Mutex::new(State { policy, received: Vec::new(), connections: Vec::new() }));
         let changed = Arc::new(Notify::new());
         tokio::spawn(accept_loop(listener, state.clone(), changed.clone()));
-        FakeReplica {
-            id,
-            addr,
-            state,
-            changed,
-        }
+        FakeReplica { id, addr, state, changed }
     }
 
     /// The address entry a client is given for this fake.
@@ -135,13 +126,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>, changed: A
             state.connections.push(control_tx);
             state.connections.len() - 1
         };
-        tokio::spawn(serve(
-            stream,
-            connection,
-            control_rx,
-            state.clone(),
-            changed.clone(),
-        ));
+        tokio::spawn(serve(stream, connection, control_rx, state.clone(), changed.clone()));
     }
 }
 

@@ -1,0 +1,42 @@
+//! Test-only planted bugs, so the simulator can prove its checkers catch
+//! them. A hook is active only when a test sets it on its own thread, and
+//! only in builds with debug assertions: in a release build every hook is
+//! the constant `false` and [`set`] refuses to plant anything.
+
+/// The planted bugs, as bit flags.
+pub mod bugs {
+    /// A replica answers Prepare/Accept before its write is durable.
+    pub const REPLY_BEFORE_PERSIST: u32 = 1 << 0;
+    /// A new leader ignores the values reported in promises.
+    pub const SKIP_RECOVERY: u32 = 1 << 1;
+    /// The replica de-duplicates commands in its own memory instead of
+    /// through the replicated session table.
+    pub const DEDUP_OUTSIDE_LOG: u32 = 1 << 2;
+}
+
+#[cfg(debug_assertions)]
+thread_local! {
+    static ACTIVE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Plants `bugs` (a union of [`bugs`] flags) on this thread; 0 clears.
+pub fn set(bugs: u32) {
+    #[cfg(debug_assertions)]
+    ACTIVE.with(|active| active.set(bugs));
+    #[cfg(not(debug_assertions))]
+    assert_eq!(bugs, 0, "planted bugs exist only in debug builds");
+}
+
+/// True when `bug` is planted on this thread.
+#[inline]
+pub fn active(bug: u32) -> bool {
+    #[cfg(debug_assertions)]
+    {
+        ACTIVE.with(|active| active.get() & bug != 0)
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = bug;
+        false
+    }
+}

@@ -1,0 +1,507 @@
+//! A simulated chat client: a random workload, the client library's retry
+//! rules (leader redirects, round robin on silence, one sequence number per
+//! command), and the library's own [`DeliveryFilter`] and [`AckTracker`].
+
+use crate::links::{ConnId, Links};
+use chorus_chat::{ChatError, Command, Message, MessageId, Outcome};
+use chorus_client::{AckTracker, DeliveryFilter};
+use chorus_proto::{ClientFrame, Request, RequestError, Response, ServerFrame};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::VecDeque;
+
+/// Ticks without a reply before an attempt is abandoned for another replica.
+pub const ATTEMPT_TICKS: u64 = 40;
+/// Ticks after which an operation is given up (its outcome unknown).
+pub const OPERATION_TICKS: u64 = 600;
+/// Names the workload uses (few, so operations collide).
+pub const NAMES: [&str; 6] = ["u0", "u1", "u2", "u3", "u4", "u5"];
+
+/// What one operation is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Register,
+    Create(String),
+    Delete(String),
+    Send { from: String, to: String, text: String },
+    Connect(String),
+    List(Option<String>),
+}
+
+/// How an operation ended, for the checkers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpEnd {
+    /// A reply arrived at this tick.
+    Replied(u64, Result<Response, RequestError>),
+    /// The client gave up: the outcome is unknown.
+    GaveUp,
+}
+
+/// One finished operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub client: usize,
+    pub client_id: u64,
+    pub seq: u64,
+    pub kind: OpKind,
+    pub invoked_at: u64,
+    pub end: OpEnd,
+}
+
+/// What a client observed that the checkers care about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    Finished(Finished),
+    /// A message was shown to the user of client incarnation `incarnation`;
+    /// it arrived under a subscription requested at tick `subscribed_at`.
+    Shown {
+        client: usize,
+        incarnation: u64,
+        message: Message,
+        at: u64,
+        subscribed_at: u64,
+    },
+    /// The read position of `name` is confirmed at `through`.
+    AckConfirmed {
+        name: String,
+        through: MessageId,
+        at: u64,
+    },
+}
+
+/// An operation in progress.
+#[derive(Clone, Debug)]
+struct Pending {
+    kind: OpKind,
+    request: Request,
+    seq: u64,
+    invoked_at: u64,
+    /// The request id of the attempt in flight, and when it was sent.
+    attempt: Option<(u64, u64)>,
+    /// No attempt before this tick.
+    retry_at: u64,
+}
+
+/// One simulated client process.
+pub struct SimClient {
+    pub index: usize,
+    /// Bumped each time the process crashes and starts afresh.
+    pub incarnation: u64,
+    client_id: u64,
+    next_seq: u64,
+    registered: bool,
+    replicas: usize,
+    /// The replica believed to lead.
+    target: usize,
+    conn: Option<ConnId>,
+    /// A failed connect leaves the client waiting until this tick.
+    connect_retry_at: u64,
+    op: Option<Pending>,
+    next_request_id: u64,
+    /// Who the user acts as.
+    identity: Option<String>,
+    filter: DeliveryFilter,
+    acks: AckTracker,
+    ack_in_flight: Option<(u64, String, MessageId, u64)>,
+    resubscribe_in_flight: Option<(u64, u64)>,
+    /// Admitted messages waiting to be shown, with the tick they will be
+    /// and the tick their subscription was requested.
+    to_show: VecDeque<(u64, Message, u64)>,
+    /// The connection and tick of the last Subscribe sent.
+    subscribe_sent: Option<(ConnId, u64)>,
+    idle_until: u64,
+    /// Whether the workload issues new operations.
+    pub working: bool,
+    /// Acknowledge on receipt instead of after showing (a planted bug).
+    pub ack_before_shown: bool,
+    pub observations: Vec<Observation>,
+}
+
+impl SimClient {
+    pub fn new(index: usize, replicas: usize, rng: &mut ChaCha8Rng) -> Self {
+        SimClient {
+            index,
+            incarnation: 0,
+            client_id: rng.random(),
+            next_seq: 1,
+            registered: false,
+            replicas,
+            target: rng.random_range(0..replicas),
+            conn: None,
+            connect_retry_at: 0,
+            op: None,
+            next_request_id: 1,
+            identity: None,
+            filter: DeliveryFilter::default(),
+            acks: AckTracker::default(),
+            ack_in_flight: None,
+            resubscribe_in_flight: None,
+            to_show: VecDeque::new(),
+            subscribe_sent: None,
+            idle_until: 0,
+            working: true,
+            ack_before_shown: false,
+            observations: Vec::new(),
+        }
+    }
+
+    /// The process died: everything in memory is gone; a fresh process
+    /// (new session) takes its place.
+    pub fn crash(&mut self, now: u64, rng: &mut ChaCha8Rng, links: &mut Links) {
+        if let Some(conn) = self.conn.take() {
+            links.close(conn);
+        }
+        if let Some(op) = self.op.take() {
+            self.finish(op, now, OpEnd::GaveUp);
+        }
+        let mut fresh = SimClient::new(self.index, self.replicas, rng);
+        fresh.incarnation = self.incarnation + 1;
+        fresh.working = self.working;
+        fresh.ack_before_shown = self.ack_before_shown;
+        fresh.observations = std::mem::take(&mut self.observations);
+        *self = fresh;
+    }
+
+    /// True when the client has nothing outstanding.
+    pub fn quiet(&self) -> bool {
+        self.op.is_none() && self.to_show.is_empty() && !self.acks.pending()
+    }
+
+    /// What the client is waiting on, for failure reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "client {}.{}: op {:?}, conn {:?}, target {}, to_show {}, acks pending {} (next {:?}, in flight {:?}), subscription {:?}",
+            self.index,
+            self.incarnation,
+            self.op.as_ref().map(|o| (&o.kind, o.attempt, o.retry_at)),
+            self.conn,
+            self.target,
+            self.to_show.len(),
+            self.acks.pending(),
+            self.acks.next(),
+            self.ack_in_flight.as_ref().map(|a| (a.1.clone(), a.2, a.3)),
+            self.filter.resume_point()
+        )
+    }
+
+    /// Connects as `name` to drain its mailbox (the liveness phase).
+    pub fn start_drain(&mut self, name: &str, now: u64) {
+        if self.op.is_none() {
+            self.begin(OpKind::Connect(name.to_string()), now);
+        }
+    }
+
+    /// The account whose messages this client receives, if any.
+    pub fn subscription(&self) -> Option<String> {
+        self.filter.resume_point().map(|(name, _)| name)
+    }
+
+    /// One tick of the client.
+    pub fn step(&mut self, now: u64, rng: &mut ChaCha8Rng, links: &mut Links) {
+        if let Some(conn) = self.conn {
+            if !links.is_open(conn) {
+                self.lost_connection(now);
+            }
+        }
+        if self.op.is_none() && self.working && now >= self.idle_until {
+            let kind = self.choose(rng);
+            self.begin(kind, now);
+            self.idle_until = now + rng.random_range(0..30);
+        }
+        self.show(now);
+        self.drive_op(now, rng, links);
+        // Like the library's supervisor: a subscription or unacknowledged
+        // messages keep a connection open even when the user is idle.
+        let background = self.acks.pending() || self.filter.resume_point().is_some();
+        if self.conn.is_none() && background {
+            self.ensure_connection(now, rng, links);
+        }
+        self.drive_acks(now, links);
+    }
+
+    fn choose(&mut self, rng: &mut ChaCha8Rng) -> OpKind {
+        if !self.registered {
+            return OpKind::Register;
+        }
+        let name = NAMES[rng.random_range(0..NAMES.len())].to_string();
+        let roll = rng.random_range(0..100);
+        match (roll, self.identity.clone()) {
+            (0..20, _) => OpKind::Create(name),
+            (20..27, _) => OpKind::Delete(name),
+            (27..65, Some(from)) => {
+                let text = format!("c{}.{}.{}", self.index, self.incarnation, self.next_seq);
+                OpKind::Send { from, to: name, text }
+            }
+            (27..65, None) | (65..80, _) => OpKind::Connect(name),
+            _ => {
+                let patterns = [None, Some("^u[0-2]"), Some("[3-5]$")];
+                OpKind::List(patterns[rng.random_range(0..patterns.len())].map(str::to_string))
+            }
+        }
+    }
+
+    fn begin(&mut self, kind: OpKind, now: u64) {
+        let client = self.client_id;
+        let mut seq = 0;
+        let mut command = |c: Command| {
+            seq = self.next_seq;
+            self.next_seq += 1;
+            Request::Command { client, seq, command: c }
+        };
+        let request = match &kind {
+            OpKind::Register => Request::Register { client },
+            OpKind::Create(name) => command(Command::Create { name: name.clone() }),
+            OpKind::Delete(name) => command(Command::Delete { name: name.clone() }),
+            OpKind::Send { from, to, text } => {
+                command(Command::Send { from: from.clone(), to: to.clone(), text: text.clone() })
+            }
+            OpKind::Connect(name) => {
+                let after = self.filter.begin(name);
+                Request::Subscribe { name: name.clone(), after }
+            }
+            OpKind::List(pattern) => Request::List { pattern: pattern.clone() },
+        };
+        self.op = Some(Pending { kind, request, seq, invoked_at: now, attempt: None, retry_at: now });
+    }
+
+    fn drive_op(&mut self, now: u64, rng: &mut ChaCha8Rng, links: &mut Links) {
+        let Some(op) = self.op.as_mut() else {
+            return;
+        };
+        let gives_up = op.kind != OpKind::Register;
+        if gives_up && now > op.invoked_at + OPERATION_TICKS {
+            let op = self.op.take().expect("checked");
+            if let OpKind::Connect(name) = &op.kind {
+                self.filter.cancel(name);
+            }
+            return self.finish(op, now, OpEnd::GaveUp);
+        }
+        if let Some((_, sent_at)) = op.attempt {
+            if now > sent_at + ATTEMPT_TICKS {
+                op.attempt = None;
+                self.move_on(None, links);
+            }
+            return;
+        }
+        if now < op.retry_at {
+            return;
+        }
+        let Some(conn) = self.ensure_connection(now, rng, links) else {
+            return;
+        };
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        let op = self.op.as_mut().expect("checked");
+        op.attempt = Some((id, now));
+        if matches!(op.request, Request::Subscribe { .. }) {
+            self.subscribe_sent = Some((conn, now));
+        }
+        links.client_send(conn, ClientFrame { request_id: id, request: op.request.clone() });
+    }
+
+    /// Returns the open connection, opening one to the target if needed.
+    fn ensure_connection(&mut self, now: u64, rng: &mut ChaCha8Rng, links: &mut Links) -> Option<ConnId> {
+        if let Some(conn) = self.conn {
+            return Some(conn);
+        }
+        if now < self.connect_retry_at {
+            return None;
+        }
+        match links.connect(self.index, self.target) {
+            Some(conn) => {
+                self.conn = Some(conn);
+                self.resubscribe(now, links);
+                Some(conn)
+            }
+            None => {
+                // Refused or unreachable: try the next replica a little later.
+                self.target = (self.target + 1) % self.replicas;
+                self.connect_retry_at = now + rng.random_range(1..10);
+                None
+            }
+        }
+    }
+
+    /// On a fresh connection, resumes the current subscription.
+    fn resubscribe(&mut self, now: u64, links: &mut Links) {
+        let Some(conn) = self.conn else { return };
+        let Some((name, after)) = self.filter.resume_point() else { return };
+        if matches!(self.op.as_ref().map(|o| &o.kind), Some(OpKind::Connect(_))) {
+            return; // the connect in progress subscribes
+        }
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        self.resubscribe_in_flight = Some((id, now));
+        self.subscribe_sent = Some((conn, now));
+        links.client_send(conn, ClientFrame { request_id: id, request: Request::Subscribe { name, after } });
+    }
+
+    /// Drops the connection and aims at `leader`, or the next replica.
+    /// Everything in flight on the connection is abandoned and sent again
+    /// on the next one (as the library does when it drops a connection).
+    fn move_on(&mut self, leader: Option<usize>, links: &mut Links) {
+        if let Some(conn) = self.conn.take() {
+            links.close(conn);
+        }
+        self.ack_in_flight = None;
+        self.resubscribe_in_flight = None;
+        if let Some(op) = self.op.as_mut() {
+            op.attempt = None;
+        }
+        self.target = leader.unwrap_or((self.target + 1) % self.replicas);
+    }
+
+    fn lost_connection(&mut self, _now: u64) {
+        self.conn = None;
+        self.ack_in_flight = None;
+        self.resubscribe_in_flight = None;
+        if let Some(op) = self.op.as_mut() {
+            op.attempt = None;
+        }
+        self.target = (self.target + 1) % self.replicas;
+    }
+
+    /// A frame from the replica on `conn`.
+    pub fn receive(&mut self, conn: ConnId, frame: ServerFrame, now: u64, rng: &mut ChaCha8Rng, links: &mut Links) {
+        if self.conn != Some(conn) {
+            return; // from a connection already abandoned
+        }
+        match frame {
+            ServerFrame::Reply { request_id, result } => self.on_reply(request_id, result, now, rng, links),
+            ServerFrame::Deliver { messages } => {
+                let subscribed_at = match self.subscribe_sent {
+                    Some((on, at)) if on == conn => at,
+                    _ => 0,
+                };
+                for message in messages {
+                    if self.filter.admit(&message) {
+                        if self.ack_before_shown {
+                            self.acks.shown(&message.to, message.id);
+                        }
+                        self.to_show.push_back((now + rng.random_range(0..16), message, subscribed_at));
+                    }
+                }
+            }
+            ServerFrame::Ended { name, .. } => {
+                self.filter.end(&name);
+            }
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        id: u64,
+        result: Result<Response, RequestError>,
+        now: u64,
+        rng: &mut ChaCha8Rng,
+        links: &mut Links,
+    ) {
+        if self.op.as_ref().and_then(|o| o.attempt).is_some_and(|(a, _)| a == id) {
+            return self.on_op_reply(result, now, rng, links);
+        }
+        if self.ack_in_flight.as_ref().is_some_and(|(a, ..)| *a == id) {
+            let (_, name, through, _) = self.ack_in_flight.take().expect("checked");
+            match result {
+                Ok(Response::Acked) => {
+                    self.acks.acked(&name, through);
+                    self.observations.push(Observation::AckConfirmed { name, through, at: now });
+                }
+                Err(RequestError::NotLeader { leader }) => self.move_on(leader.map(usize::from), links),
+                Err(RequestError::Chat(ChatError::NoSuchAccount { .. })) => self.acks.forget(&name),
+                _ => {}
+            }
+            return;
+        }
+        if self.resubscribe_in_flight.is_some_and(|(a, _)| a == id) {
+            self.resubscribe_in_flight = None;
+            match result {
+                Ok(Response::Subscribed) => {}
+                Err(RequestError::NotLeader { leader }) => self.move_on(leader.map(usize::from), links),
+                Err(RequestError::Chat(ChatError::NoSuchAccount { name })) => {
+                    self.filter.end(&name);
+                }
+                _ => self.move_on(None, links),
+            }
+        }
+    }
+
+    fn on_op_reply(
+        &mut self,
+        result: Result<Response, RequestError>,
+        now: u64,
+        rng: &mut ChaCha8Rng,
+        links: &mut Links,
+    ) {
+        let op = self.op.as_mut().expect("an operation is in flight");
+        op.attempt = None;
+        match result {
+            Err(RequestError::NotLeader { leader }) => {
+                op.retry_at = now + if leader.is_some() { 0 } else { rng.random_range(1..10) };
+                let leader = leader.map(usize::from);
+                if leader != Some(self.target) || self.conn.is_none() {
+                    self.move_on(leader, links);
+                }
+            }
+            Err(RequestError::Busy | RequestError::Unavailable(_)) => {
+                op.retry_at = now + rng.random_range(1..10);
+            }
+            result => {
+                let op = self.op.take().expect("checked");
+                self.complete(op, result, now);
+            }
+        }
+    }
+
+    fn complete(&mut self, op: Pending, result: Result<Response, RequestError>, now: u64) {
+        match (&op.kind, &result) {
+            (OpKind::Register, Ok(Response::Registered)) => self.registered = true,
+            (OpKind::Create(name), Ok(Response::Outcome(Outcome::Created))) => self.identity = Some(name.clone()),
+            (OpKind::Connect(name), Ok(Response::Subscribed)) => {
+                self.filter.confirm(name);
+                self.identity = Some(name.clone());
+            }
+            (OpKind::Connect(name), _) => self.filter.cancel(name),
+            _ => {}
+        }
+        self.finish(op, now, OpEnd::Replied(now, result));
+    }
+
+    fn finish(&mut self, op: Pending, _now: u64, end: OpEnd) {
+        self.observations.push(Observation::Finished(Finished {
+            client: self.index,
+            client_id: self.client_id,
+            seq: op.seq,
+            kind: op.kind,
+            invoked_at: op.invoked_at,
+            end,
+        }));
+    }
+
+    /// Shows admitted messages whose time has come, then reports them shown.
+    fn show(&mut self, now: u64) {
+        while self.to_show.front().is_some_and(|(at, ..)| *at <= now) {
+            let (_, message, subscribed_at) = self.to_show.pop_front().expect("checked");
+            if !self.ack_before_shown {
+                self.acks.shown(&message.to, message.id);
+            }
+            let (client, incarnation) = (self.index, self.incarnation);
+            self.observations.push(Observation::Shown { client, incarnation, message, at: now, subscribed_at });
+        }
+    }
+
+    fn drive_acks(&mut self, now: u64, links: &mut Links) {
+        if let Some((_, _, _, sent_at)) = self.ack_in_flight {
+            if now > sent_at + ATTEMPT_TICKS {
+                self.ack_in_flight = None;
+            }
+            return;
+        }
+        let (Some(conn), Some((name, through))) = (self.conn, self.acks.next()) else {
+            return;
+        };
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        self.ack_in_flight = Some((id, name.clone(), through, now));
+        links.client_send(conn, ClientFrame { request_id: id, request: Request::Ack { name, through } });
+    }
+}

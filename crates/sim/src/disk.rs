@@ -1,0 +1,47 @@
+//! A simulated disk: writes become durable after a latency; a crash loses
+//! every write not yet durable. The durable part is the store crate's
+//! in-memory twin, which passes the same conformance suite as redb.
+
+use chorus_paxos::{DurableState, WriteBatch, WriteId};
+use chorus_store::{LogStore, MemStore};
+use std::collections::VecDeque;
+
+/// One replica's disk.
+#[derive(Debug, Default)]
+pub struct Disk {
+    /// What survives a crash.
+    durable: MemStore,
+    /// Writes handed out and not yet durable, with the tick each completes
+    /// (non-decreasing: the disk completes writes in order).
+    pending: VecDeque<(u64, WriteBatch)>,
+}
+
+impl Disk {
+    /// Queues a write that completes at `done_at` (or after the previous one).
+    pub fn write(&mut self, batch: WriteBatch, done_at: u64) {
+        let done_at = self.pending.back().map_or(done_at, |(last, _)| done_at.max(*last));
+        self.pending.push_back((done_at, batch));
+    }
+
+    /// Makes every write due by `now` durable, in one group commit; returns
+    /// the id to report as persisted.
+    pub fn complete(&mut self, now: u64) -> Option<WriteId> {
+        let due = self.pending.iter().take_while(|(at, _)| *at <= now).count();
+        if due == 0 {
+            return None;
+        }
+        let batches: Vec<WriteBatch> = self.pending.drain(..due).map(|(_, b)| b).collect();
+        self.durable.persist(&batches).expect("the in-memory store does not fail");
+        batches.last().map(|b| b.id)
+    }
+
+    /// A crash: unsynced writes are gone.
+    pub fn crash(&mut self) {
+        self.pending.clear();
+    }
+
+    /// What a restarting replica reads back.
+    pub fn load(&mut self) -> DurableState {
+        self.durable.load().expect("the in-memory store does not fail")
+    }
+}

@@ -1,0 +1,439 @@
+//! One simulated run: replicas, clients, network, disks and checkers,
+//! all driven by one seed. A fault phase, then a liveness phase that heals
+//! everything and requires the cluster to converge and every message to be
+//! delivered within a bound.
+
+use crate::check::{Checks, Violation};
+use crate::client::SimClient;
+use crate::faults::{FaultPlan, Partition};
+use crate::host::Host;
+use crate::links::Links;
+use crate::net::Network;
+use crate::trace::Trace;
+use crate::Plant;
+use chorus_paxos::{Event, Role};
+use chorus_server::machine::Machine;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// How long each phase runs, in ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub fault_ticks: u64,
+    /// The bound within which a healed cluster must converge.
+    pub liveness_ticks: u64,
+    pub plant: Option<Plant>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { fault_ticks: 3_000, liveness_ticks: 4_000, plant: None }
+    }
+}
+
+/// What a passing run did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub seed: u64,
+    pub plan: FaultPlan,
+    pub ticks: u64,
+    /// Messages, client frames, disk completions and core ticks processed.
+    pub events: u64,
+    pub operations: usize,
+    pub slots: u64,
+    pub crashes: u64,
+    pub partitions: u64,
+}
+
+/// A failing run: the broken invariant and the events that led to it.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub seed: u64,
+    pub tick: u64,
+    pub violation: Violation,
+    pub trace: String,
+}
+
+pub struct World {
+    seed: u64,
+    rng: ChaCha8Rng,
+    plan: FaultPlan,
+    options: Options,
+    now: u64,
+    hosts: Vec<Host>,
+    net: Network,
+    links: Links,
+    clients: Vec<SimClient>,
+    /// Client cuts and the tick each ends.
+    client_cuts: Vec<((usize, usize), u64)>,
+    checks: Checks,
+    trace: Trace,
+    roles: Vec<Option<Role>>,
+    report: Report,
+    /// The tick the liveness phase began.
+    healed_at: Option<u64>,
+}
+
+/// Ticks after healing within which an operation may still give up (it
+/// may have been invoked long before).
+const LIVENESS_GRACE_TICKS: u64 = crate::client::OPERATION_TICKS;
+
+impl World {
+    pub fn new(seed: u64, options: Options) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let plan = FaultPlan::choose(&mut rng);
+        let hosts = (0..plan.replicas)
+            .map(|id| {
+                let rate = 1.0 + rng.random_range(-plan.skew..=plan.skew);
+                Host::new(id as u8, plan.replicas, seed, rate, &mut rng)
+            })
+            .collect();
+        let mut clients: Vec<SimClient> =
+            (0..plan.clients).map(|i| SimClient::new(i, plan.replicas, &mut rng)).collect();
+        if options.plant == Some(Plant::AckBeforeShown) {
+            clients.iter_mut().for_each(|c| c.ack_before_shown = true);
+        }
+        let links = Links::new(plan.replicas);
+        let report = Report {
+            seed,
+            plan: plan.clone(),
+            ticks: 0,
+            events: 0,
+            operations: 0,
+            slots: 0,
+            crashes: 0,
+            partitions: 0,
+        };
+        World {
+            seed,
+            rng,
+            roles: vec![None; plan.replicas],
+            plan,
+            options,
+            now: 0,
+            hosts,
+            net: Network::default(),
+            links,
+            clients,
+            client_cuts: Vec::new(),
+            checks: Checks::default(),
+            trace: Trace::default(),
+            report,
+            healed_at: None,
+        }
+    }
+
+    /// Runs both phases and the final checks.
+    pub fn run(mut self) -> Result<Report, Failure> {
+        self.trace.note(0, format!("seed {} plan {:?}", self.seed, self.plan));
+        let result = self.phases();
+        match result {
+            Ok(()) => {
+                if std::env::var_os("CHORUS_SIM_TRACE").is_some() {
+                    eprint!("{}", self.trace.render());
+                }
+                self.report.ticks = self.now;
+                self.report.operations = self.checks.operations();
+                Ok(self.report)
+            }
+            Err(violation) => Err(Failure { seed: self.seed, tick: self.now, violation, trace: self.trace.render() }),
+        }
+    }
+
+    fn phases(&mut self) -> Result<(), Violation> {
+        crate::plant::activate(self.options.plant);
+        let result = self.fault_phase().and_then(|()| self.liveness_phase());
+        crate::plant::activate(None);
+        result?;
+        self.checks.finish()
+    }
+
+    fn fault_phase(&mut self) -> Result<(), Violation> {
+        while self.now < self.options.fault_ticks {
+            self.inject_faults();
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// Heals everything, stops new work, then requires convergence and a
+    /// drained mailbox for every account within the bound.
+    fn liveness_phase(&mut self) -> Result<(), Violation> {
+        self.heal();
+        let deadline = self.now + self.options.liveness_ticks;
+        while self.now < deadline {
+            self.step()?;
+            self.drain_mailboxes();
+            if self.converged() {
+                self.trace.note(self.now, "converged");
+                return Ok(());
+            }
+        }
+        Err(Violation::new("liveness", self.liveness_report()))
+    }
+
+    fn heal(&mut self) {
+        self.trace.note(self.now, "heal: faults off, every replica up, workload stops");
+        self.plan = self.plan.healed();
+        self.healed_at = Some(self.now);
+        self.net.partitions.clear();
+        self.client_cuts.clear();
+        self.links.cuts.clear();
+        for id in 0..self.hosts.len() {
+            if !self.hosts[id].is_up() {
+                self.restart(id);
+            }
+        }
+        self.clients.iter_mut().for_each(|c| c.working = false);
+    }
+
+    fn inject_faults(&mut self) {
+        for id in 0..self.hosts.len() {
+            if self.hosts[id].is_up() && self.rng.random_bool(self.plan.crash) {
+                self.crash(id);
+            }
+        }
+        if self.rng.random_bool(self.plan.partition) {
+            let leader = self.leader();
+            let partition = Partition::choose(&mut self.rng, self.hosts.len(), leader);
+            let until = self.now + self.rng.random_range(1..=self.plan.partition_ticks_max);
+            self.trace.note(self.now, format!("partition {partition:?} until t={until}"));
+            self.net.partitions.push((partition, until));
+            self.report.partitions += 1;
+        }
+        for c in 0..self.clients.len() {
+            if self.rng.random_bool(self.plan.client_cut) {
+                let r = self.rng.random_range(0..self.hosts.len());
+                let until = self.now + self.rng.random_range(1..=self.plan.partition_ticks_max);
+                self.trace.note(self.now, format!("client {c} cut from replica {r} until t={until}"));
+                self.client_cuts.push(((c, r), until));
+                self.links.cuts.insert((c, r));
+                self.links.close_where(|client, replica| (client, replica) == (c, r));
+            }
+            if self.rng.random_bool(self.plan.client_crash) {
+                self.trace.note(self.now, format!("client {c} crashes"));
+                self.clients[c].crash(self.now, &mut self.rng, &mut self.links);
+            }
+        }
+    }
+
+    fn crash(&mut self, id: usize) {
+        let down = self.rng.random_range(1..=self.plan.down_ticks_max);
+        self.trace.note(self.now, format!("replica {id} crashes (kill -9) for {down} ticks"));
+        self.hosts[id].crash();
+        self.hosts[id].down_until = self.now + down;
+        self.links.up[id] = false;
+        self.links.close_where(|_, replica| replica == id);
+        self.roles[id] = None;
+        self.report.crashes += 1;
+    }
+
+    fn restart(&mut self, id: usize) {
+        self.trace.note(self.now, format!("replica {id} restarts"));
+        self.hosts[id].start(&mut self.rng);
+        self.links.up[id] = true;
+    }
+
+    fn leader(&self) -> Option<usize> {
+        self.hosts.iter().position(|h| h.machine.as_ref().is_some_and(|m| m.replica().role() == Role::Leader))
+    }
+
+    /// One tick of the whole world.
+    fn step(&mut self) -> Result<(), Violation> {
+        self.now += 1;
+        self.links.now = self.now;
+        self.expire_faults();
+        self.register_connections();
+        self.deliver_peer_messages();
+        self.deliver_client_frames();
+        self.complete_writes();
+        self.tick_replicas();
+        self.process_replicas()?;
+        self.deliver_server_frames();
+        self.step_clients()?;
+        self.register_connections();
+        self.links.sweep();
+        self.watch_roles();
+        Ok(())
+    }
+
+    fn expire_faults(&mut self) {
+        let now = self.now;
+        self.net.expire_partitions(now);
+        let (expired, active): (Vec<_>, Vec<_>) = self.client_cuts.drain(..).partition(|(_, until)| *until <= now);
+        self.client_cuts = active;
+        for (pair, _) in expired {
+            if !self.client_cuts.iter().any(|(p, _)| *p == pair) {
+                self.links.cuts.remove(&pair);
+            }
+        }
+        for id in 0..self.hosts.len() {
+            if !self.hosts[id].is_up() && self.hosts[id].down_until <= now {
+                self.restart(id);
+            }
+        }
+    }
+
+    fn register_connections(&mut self) {
+        for (replica, conn) in std::mem::take(&mut self.links.opened) {
+            if let Some(machine) = self.hosts[replica].machine.as_mut() {
+                machine.connected(conn);
+            }
+        }
+        for (replica, conn) in std::mem::take(&mut self.links.closed) {
+            if let Some(machine) = self.hosts[replica].machine.as_mut() {
+                machine.disconnected(conn);
+            }
+        }
+    }
+
+    fn deliver_peer_messages(&mut self) {
+        for envelope in self.net.due(self.now) {
+            if let Some(machine) = self.hosts[envelope.to as usize].machine.as_mut() {
+                machine.step(Event::Receive(envelope), &mut self.links);
+                self.report.events += 1;
+            }
+        }
+    }
+
+    fn deliver_client_frames(&mut self) {
+        for (replica, conn, frame) in self.links.due_at_replicas() {
+            let now_millis = 1_700_000_000_000 + self.now * 10;
+            if let Some(machine) = self.hosts[replica].machine.as_mut() {
+                machine.request(conn, frame, now_millis, &mut self.links);
+                self.report.events += 1;
+            }
+        }
+    }
+
+    fn complete_writes(&mut self) {
+        for host in &mut self.hosts {
+            if let (Some(id), Some(machine)) = (host.disk.complete(self.now), host.machine.as_mut()) {
+                machine.step(Event::Persisted(id), &mut self.links);
+                self.report.events += 1;
+            }
+        }
+    }
+
+    fn tick_replicas(&mut self) {
+        for host in &mut self.hosts {
+            for _ in 0..host.ticks_due() {
+                if let Some(machine) = host.machine.as_mut() {
+                    machine.step(Event::Tick, &mut self.links);
+                    self.report.events += 1;
+                }
+            }
+        }
+    }
+
+    fn process_replicas(&mut self) -> Result<(), Violation> {
+        for id in 0..self.hosts.len() {
+            let host = &mut self.hosts[id];
+            let Some(machine) = host.machine.as_mut() else { continue };
+            let effects = machine.process(&mut self.links);
+            let applied = machine.take_applied();
+            let promised = machine.replica().status().promised;
+            if let Some(write) = effects.write {
+                let latency = self.rng.random_range(0..=self.plan.disk_ticks_max);
+                host.disk.write(write, self.now + latency);
+            }
+            for envelope in effects.messages {
+                self.checks.sent(id, &envelope);
+                self.net.send(&mut self.rng, &self.plan, self.now, envelope);
+            }
+            self.report.slots = self.report.slots.max(applied.last().map_or(0, |s| s.slot));
+            self.checks.applied(id, host.incarnation, &applied)?;
+            self.checks.promised(id, host.incarnation, promised)?;
+        }
+        Ok(())
+    }
+
+    fn deliver_server_frames(&mut self) {
+        for (client, conn, frame) in self.links.due_at_clients() {
+            self.clients[client].receive(conn, frame, self.now, &mut self.rng, &mut self.links);
+        }
+    }
+
+    fn step_clients(&mut self) -> Result<(), Violation> {
+        for client in &mut self.clients {
+            client.step(self.now, &mut self.rng, &mut self.links);
+            for observation in std::mem::take(&mut client.observations) {
+                if let crate::client::Observation::Finished(f) = &observation {
+                    self.trace.note(self.now, format!("client {} {:?} -> {:?}", f.client, f.kind, f.end));
+                    let late = self.healed_at.is_some_and(|at| self.now > at + LIVENESS_GRACE_TICKS);
+                    if late && f.end == crate::client::OpEnd::GaveUp {
+                        let detail = format!("client {} gave up on {:?} after healing", f.client, f.kind);
+                        return Err(Violation::new("liveness", detail));
+                    }
+                }
+                self.checks.observed(observation)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn watch_roles(&mut self) {
+        for (id, host) in self.hosts.iter().enumerate() {
+            let role = host.machine.as_ref().map(|m| m.replica().role());
+            if role != self.roles[id] {
+                if let Some(machine) = host.machine.as_ref() {
+                    self.trace.note(self.now, format!("replica {id} is {:?}", machine.replica().status()));
+                }
+                self.roles[id] = role;
+            }
+        }
+    }
+
+    /// Points quiet clients at accounts that still have queued messages.
+    fn drain_mailboxes(&mut self) {
+        let Some(machine) = self.most_advanced() else { return };
+        let listed = machine.chat().list(None).map(|l| l.names).unwrap_or_default();
+        let waiting: Vec<String> =
+            listed.into_iter().filter(|name| machine.chat().mailbox(name, 0, 1).is_ok_and(|m| !m.is_empty())).collect();
+        for (client, name) in self.clients.iter_mut().filter(|c| c.quiet()).zip(waiting.iter().cycle()) {
+            if client.subscription().as_deref() != Some(name.as_str()) {
+                client.start_drain(name, self.now);
+            }
+        }
+    }
+
+    fn most_advanced(&self) -> Option<&Machine> {
+        self.hosts.iter().filter_map(|h| h.machine.as_ref()).max_by_key(|m| m.replica().status().applied_through)
+    }
+
+    /// Every replica up with the same applied state, one leader, every
+    /// mailbox drained and every client quiet.
+    fn converged(&self) -> bool {
+        let machines: Vec<&Machine> = self.hosts.iter().filter_map(|h| h.machine.as_ref()).collect();
+        if machines.len() != self.hosts.len() || !self.clients.iter().all(|c| c.quiet()) {
+            return false;
+        }
+        let first = machines[0];
+        let same = machines.iter().all(|m| {
+            m.replica().status().applied_through == first.replica().status().applied_through
+                && m.chat().digest() == first.chat().digest()
+        });
+        let leaders = machines.iter().filter(|m| m.replica().role() == Role::Leader).count();
+        let names = first.chat().list(None).map(|l| l.names).unwrap_or_default();
+        let drained = names.iter().all(|n| first.chat().mailbox(n, 0, 1).is_ok_and(|m| m.is_empty()));
+        same && leaders == 1 && drained
+    }
+
+    fn liveness_report(&self) -> String {
+        let statuses: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|h| match &h.machine {
+                Some(m) => format!("{:?}", m.replica().status()),
+                None => format!("replica {} down", h.id),
+            })
+            .collect();
+        let quiet: Vec<String> = self.clients.iter().filter(|c| !c.quiet()).map(|c| c.describe()).collect();
+        format!(
+            "no convergence {} ticks after healing; replicas: {}; busy clients: {}",
+            self.options.liveness_ticks,
+            statuses.join("; "),
+            quiet.join("; ")
+        )
+    }
+}

@@ -1,0 +1,52 @@
+//! The checkers can fail: each planted bug (debug builds only) is caught
+//! within a bounded number of seeds, by the checker meant to catch it.
+
+use chorus_sim::{run_seed, Options, Plant};
+
+/// Seeds tried per planted bug before the test gives up.
+const SEEDS_MAX: u64 = 40;
+
+/// Runs seeds from 1 until one fails; returns the checker that caught it.
+fn caught_by(plant: Plant) -> (u64, &'static str) {
+    let options = Options { plant: Some(plant), ..Options::default() };
+    for seed in 1..=SEEDS_MAX {
+        if let Err(failure) = run_seed(seed, options) {
+            return (seed, failure.violation.check);
+        }
+    }
+    panic!("{plant:?} was not caught in {SEEDS_MAX} seeds");
+}
+
+#[test]
+#[cfg_attr(not(debug_assertions), ignore = "bugs are planted only in debug builds")]
+fn replying_before_persisting_is_caught() {
+    let (seed, check) = caught_by(Plant::ReplyBeforePersist);
+    assert!(["promises", "agreement", "chosen-stable"].contains(&check), "seed {seed}: caught by {check}");
+}
+
+#[test]
+#[cfg_attr(not(debug_assertions), ignore = "bugs are planted only in debug builds")]
+fn skipping_value_recovery_is_caught() {
+    let (seed, check) = caught_by(Plant::SkipRecovery);
+    assert!(["agreement", "chosen-stable", "acked-survive"].contains(&check), "seed {seed}: caught by {check}");
+}
+
+#[test]
+#[cfg_attr(not(debug_assertions), ignore = "bugs are planted only in debug builds")]
+fn dedup_outside_the_log_is_caught() {
+    let (seed, check) = caught_by(Plant::DedupOutsideLog);
+    assert!(["exactly-once", "acked-survive"].contains(&check), "seed {seed}: caught by {check}");
+}
+
+#[test]
+fn acking_before_showing_is_caught() {
+    let (seed, check) = caught_by(Plant::AckBeforeShown);
+    assert_eq!(check, "delivery", "seed {seed}");
+}
+
+#[test]
+fn without_a_plant_the_same_seeds_pass() {
+    for seed in 1..=10 {
+        assert!(run_seed(seed, Options::default()).is_ok(), "seed {seed}");
+    }
+}
