@@ -35,9 +35,21 @@ impl Disk {
         batches.last().map(|b| b.id)
     }
 
-    /// A crash: unsynced writes are gone.
-    pub fn crash(&mut self) {
+    /// A crash. The first `survivors` pending writes reached the disk
+    /// (their fsync finished but the replica never heard); the rest are
+    /// lost. A redb transaction is atomic, so a torn commit is a lost one.
+    pub fn crash(&mut self, survivors: usize) {
+        let survivors = survivors.min(self.pending.len());
+        let reached: Vec<WriteBatch> = self.pending.drain(..survivors).map(|(_, b)| b).collect();
+        if !reached.is_empty() {
+            self.durable.persist(&reached).expect("the in-memory store does not fail");
+        }
         self.pending.clear();
+    }
+
+    /// Writes not yet durable.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// What a restarting replica reads back.

@@ -55,10 +55,11 @@ impl Host {
         self.machine = Some(machine);
     }
 
-    /// kill -9: memory and unsynced writes are lost.
-    pub fn crash(&mut self) {
+    /// kill -9: memory is lost, and every pending write after the first
+    /// `survivors`.
+    pub fn crash(&mut self, survivors: usize) {
         self.machine = None;
-        self.disk.crash();
+        self.disk.crash(survivors);
         self.incarnation += 1;
     }
 

@@ -220,7 +220,9 @@ impl World {
     fn crash(&mut self, id: usize) {
         let down = self.rng.random_range(1..=self.plan.down_ticks_max);
         self.trace.note(self.now, format!("replica {id} crashes (kill -9) for {down} ticks"));
-        self.hosts[id].crash();
+        let pending = self.hosts[id].disk.pending();
+        let survivors = if self.rng.random_bool(0.5) { self.rng.random_range(0..=pending) } else { 0 };
+        self.hosts[id].crash(survivors);
         self.hosts[id].down_until = self.now + down;
         self.links.up[id] = false;
         self.links.close_where(|_, replica| replica == id);
