@@ -5,7 +5,7 @@ use chorus_limits as limits;
 
 /// How one replica's core is set up. Time is in ticks; the caller decides
 /// how long a tick is (the server uses `limits::TICK_MILLIS`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     /// This replica.
     pub id: ReplicaId,

@@ -5,7 +5,7 @@ use crate::types::{Ballot, Entry, Envelope, Slot, WriteBatch, WriteId};
 use std::collections::VecDeque;
 
 /// Something the core may only do once a write is durable.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Deferred {
     /// A promise or accepted reply that reports durable state.
     Send(Envelope),
@@ -16,7 +16,7 @@ pub(crate) enum Deferred {
 }
 
 /// Tracks written, in-flight and durable batches.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Pipeline {
     /// The batch being assembled; becomes `Ready::write`.
     pending: WriteBatch,

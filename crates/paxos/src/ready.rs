@@ -45,7 +45,7 @@ pub enum Role {
 }
 
 /// Refusal of a proposal or read by a replica that is not the leader.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
 #[error("not the leader (leader is {leader:?})")]
 pub struct NotLeader {
     /// The replica believed to lead, when known.

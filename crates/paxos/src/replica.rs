@@ -8,8 +8,22 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+impl PartialEq for Replica {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Replica {}
+
+impl std::hash::Hash for Replica {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
 /// One input to the core.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Event {
     /// One unit of time passed.
     Tick,
@@ -20,13 +34,13 @@ pub enum Event {
 }
 
 /// What a candidate learned from one promise.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct PromiseData {
     pub(crate) entries: Vec<(Slot, Entry)>,
 }
 
 /// A linearizable read waiting for confirmation of leadership.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PendingRead {
     pub(crate) id: ReadId,
     /// Every slot that may have been chosen before the read began is <= this.
@@ -36,7 +50,7 @@ pub(crate) struct PendingRead {
 }
 
 /// A slot the leader proposed and has not yet seen chosen.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct InFlight {
     /// Replicas whose durable accept the leader has counted.
     pub(crate) voters: BTreeSet<ReplicaId>,
@@ -45,7 +59,7 @@ pub(crate) struct InFlight {
 }
 
 /// Leader-only state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct LeaderState {
     pub(crate) ballot: Ballot,
     /// Next slot to propose into.
@@ -69,7 +83,7 @@ pub(crate) struct LeaderState {
 }
 
 /// The replica's role with its role-specific state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum RoleState {
     Follower,
     PreCandidate { round: u64, grants: BTreeSet<ReplicaId> },
@@ -78,8 +92,10 @@ pub(crate) enum RoleState {
 }
 
 /// A sans-IO Multi-Paxos replica. See the crate documentation for the
-/// caller's duties.
-#[derive(Debug)]
+/// caller's duties. Replicas can be cloned, compared and hashed (for model
+/// checking); the random generator is left out of the comparison, as its
+/// only output (the election timeout) is a field of its own.
+#[derive(Clone, Debug)]
 pub struct Replica {
     pub(crate) config: Config,
     pub(crate) rng: ChaCha8Rng,
@@ -112,6 +128,38 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// Every field but the generator, for comparison and hashing.
+    #[allow(clippy::type_complexity)]
+    fn key(
+        &self,
+    ) -> (
+        &Config,
+        Ballot,
+        &BTreeMap<Slot, Entry>,
+        (Slot, Slot),
+        &RoleState,
+        Option<ReplicaId>,
+        (u64, Option<u64>, u64, u64, u64),
+        Option<(ReplicaId, u64)>,
+        &Pipeline,
+        &Vec<Envelope>,
+        &Vec<(ReadId, Result<(), NotLeader>)>,
+    ) {
+        (
+            &self.config,
+            self.promised,
+            &self.log,
+            (self.chosen_through, self.applied_through),
+            &self.role,
+            self.leader,
+            (self.now, self.leader_heard_at, self.election_timeout, self.election_reset_at, self.round_seen),
+            self.catchup,
+            &self.pipeline,
+            &self.outbox,
+            &self.reads_done,
+        )
+    }
+
     /// Builds a replica from its durable state. `applied_through` is the
     /// slot the caller's state machine already reflects (0 when it starts
     /// empty); chosen entries after it are handed out by the first `ready`.

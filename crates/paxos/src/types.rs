@@ -60,7 +60,7 @@ impl Value {
 }
 
 /// One slot of an acceptor's log, as kept on disk.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry {
     /// Ballot under which `value` was accepted (for a chosen entry learned by
     /// catch-up, the ballot is unknown and recorded as the learner's promise
@@ -79,7 +79,7 @@ pub type WriteId = u64;
 /// State the caller must make durable (fsync) before reporting
 /// `Event::Persisted(id)`. Batches are made durable in id order; a later
 /// batch overrides an earlier one field by field.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WriteBatch {
     /// Strictly increasing across the life of one core instance.
     pub id: WriteId,
@@ -99,7 +99,7 @@ impl WriteBatch {
 }
 
 /// Everything a replica reloads from disk after a restart.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DurableState {
     /// Highest ballot this replica promised.
     pub promised: Ballot,
@@ -110,7 +110,7 @@ pub struct DurableState {
 }
 
 /// A message between replicas. `from`/`to` travel in the [`Envelope`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Message {
     /// Phase 0: "would you vote for me?" Changes no state at the receiver;
     /// it stops a cut-off replica from disrupting a healthy leader.
@@ -149,7 +149,7 @@ pub enum Message {
 }
 
 /// A message with its addressing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Envelope {
     pub from: ReplicaId,
     pub to: ReplicaId,
