@@ -3,19 +3,25 @@
 
 mod common;
 
-use common::{texts, Cluster};
+use common::{texts, ChatClient, Cluster};
 use std::time::Duration;
 
 const SENDS: usize = 120;
 
-#[test]
-fn leader_kill_during_sends_loses_and_duplicates_nothing() {
+/// A 3-replica cluster, a sender signed in as alice and a receiver connected as bob.
+fn alice_and_connected_bob() -> (Cluster, ChatClient, ChatClient) {
     let cluster = Cluster::start(3);
     let mut sender = cluster.client();
     let mut receiver = cluster.client();
     assert_eq!(sender.command("create alice")["ok"], true);
     assert_eq!(receiver.command("create bob")["ok"], true);
     assert_eq!(receiver.command("connect bob")["ok"], true);
+    (cluster, sender, receiver)
+}
+
+#[test]
+fn leader_kill_during_sends_loses_and_duplicates_nothing() {
+    let (cluster, mut sender, mut receiver) = alice_and_connected_bob();
     let mut acknowledged = Vec::new();
     let mut unknown = Vec::new();
     let mut killed = None;
@@ -81,12 +87,7 @@ fn killing_every_replica_at_once_loses_nothing_acknowledged() {
 
 #[test]
 fn recipient_on_a_killed_replica_keeps_receiving_after_reconnecting() {
-    let cluster = Cluster::start(3);
-    let mut sender = cluster.client();
-    let mut receiver = cluster.client();
-    assert_eq!(sender.command("create alice")["ok"], true);
-    assert_eq!(receiver.command("create bob")["ok"], true);
-    assert_eq!(receiver.command("connect bob")["ok"], true);
+    let (cluster, mut sender, mut receiver) = alice_and_connected_bob();
     assert_eq!(sender.command("send bob before")["ok"], true);
     assert_eq!(texts(receiver.wait_deliveries(1, Duration::from_secs(10))), ["before"]);
     // The receiver's subscription lives on the leader: kill it.

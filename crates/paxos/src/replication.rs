@@ -136,16 +136,19 @@ impl Replica {
         }
     }
 
-    pub(crate) fn on_accepted(&mut self, from: ReplicaId, ballot: Ballot, slots: &[Slot], _chosen: Slot) {
+    /// The leader's state if `ballot` is its own, after noting that `from`
+    /// answered under it (a sign of life for stepping down).
+    fn heard_under(&mut self, from: ReplicaId, ballot: Ballot) -> Option<&mut LeaderState> {
         let now = self.now;
-        let Some(leader) = self.leader_state() else {
-            return;
-        };
-        if leader.ballot != ballot {
-            return;
-        }
+        let leader = self.leader_state().filter(|leader| leader.ballot == ballot)?;
         leader.heard.insert(from, now);
-        self.record_accepts(from, ballot, slots);
+        Some(leader)
+    }
+
+    pub(crate) fn on_accepted(&mut self, from: ReplicaId, ballot: Ballot, slots: &[Slot], _chosen: Slot) {
+        if self.heard_under(from, ballot).is_some() {
+            self.record_accepts(from, ballot, slots);
+        }
     }
 
     /// Counts `who`'s votes; a slot with a majority is chosen.
@@ -249,14 +252,9 @@ impl Replica {
     }
 
     pub(crate) fn on_heartbeat_ack(&mut self, from: ReplicaId, ballot: Ballot, read_round: u64, _chosen: Slot) {
-        let now = self.now;
-        let Some(leader) = self.leader_state() else {
+        let Some(leader) = self.heard_under(from, ballot) else {
             return;
         };
-        if leader.ballot != ballot {
-            return;
-        }
-        leader.heard.insert(from, now);
         let acked = leader.read_acks.entry(from).or_default();
         *acked = (*acked).max(read_round);
     }
