@@ -247,6 +247,19 @@ impl Replica {
         }
     }
 
+    /// Ticks since this replica last heard from a leader (0 while it leads).
+    pub fn leader_silence_ticks(&self) -> u64 {
+        if matches!(self.role, RoleState::Leader(_)) {
+            return 0;
+        }
+        self.now - self.leader_heard_at.unwrap_or(0)
+    }
+
+    /// The configuration this replica runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The current role.
     pub fn role(&self) -> Role {
         match self.role {

@@ -143,6 +143,22 @@ impl Machine {
             for conn in self.subscriptions.backlogged() {
                 self.pump(conn, out);
             }
+            self.drop_stale_subscriptions(out);
+        }
+    }
+
+    /// A replica that has not heard from a leader for two election timeouts
+    /// may be cut off and no longer learning new messages: it closes its
+    /// subscribed connections, so their clients resume on another replica
+    /// from their read position instead of waiting in silence.
+    fn drop_stale_subscriptions(&mut self, out: &mut impl Outbox) {
+        let limit = 2 * self.replica.config().election_ticks_max;
+        if self.replica.leader_silence_ticks() <= limit {
+            return;
+        }
+        for conn in self.subscriptions.subscribed() {
+            out.kick(conn);
+            self.disconnected(conn);
         }
     }
 

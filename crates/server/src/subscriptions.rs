@@ -63,6 +63,11 @@ impl Subscriptions {
         self.by_name.get(name).map(|c| c.iter().copied().collect()).unwrap_or_default()
     }
 
+    /// Every subscribed connection.
+    pub(crate) fn subscribed(&self) -> Vec<ConnId> {
+        self.by_conn.keys().copied().collect()
+    }
+
     /// Connections that could not take everything last time.
     pub(crate) fn backlogged(&self) -> Vec<ConnId> {
         self.backlogged.iter().copied().collect()
