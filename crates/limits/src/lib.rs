@@ -65,6 +65,8 @@ pub const ACCEPT_BYTES_MAX: usize = 1024 * 1024;
 pub const SLOTS_IN_FLIGHT_MAX: u64 = 32;
 /// Most commands waiting at the leader for a slot.
 pub const PROPOSALS_QUEUED_MAX: usize = 65_536;
+/// Most bytes of commands waiting at the leader for a slot.
+pub const PROPOSALS_QUEUED_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Most linearizable reads waiting at the leader for confirmation.
 pub const READS_PENDING_MAX: usize = 65_536;
 /// Most accepted entries one Promise carries; a promiser with more is
@@ -116,3 +118,5 @@ const _: () = assert!(PROMISE_BYTES_MAX + 1024 * 1024 <= PEER_FRAME_BYTES_MAX);
 const _: () = assert!(ACCEPT_BYTES_MAX >= BATCH_BYTES_MAX + BATCH_COMMANDS_MAX * VALUE_OVERHEAD_BYTES);
 const _: () = assert!(ACCEPT_BYTES_MAX + 1024 * 1024 <= PEER_FRAME_BYTES_MAX);
 const _: () = assert!(CATCHUP_BYTES_MAX + ACCEPT_BYTES_MAX <= PEER_FRAME_BYTES_MAX);
+// A full window of full slots can always be cut from a full queue.
+const _: () = assert!(PROPOSALS_QUEUED_BYTES_MAX >= (SLOTS_IN_FLIGHT_MAX as usize) * BATCH_BYTES_MAX);

@@ -213,7 +213,8 @@ impl Replica {
         if command.len() > chorus_limits::BATCH_BYTES_MAX {
             return Err(ProposeError::TooLarge);
         }
-        if leader.queue.len() >= chorus_limits::PROPOSALS_QUEUED_MAX {
+        let bytes_full = leader.queue_bytes + command.len() > chorus_limits::PROPOSALS_QUEUED_BYTES_MAX;
+        if leader.queue.len() >= chorus_limits::PROPOSALS_QUEUED_MAX || bytes_full {
             return Err(ProposeError::Busy);
         }
         leader.queue_bytes += command.len();
