@@ -109,6 +109,22 @@ pub struct DurableState {
     pub chosen_through: Slot,
 }
 
+impl DurableState {
+    /// Applies one write batch as a store must on persist: each field the
+    /// batch sets overrides the one held, entry by entry.
+    pub fn apply(&mut self, batch: &WriteBatch) {
+        if let Some(ballot) = batch.promised {
+            self.promised = ballot;
+        }
+        for (slot, entry) in &batch.entries {
+            self.entries.insert(*slot, entry.clone());
+        }
+        if let Some(slot) = batch.chosen_through {
+            self.chosen_through = slot;
+        }
+    }
+}
+
 /// A message between replicas. `from`/`to` travel in the [`Envelope`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Message {

@@ -17,18 +17,6 @@ struct Node {
     applied: Vec<(Slot, Value)>,
 }
 
-fn apply_batch(state: &mut DurableState, batch: &WriteBatch) {
-    if let Some(ballot) = batch.promised {
-        state.promised = ballot;
-    }
-    for (slot, entry) in &batch.entries {
-        state.entries.insert(*slot, entry.clone());
-    }
-    if let Some(slot) = batch.chosen_through {
-        state.chosen_through = slot;
-    }
-}
-
 struct World {
     rng: ChaCha8Rng,
     nodes: Vec<Node>,
@@ -100,7 +88,7 @@ impl World {
             return;
         };
         for batch in node.unsynced.drain(..) {
-            apply_batch(&mut node.durable, &batch);
+            node.durable.apply(&batch);
         }
         replica.step(Event::Persisted(last));
     }

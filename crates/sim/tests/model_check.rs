@@ -24,7 +24,6 @@
 //! `MODEL_DEPTH` to search deeper.
 
 use chorus_paxos::{Ballot, Config, DurableState, Envelope, Event, Message, Replica, Role, Slot, Value, WriteBatch};
-use chorus_store::{LogStore, MemStore};
 use stateright::{Checker, Model, Property};
 use std::collections::BTreeMap;
 
@@ -255,22 +254,10 @@ impl Model for PaxosModel {
 fn persist(state: &mut State, id: u8) {
     let node = &mut state.nodes[id as usize];
     let Some(last) = node.pending.last().map(|w| w.id) else { return };
-    let mut store = MemStore::new();
-    store.persist(&[durable_as_batch(&node.durable)]).expect("memory store");
-    store.persist(&node.pending).expect("memory store");
-    node.durable = store.load().expect("memory store");
-    node.pending.clear();
-    state.step(id, Event::Persisted(last));
-}
-
-/// The durable state as one batch, to replay into a fresh store.
-fn durable_as_batch(durable: &DurableState) -> WriteBatch {
-    WriteBatch {
-        id: 0,
-        promised: Some(durable.promised),
-        entries: durable.entries.iter().map(|(s, e)| (*s, e.clone())).collect(),
-        chosen_through: Some(durable.chosen_through),
+    for batch in node.pending.drain(..) {
+        node.durable.apply(&batch);
     }
+    state.step(id, Event::Persisted(last));
 }
 
 #[test]

@@ -36,14 +36,8 @@ impl LogStore for MemStore {
         for batch in batches {
             for (slot, entry) in &batch.entries {
                 assert_entry_well_formed(*slot, encoded_bytes(entry));
-                self.state.entries.insert(*slot, entry.clone());
             }
-            if let Some(promised) = batch.promised {
-                self.state.promised = promised;
-            }
-            if let Some(chosen_through) = batch.chosen_through {
-                self.state.chosen_through = chosen_through;
-            }
+            self.state.apply(batch);
         }
         Ok(())
     }
