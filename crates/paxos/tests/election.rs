@@ -26,6 +26,16 @@ fn heartbeat(ballot: Ballot, chosen_through: Slot) -> Message {
     Message::Heartbeat { ballot, chosen_through, read_round: 0 }
 }
 
+/// Replica 1 (fresh) hears its first heartbeat from the leader of `ballot`:
+/// it writes the promise, and acknowledges once that write is durable.
+fn follow_by_heartbeat(r: &mut Replica, ballot: Ballot) {
+    r.step(envelope(0, 1, heartbeat(ballot, 0)));
+    assert_eq!(r.ready(), only_write(WriteBatch { id: 1, promised: Some(ballot), ..WriteBatch::default() }));
+    r.step(Event::Persisted(1));
+    let ack = Message::HeartbeatAck { ballot, read_round: 0, chosen_through: 0 };
+    assert_eq!(r.ready(), only_messages(vec![out(1, 0, ack)]));
+}
+
 /// Replica 0 with `durable` asks for pre-votes, gets one grant, and sends
 /// its prepare; the prepare's write is made durable. Returns the ballot.
 fn candidate(durable: DurableState) -> (Replica, Ballot) {
@@ -46,11 +56,7 @@ fn follower_refuses_pre_votes_until_its_leader_is_silent_for_election_ticks_min(
     tick(&mut r, 3);
     assert_eq!(r.ready(), Ready::default());
     let ballot = Ballot::new(1, 0);
-    r.step(envelope(0, 1, heartbeat(ballot, 0)));
-    assert_eq!(r.ready(), only_write(WriteBatch { id: 1, promised: Some(ballot), ..WriteBatch::default() }));
-    r.step(Event::Persisted(1));
-    let ack = Message::HeartbeatAck { ballot, read_round: 0, chosen_through: 0 };
-    assert_eq!(r.ready(), only_messages(vec![out(1, 0, ack)]));
+    follow_by_heartbeat(&mut r, ballot);
     // Heard at tick 3; at tick 12 the leader is still live.
     tick(&mut r, 9);
     r.step(envelope(2, 1, pre_vote(2, 0)));
@@ -131,11 +137,7 @@ fn repeated_prepare_at_the_promised_ballot_is_promised_again_and_keeps_the_leade
 fn prepare_from_another_replica_is_ignored_while_the_leader_is_live() {
     let mut r = replica(1, DurableState::default());
     let ballot = Ballot::new(1, 0);
-    r.step(envelope(0, 1, heartbeat(ballot, 0)));
-    assert_eq!(r.ready(), only_write(WriteBatch { id: 1, promised: Some(ballot), ..WriteBatch::default() }));
-    r.step(Event::Persisted(1));
-    let ack = Message::HeartbeatAck { ballot, read_round: 0, chosen_through: 0 };
-    assert_eq!(r.ready(), only_messages(vec![out(1, 0, ack)]));
+    follow_by_heartbeat(&mut r, ballot);
     r.step(envelope(2, 1, prepare(Ballot::new(2, 2))));
     assert_eq!(r.ready(), Ready::default());
     assert_eq!(r.status().promised, ballot);

@@ -84,24 +84,28 @@ impl Links {
     /// Frames due at replicas: (replica, conn, frame).
     pub fn due_at_replicas(&mut self) -> Vec<(usize, ConnId, ClientFrame)> {
         let now = self.now;
-        let mut due = Vec::new();
-        for (conn, link) in self.links.iter_mut().filter(|(_, l)| l.open) {
-            while link.to_replica.front().is_some_and(|(at, _)| *at <= now) {
-                let (_, frame) = link.to_replica.pop_front().expect("checked");
-                due.push((link.replica, *conn, frame));
-            }
-        }
-        due
+        self.drain_due(|link| (link.replica, &mut link.to_replica), now)
     }
 
     /// Frames due at clients: (client, conn, frame).
     pub fn due_at_clients(&mut self) -> Vec<(usize, ConnId, ServerFrame)> {
         let now = self.now;
+        self.drain_due(|link| (link.client, &mut link.to_client), now)
+    }
+
+    /// Pops every frame due by `now` from one direction of every open link;
+    /// `side` picks the receiving end and its queue.
+    fn drain_due<F>(
+        &mut self,
+        side: impl Fn(&mut Link) -> (usize, &mut VecDeque<(u64, F)>),
+        now: u64,
+    ) -> Vec<(usize, ConnId, F)> {
         let mut due = Vec::new();
         for (conn, link) in self.links.iter_mut().filter(|(_, l)| l.open) {
-            while link.to_client.front().is_some_and(|(at, _)| *at <= now) {
-                let (_, frame) = link.to_client.pop_front().expect("checked");
-                due.push((link.client, *conn, frame));
+            let (receiver, queue) = side(link);
+            while queue.front().is_some_and(|(at, _)| *at <= now) {
+                let (_, frame) = queue.pop_front().expect("checked");
+                due.push((receiver, *conn, frame));
             }
         }
         due
