@@ -45,6 +45,10 @@ impl Pipeline {
         self.pending.chosen_through = Some(slot);
     }
 
+    pub(crate) fn set_compact_through(&mut self, slot: Slot) {
+        self.pending.compact_through = Some(slot);
+    }
+
     /// The id of the newest write the current state depends on.
     fn barrier(&self) -> WriteId {
         if self.pending.is_empty() {

@@ -102,7 +102,12 @@ impl Replica {
     }
 
     /// Accepted entries at or after `from_slot`, within the size limits.
+    /// A candidate asking from inside our compacted prefix is behind it:
+    /// the promise is marked truncated so it catches up first.
     fn promise_entries(&self, from_slot: Slot) -> (Vec<(Slot, Entry)>, bool) {
+        if from_slot <= self.compacted_through {
+            return (Vec::new(), true);
+        }
         let mut entries = Vec::new();
         let mut bytes = 0;
         for (slot, entry) in self.log.range(from_slot.max(1)..) {

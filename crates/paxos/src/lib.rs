@@ -38,6 +38,6 @@ mod replication;
 mod types;
 
 pub use config::{Config, ConfigError};
-pub use ready::{NotLeader, ProposeError, ReadId, Ready, Role, Status};
+pub use ready::{NotLeader, ProposeError, ReadId, Ready, Role, SnapshotWanted, Status};
 pub use replica::{Event, Replica};
 pub use types::*;

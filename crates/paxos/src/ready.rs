@@ -22,12 +22,28 @@ pub struct Ready {
     pub committed: Vec<(Slot, Value)>,
     /// Reads that may now be served from the applied state, or have failed.
     pub reads: Vec<(ReadId, Result<(), NotLeader>)>,
+    /// A peer compacted log this replica still needs: fetch a snapshot
+    /// from it, then call [`crate::Replica::install_snapshot`].
+    pub snapshot_wanted: Option<SnapshotWanted>,
+}
+
+/// Where to fetch a snapshot from, and the least slot it must cover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotWanted {
+    /// The peer that answered a catch-up request with `SnapshotNeeded`.
+    pub from: ReplicaId,
+    /// The peer's log starts after this slot.
+    pub covering: Slot,
 }
 
 impl Ready {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.write.is_none() && self.messages.is_empty() && self.committed.is_empty() && self.reads.is_empty()
+        self.write.is_none()
+            && self.messages.is_empty()
+            && self.committed.is_empty()
+            && self.reads.is_empty()
+            && self.snapshot_wanted.is_none()
     }
 }
 
@@ -73,4 +89,6 @@ pub struct Status {
     pub chosen_through: Slot,
     pub applied_through: Slot,
     pub last_slot: Slot,
+    /// The log holds no entry at or below this slot (a snapshot covers them).
+    pub compacted_through: Slot,
 }

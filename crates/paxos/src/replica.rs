@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::durability::{Deferred, Pipeline};
-use crate::ready::{NotLeader, ProposeError, ReadId, Ready, Role, Status};
+use crate::ready::{NotLeader, ProposeError, ReadId, Ready, Role, SnapshotWanted, Status};
 use crate::types::{Ballot, DurableState, Entry, Envelope, Message, ReplicaId, Slot, Value, WriteId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -105,8 +105,13 @@ pub struct Replica {
     pub(crate) log: BTreeMap<Slot, Entry>,
     /// Every slot at or below this is chosen and in `log`.
     pub(crate) chosen_through: Slot,
-    /// Every slot at or below this was handed out in `Ready::committed`.
+    /// Every slot at or below this was handed out in `Ready::committed`
+    /// (or is covered by a snapshot the caller installed).
     pub(crate) applied_through: Slot,
+    /// The log holds no entry at or below this slot: a snapshot covers them.
+    pub(crate) compacted_through: Slot,
+    /// A peer answered a catch-up request with `SnapshotNeeded`.
+    pub(crate) snapshot_wanted: Option<SnapshotWanted>,
     pub(crate) role: RoleState,
     /// The replica believed to lead.
     pub(crate) leader: Option<ReplicaId>,
@@ -136,7 +141,7 @@ impl Replica {
         &Config,
         Ballot,
         &BTreeMap<Slot, Entry>,
-        (Slot, Slot),
+        (Slot, Slot, Slot, Option<SnapshotWanted>),
         &RoleState,
         Option<ReplicaId>,
         (u64, Option<u64>, u64, u64, u64),
@@ -149,7 +154,7 @@ impl Replica {
             &self.config,
             self.promised,
             &self.log,
-            (self.chosen_through, self.applied_through),
+            (self.chosen_through, self.applied_through, self.compacted_through, self.snapshot_wanted),
             &self.role,
             self.leader,
             (self.now, self.leader_heard_at, self.election_timeout, self.election_reset_at, self.round_seen),
@@ -161,11 +166,20 @@ impl Replica {
     }
 
     /// Builds a replica from its durable state. `applied_through` is the
-    /// slot the caller's state machine already reflects (0 when it starts
-    /// empty); chosen entries after it are handed out by the first `ready`.
+    /// slot the caller's state machine already reflects: 0 when it starts
+    /// empty, else the slot of the snapshot it loaded, which may be past the
+    /// log's chosen prefix (a crash between installing a snapshot and
+    /// recording it in the log). Chosen entries after it are handed out by
+    /// the first `ready`.
+    ///
+    /// # Panics
+    ///
+    /// When the log was compacted past `applied_through`: the caller lost
+    /// the snapshot that covered the deleted entries (it must check this
+    /// before, and refuse to start).
     pub fn new(config: Config, durable: DurableState, applied_through: Slot) -> Self {
         config.validate().expect("configuration was validated by the caller");
-        assert!(applied_through <= durable.chosen_through);
+        assert!(applied_through >= durable.compacted_through, "the log was compacted past the caller's state");
         let mut log = durable.entries;
         for (_, entry) in log.range_mut(..=durable.chosen_through) {
             entry.chosen = true;
@@ -175,7 +189,9 @@ impl Replica {
             round_seen: durable.promised.round,
             promised: durable.promised,
             chosen_through: durable.chosen_through,
-            applied_through,
+            applied_through: durable.compacted_through,
+            compacted_through: durable.compacted_through,
+            snapshot_wanted: None,
             log,
             config,
             rng,
@@ -190,9 +206,61 @@ impl Replica {
             outbox: Vec::new(),
             reads_done: Vec::new(),
         };
+        if applied_through > replica.chosen_through {
+            replica.install_snapshot(applied_through);
+        } else {
+            replica.applied_through = applied_through;
+        }
         replica.advance_chosen();
         replica.reset_election_timer();
         replica
+    }
+
+    /// The caller replaced its state machine with a snapshot taken at
+    /// `slot`, already durable: every slot through it counts as chosen and
+    /// applied, and the log entries it covers are deleted. A leader or
+    /// candidate steps down first. Returns false, changing nothing, when
+    /// the state machine is already at or past `slot`.
+    ///
+    /// The snapshot must be durable before this call: the write it queues
+    /// deletes the log entries the snapshot replaces.
+    pub fn install_snapshot(&mut self, slot: Slot) -> bool {
+        if slot <= self.applied_through {
+            return false;
+        }
+        if !matches!(self.role, RoleState::Follower) {
+            self.become_follower(None);
+        }
+        self.applied_through = slot;
+        if slot > self.chosen_through {
+            self.chosen_through = slot;
+            self.pipeline.set_chosen_through(slot);
+        }
+        self.drop_log_through(slot);
+        self.snapshot_wanted = None;
+        self.catchup = None;
+        self.advance_chosen();
+        true
+    }
+
+    /// The caller holds a durable snapshot at or above `through`: log
+    /// entries at or below it are no longer needed and are deleted.
+    ///
+    /// # Panics
+    ///
+    /// When `through` is past the applied prefix (the snapshot cannot cover
+    /// what the state machine has not applied).
+    pub fn compact(&mut self, through: Slot) {
+        assert!(through <= self.applied_through, "compacting past the applied prefix");
+        if through > self.compacted_through {
+            self.drop_log_through(through);
+        }
+    }
+
+    fn drop_log_through(&mut self, slot: Slot) {
+        self.log = self.log.split_off(&slot.saturating_add(1));
+        self.compacted_through = self.compacted_through.max(slot);
+        self.pipeline.set_compact_through(self.compacted_through);
     }
 
     /// Feeds one event.
@@ -232,6 +300,7 @@ impl Replica {
             messages: std::mem::take(&mut self.outbox),
             committed,
             reads: std::mem::take(&mut self.reads_done),
+            snapshot_wanted: self.snapshot_wanted.take(),
         }
     }
 
@@ -244,7 +313,8 @@ impl Replica {
             promised: self.promised,
             chosen_through: self.chosen_through,
             applied_through: self.applied_through,
-            last_slot: self.log.last_key_value().map_or(0, |(slot, _)| *slot),
+            last_slot: self.log.last_key_value().map_or(self.chosen_through, |(slot, _)| *slot),
+            compacted_through: self.compacted_through,
         }
     }
 
@@ -358,6 +428,9 @@ impl Replica {
             }
             Message::CatchupRequest { from_slot } => self.on_catchup_request(from, from_slot),
             Message::Catchup { entries, chosen_through } => self.on_catchup(from, entries, chosen_through),
+            Message::SnapshotNeeded { compacted_through, chosen_through } => {
+                self.on_snapshot_needed(from, compacted_through, chosen_through)
+            }
         }
     }
 

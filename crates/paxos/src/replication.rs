@@ -2,6 +2,7 @@
 //! counting votes, spreading the chosen prefix, and catching up.
 
 use crate::durability::Deferred;
+use crate::ready::SnapshotWanted;
 use crate::replica::{InFlight, LeaderState, Replica, RoleState};
 use crate::types::{Ballot, Entry, Message, ReplicaId, Slot, Value};
 use chorus_limits as limits;
@@ -283,6 +284,10 @@ impl Replica {
         if from_slot > self.chosen_through {
             return; // nothing to offer; the asker will try elsewhere
         }
+        if from_slot <= self.compacted_through {
+            let (compacted_through, chosen_through) = (self.compacted_through, self.chosen_through);
+            return self.send(from, Message::SnapshotNeeded { compacted_through, chosen_through });
+        }
         let mut entries = Vec::new();
         let mut bytes = 0;
         for (slot, entry) in self.log.range(from_slot..=self.chosen_through) {
@@ -305,6 +310,21 @@ impl Replica {
         }
         self.advance_chosen();
         if self.chosen_through < their_chosen {
+            self.request_catchup(from);
+        }
+    }
+}
+
+impl Replica {
+    /// A peer cannot serve our catch-up from its log: ask the caller for its
+    /// snapshot if we still need it, or carry on catching up from the log.
+    pub(crate) fn on_snapshot_needed(&mut self, from: ReplicaId, compacted_through: Slot, their_chosen: Slot) {
+        if self.catchup.is_some_and(|(peer, _)| peer == from) {
+            self.catchup = None;
+        }
+        if compacted_through > self.chosen_through {
+            self.snapshot_wanted = Some(SnapshotWanted { from, covering: compacted_through });
+        } else if their_chosen > self.chosen_through {
             self.request_catchup(from);
         }
     }

@@ -89,12 +89,18 @@ pub struct WriteBatch {
     pub entries: Vec<(Slot, Entry)>,
     /// New highest slot such that every slot at or below it is chosen.
     pub chosen_through: Option<Slot>,
+    /// Delete every log entry at or below this slot: the caller holds a
+    /// durable snapshot that covers it. Applied after `entries`.
+    pub compact_through: Option<Slot>,
 }
 
 impl WriteBatch {
     /// True when the batch carries nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.promised.is_none() && self.entries.is_empty() && self.chosen_through.is_none()
+        self.promised.is_none()
+            && self.entries.is_empty()
+            && self.chosen_through.is_none()
+            && self.compact_through.is_none()
     }
 }
 
@@ -107,11 +113,13 @@ pub struct DurableState {
     pub entries: std::collections::BTreeMap<Slot, Entry>,
     /// Every slot at or below this is chosen.
     pub chosen_through: Slot,
+    /// Log entries at or below this slot were deleted (a snapshot covers them).
+    pub compacted_through: Slot,
 }
 
 impl DurableState {
     /// Applies one write batch as a store must on persist: each field the
-    /// batch sets overrides the one held, entry by entry.
+    /// batch sets overrides the one held, entry by entry; compaction last.
     pub fn apply(&mut self, batch: &WriteBatch) {
         if let Some(ballot) = batch.promised {
             self.promised = ballot;
@@ -121,6 +129,10 @@ impl DurableState {
         }
         if let Some(slot) = batch.chosen_through {
             self.chosen_through = slot;
+        }
+        if let Some(slot) = batch.compact_through {
+            self.entries = self.entries.split_off(&slot.saturating_add(1));
+            self.compacted_through = self.compacted_through.max(slot);
         }
     }
 }
@@ -162,6 +174,10 @@ pub enum Message {
     CatchupRequest { from_slot: Slot },
     /// Chosen values, contiguous from the requested slot.
     Catchup { entries: Vec<(Slot, Value)>, chosen_through: Slot },
+    /// Answer to a catch-up request from below the sender's compacted log:
+    /// the asker must fetch the sender's snapshot (covering at least
+    /// `compacted_through`) before the log can help it.
+    SnapshotNeeded { compacted_through: Slot, chosen_through: Slot },
 }
 
 /// A message with its addressing.

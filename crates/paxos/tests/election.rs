@@ -74,7 +74,7 @@ fn pre_vote_is_refused_for_a_round_not_above_the_promise_or_a_shorter_log() {
     let chosen = Entry { ballot: Ballot::new(1, 2), value: batch(b"a"), chosen: true };
     let entries = BTreeMap::from([(1, chosen.clone()), (2, chosen)]);
     let promised = Ballot::new(3, 2);
-    let mut r = replica(1, DurableState { promised, entries, chosen_through: 2 });
+    let mut r = replica(1, DurableState { promised, entries, chosen_through: 2, compacted_through: 0 });
     assert_eq!(r.ready().committed.len(), 2);
     let asks = [(2, 2, false), (3, 2, false), (4, 1, false), (4, 2, true), (5, 3, true)];
     for (round, chosen_through, granted) in asks {
@@ -167,7 +167,8 @@ fn log_of(count: u64, bytes: usize) -> BTreeMap<Slot, Entry> {
 /// Sends a prepare to replica 1 holding `log`, makes the promise durable,
 /// and returns the promise it sends.
 fn promise_for(log: BTreeMap<Slot, Entry>) -> Envelope {
-    let mut r = replica(1, DurableState { promised: Ballot::new(1, 1), entries: log, chosen_through: 0 });
+    let mut r =
+        replica(1, DurableState { promised: Ballot::new(1, 1), entries: log, chosen_through: 0, compacted_through: 0 });
     let ballot = Ballot::new(2, 0);
     r.step(envelope(0, 1, prepare(ballot)));
     assert_eq!(r.ready(), only_write(WriteBatch { id: 1, promised: Some(ballot), ..WriteBatch::default() }));
@@ -220,11 +221,12 @@ fn promise_from_a_replica_further_ahead_starts_a_catch_up_and_its_chosen_values_
         promised: None,
         entries: vec![(1, learned(b"a")), (2, learned(b"b"))],
         chosen_through: Some(2),
+        compact_through: None,
     };
     let mut messages = vec![out(0, 1, Message::CatchupRequest { from_slot: 1 })];
     messages.extend(to_peers(0, heartbeat(ballot, 2)));
     let expected =
-        Ready { write: Some(write), messages, committed: vec![(1, batch(b"a")), (2, batch(b"b"))], reads: vec![] };
+        Ready { write: Some(write), messages, committed: vec![(1, batch(b"a")), (2, batch(b"b"))], ..Ready::default() };
     assert_eq!(r.ready(), expected);
 }
 
@@ -232,7 +234,8 @@ fn promise_from_a_replica_further_ahead_starts_a_catch_up_and_its_chosen_values_
 fn value_a_promise_reports_chosen_is_learned_not_proposed_again() {
     // Replica 0 accepted "v" under 2.2 after it was chosen under 1.1.
     let own = BTreeMap::from([(1, accepted(Ballot::new(2, 2), batch(b"v")))]);
-    let (mut r, ballot) = candidate(DurableState { promised: Ballot::new(2, 2), entries: own, chosen_through: 0 });
+    let (mut r, ballot) =
+        candidate(DurableState { promised: Ballot::new(2, 2), entries: own, chosen_through: 0, compacted_through: 0 });
     let chosen = Entry { ballot: Ballot::new(1, 1), value: batch(b"v"), chosen: true };
     r.step(envelope(1, 0, promise(ballot, vec![(1, chosen)], 0)));
     assert_eq!(r.role(), Role::Leader);
@@ -240,7 +243,7 @@ fn value_a_promise_reports_chosen_is_learned_not_proposed_again() {
         write: Some(WriteBatch { id: 2, chosen_through: Some(1), ..WriteBatch::default() }),
         messages: to_peers(0, heartbeat(ballot, 1)),
         committed: vec![(1, batch(b"v"))],
-        reads: vec![],
+        ..Ready::default()
     };
     assert_eq!(r.ready(), expected);
 }
@@ -248,7 +251,8 @@ fn value_a_promise_reports_chosen_is_learned_not_proposed_again() {
 #[test]
 fn new_leader_adopts_a_peers_value_accepted_under_a_higher_ballot_than_its_own() {
     let own = BTreeMap::from([(1, accepted(Ballot::new(1, 1), batch(b"low")))]);
-    let (mut r, ballot) = candidate(DurableState { promised: Ballot::new(2, 2), entries: own, chosen_through: 0 });
+    let (mut r, ballot) =
+        candidate(DurableState { promised: Ballot::new(2, 2), entries: own, chosen_through: 0, compacted_through: 0 });
     r.step(envelope(1, 0, promise(ballot, vec![(1, accepted(Ballot::new(2, 2), batch(b"high")))], 0)));
     let entries = vec![(1, batch(b"high"))];
     let write = WriteBatch { id: 2, entries: vec![(1, accepted(ballot, batch(b"high")))], ..WriteBatch::default() };

@@ -25,7 +25,8 @@ fn prepare_is_promised_only_after_the_promise_is_durable() {
     let ballot = Ballot::new(1, 0);
     r.step(envelope(0, 1, Message::Prepare { ballot, from_slot: 1 }));
     let ready = r.ready();
-    let expected_write = WriteBatch { id: 1, promised: Some(ballot), entries: vec![], chosen_through: None };
+    let expected_write =
+        WriteBatch { id: 1, promised: Some(ballot), entries: vec![], chosen_through: None, compact_through: None };
     assert_eq!(ready, Ready { write: Some(expected_write), ..Ready::default() });
     r.step(Event::Persisted(1));
     let promise = Message::Promise { ballot, from_slot: 1, entries: vec![], truncated: false, chosen_through: 0 };
@@ -48,7 +49,7 @@ fn promise_reports_accepted_entries_from_the_requested_slot() {
     let old = Entry { ballot: Ballot::new(1, 2), value: batch(b"a"), chosen: false };
     entries.insert(1, Entry { chosen: true, ..old.clone() });
     entries.insert(2, old.clone());
-    let durable = DurableState { promised: Ballot::new(1, 2), entries, chosen_through: 1 };
+    let durable = DurableState { promised: Ballot::new(1, 2), entries, chosen_through: 1, compacted_through: 0 };
     let mut r = replica(1, durable);
     let ballot = Ballot::new(2, 0);
     r.step(envelope(0, 1, Message::Prepare { ballot, from_slot: 2 }));
@@ -72,6 +73,7 @@ fn accept_is_acknowledged_after_the_entries_are_durable_and_learns_chosen() {
         promised: Some(ballot),
         entries: vec![accepted(1, b"x"), accepted(2, b"y")],
         chosen_through: None,
+        compact_through: None,
     };
     assert_eq!(ready, Ready { write: Some(write), ..Ready::default() });
     r.step(Event::Persisted(1));
@@ -84,7 +86,7 @@ fn accept_is_acknowledged_after_the_entries_are_durable_and_learns_chosen() {
         write: Some(WriteBatch { id: 2, chosen_through: Some(1), ..WriteBatch::default() }),
         messages: vec![out(2, 0, ack)],
         committed: vec![(1, batch(b"x"))],
-        reads: vec![],
+        ..Ready::default()
     };
     assert_eq!(r.ready(), expected);
 }
@@ -93,7 +95,8 @@ fn accept_is_acknowledged_after_the_entries_are_durable_and_learns_chosen() {
 fn chosen_prefix_under_another_ballot_is_fetched_not_assumed() {
     let mut entries = BTreeMap::new();
     entries.insert(1, Entry { ballot: Ballot::new(1, 1), value: batch(b"stale"), chosen: false });
-    let mut r = replica(2, DurableState { promised: Ballot::new(1, 1), entries, chosen_through: 0 });
+    let mut r =
+        replica(2, DurableState { promised: Ballot::new(1, 1), entries, chosen_through: 0, compacted_through: 0 });
     let ballot = Ballot::new(2, 0);
     r.step(envelope(0, 2, Message::Heartbeat { ballot, chosen_through: 1, read_round: 0 }));
     let ready = r.ready();
@@ -134,7 +137,12 @@ fn new_leader_reproposes_the_highest_ballot_value_and_fills_holes() {
     // The candidate itself accepted "high" under a higher ballot than the
     // promiser's "low"; a majority is the candidate plus replica 1.
     let high = Entry { ballot: Ballot::new(2, 2), value: batch(b"high"), chosen: false };
-    let own = DurableState { promised: Ballot::new(2, 2), entries: BTreeMap::from([(1, high)]), chosen_through: 0 };
+    let own = DurableState {
+        promised: Ballot::new(2, 2),
+        entries: BTreeMap::from([(1, high)]),
+        chosen_through: 0,
+        compacted_through: 0,
+    };
     let mut r = replica(0, own);
     let low = Entry { ballot: Ballot::new(1, 1), value: batch(b"low"), chosen: false };
     let ballot = elect(&mut r, vec![(1, vec![(1, low), (3, batch_entry(b"three"))])]);

@@ -30,7 +30,7 @@ fn status_id_and_chosen_value_describe_the_replica() {
     let a = Entry { ballot: Ballot::new(1, 2), value: batch(b"a"), chosen: true };
     let b = accepted(Ballot::new(1, 2), batch(b"b"));
     let entries = BTreeMap::from([(1, a), (2, b)]);
-    let r = replica(1, DurableState { promised: Ballot::new(1, 2), entries, chosen_through: 1 });
+    let r = replica(1, DurableState { promised: Ballot::new(1, 2), entries, chosen_through: 1, compacted_through: 0 });
     let status = Status {
         id: 1,
         role: Role::Follower,
@@ -39,6 +39,7 @@ fn status_id_and_chosen_value_describe_the_replica() {
         chosen_through: 1,
         applied_through: 0,
         last_slot: 2,
+        compacted_through: 0,
     };
     assert_eq!((r.id(), r.status()), (1, status));
     let known: Vec<Option<&Value>> = (1..=3).map(|slot| r.chosen_value(slot)).collect();

@@ -37,7 +37,8 @@ fn learner_with_chosen(count: u64, bytes: usize) -> (Replica, Vec<(Slot, Value)>
         .iter()
         .map(|(slot, value)| (*slot, Entry { ballot: Ballot::new(1, 0), value: value.clone(), chosen: true }))
         .collect();
-    let mut r = replica(1, DurableState { promised: Ballot::new(1, 0), entries, chosen_through: count });
+    let mut r =
+        replica(1, DurableState { promised: Ballot::new(1, 0), entries, chosen_through: count, compacted_through: 0 });
     assert_eq!(r.ready().committed, chosen);
     (r, chosen)
 }
@@ -84,6 +85,7 @@ fn accept_leaves_a_slot_known_chosen_past_the_prefix_as_it_is() {
         promised: Some(ballot),
         entries: vec![(1, accepted(ballot, batch(b"a")))],
         chosen_through: None,
+        compact_through: None,
     };
     assert_eq!(r.ready(), only_write(write));
     r.step(Event::Persisted(2));
@@ -196,7 +198,7 @@ fn catch_up_that_falls_short_asks_the_same_peer_for_the_rest() {
         write: Some(write),
         messages: vec![out(1, 2, Message::CatchupRequest { from_slot: 3 })],
         committed: entries,
-        reads: vec![],
+        ..Ready::default()
     };
     assert_eq!(r.ready(), expected);
     // The answer that covers everything asks for nothing more.
@@ -292,7 +294,7 @@ fn leader_keeps_at_most_slots_in_flight_max_slots_in_flight() {
         write: Some(write),
         messages: to_peers(0, accept(ballot, vec![(next, batch(b"waits"))], 1)),
         committed: vec![(1, Value::Batch(vec![vec![1]]))],
-        reads: vec![],
+        ..Ready::default()
     };
     assert_eq!(r.ready(), expected);
 }

@@ -26,6 +26,9 @@
 //! 2. [`LogStore::persist`] applies its batches in order, later batches
 //!    overriding earlier ones field by field (`promised`, each entry by
 //!    slot, `chosen_through`); a field a batch leaves unset keeps its value.
+//!    A batch's `compact_through` deletes every entry at or below it (after
+//!    the batch's own entries) and raises the compaction mark, which never
+//!    falls; the core never writes an entry at or below that mark.
 //! 3. `persist` returns `Ok` only once everything it was given is durable.
 //!    After an `Err` nothing it was given may be assumed durable *or*
 //!    absent; the caller stops the replica and never retries.

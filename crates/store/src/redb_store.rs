@@ -5,7 +5,9 @@
 //!   - `format_version`: u64, 8 bytes little-endian ([`FORMAT_VERSION`]);
 //!   - `replica`: the owning replica id, 1 byte;
 //!   - `promised`: postcard([`Ballot`]), absent until first promised;
-//!   - `chosen_through`: u64, 8 bytes little-endian, absent until first set.
+//!   - `chosen_through`: u64, 8 bytes little-endian, absent until first set;
+//!   - `compacted_through`: u64, 8 bytes little-endian, absent until the
+//!     first compaction; the log holds no slot at or below it.
 //! - table `log`, `u64 -> &[u8]`: slot -> postcard([`Entry`]).
 
 use std::collections::BTreeMap;
@@ -40,6 +42,7 @@ const KEY_FORMAT_VERSION: &str = "format_version";
 const KEY_REPLICA: &str = "replica";
 const KEY_PROMISED: &str = "promised";
 const KEY_CHOSEN_THROUGH: &str = "chosen_through";
+const KEY_COMPACTED_THROUGH: &str = "compacted_through";
 
 /// Longest postcard encoding of a [`Ballot`]: a varint u64 and a u8.
 const BALLOT_BYTES_MAX: usize = 11;
@@ -134,16 +137,30 @@ impl RedbStore {
         let transaction = self.begin_durable_write()?;
         {
             let mut log = transaction.open_table(LOG_TABLE).map_err(from_redb)?;
-            for (slot, entry) in batches.iter().flat_map(|batch| &batch.entries) {
-                self.encode_buffer.clear();
-                postcard::to_io(entry, &mut self.encode_buffer)
-                    .map_err(|error| StoreError::Engine(format!("encoding slot {slot}: {error}")))?;
-                assert_entry_well_formed(*slot, self.encode_buffer.len());
-                log.insert(*slot, self.encode_buffer.as_slice()).map_err(from_redb)?;
+            for batch in batches {
+                for (slot, entry) in &batch.entries {
+                    self.encode_buffer.clear();
+                    postcard::to_io(entry, &mut self.encode_buffer)
+                        .map_err(|error| StoreError::Engine(format!("encoding slot {slot}: {error}")))?;
+                    assert_entry_well_formed(*slot, self.encode_buffer.len());
+                    log.insert(*slot, self.encode_buffer.as_slice()).map_err(from_redb)?;
+                }
+                if let Some(through) = batch.compact_through {
+                    log.retain_in(..=through, |_, _| false).map_err(from_redb)?;
+                }
             }
         }
         let promised = batches.iter().rev().find_map(|batch| batch.promised);
         let chosen_through = batches.iter().rev().find_map(|batch| batch.chosen_through);
+        let compacted_through = batches.iter().filter_map(|batch| batch.compact_through).max();
+        if let Some(slot) = compacted_through {
+            let mut meta = transaction.open_table(META_TABLE).map_err(from_redb)?;
+            let held = match meta.get(KEY_COMPACTED_THROUGH).map_err(from_redb)? {
+                Some(record) => decode_u64(record.value(), KEY_COMPACTED_THROUGH)?,
+                None => 0,
+            };
+            meta.insert(KEY_COMPACTED_THROUGH, slot.max(held).to_le_bytes().as_slice()).map_err(from_redb)?;
+        }
         if promised.is_some() || chosen_through.is_some() {
             let mut meta = transaction.open_table(META_TABLE).map_err(from_redb)?;
             if let Some(ballot) = promised {
@@ -167,18 +184,16 @@ impl RedbStore {
             Some(record) => decode_exact::<Ballot>(record.value(), KEY_PROMISED)?,
             None => Ballot::ZERO,
         };
-        let chosen_through = match meta.get(KEY_CHOSEN_THROUGH).map_err(from_redb)? {
-            Some(record) => decode_u64(record.value(), KEY_CHOSEN_THROUGH)?,
-            None => 0,
-        };
+        let chosen_through = read_u64_or_zero(&meta, KEY_CHOSEN_THROUGH)?;
+        let compacted_through = read_u64_or_zero(&meta, KEY_COMPACTED_THROUGH)?;
         let log = transaction.open_table(LOG_TABLE).map_err(from_redb)?;
         let mut entries: BTreeMap<Slot, Entry> = BTreeMap::new();
         for row in log.iter().map_err(from_redb)? {
             let (slot, record) = row.map_err(from_redb)?;
             let slot = slot.value();
             let record = record.value();
-            if slot == 0 {
-                return Err(corrupt("log holds an entry for slot 0"));
+            if slot <= compacted_through {
+                return Err(corrupt(format!("log holds slot {slot}, compacted through {compacted_through}")));
             }
             if record.len() > ENTRY_BYTES_MAX {
                 return Err(corrupt(format!(
@@ -188,7 +203,7 @@ impl RedbStore {
             }
             entries.insert(slot, decode_exact::<Entry>(record, "log entry")?);
         }
-        Ok(DurableState { promised, entries, chosen_through })
+        Ok(DurableState { promised, entries, chosen_through, compacted_through })
     }
 }
 
@@ -243,6 +258,14 @@ fn decode_u64(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
     let array: [u8; 8] =
         bytes.try_into().map_err(|_| corrupt(format!("{what} is {} bytes, expected 8", bytes.len())))?;
     Ok(u64::from_le_bytes(array))
+}
+
+/// A u64 record of `meta`, 0 when absent.
+fn read_u64_or_zero(meta: &redb::ReadOnlyTable<&str, &[u8]>, key: &str) -> Result<u64, StoreError> {
+    match meta.get(key).map_err(from_redb)? {
+        Some(record) => decode_u64(record.value(), key),
+        None => Ok(0),
+    }
 }
 
 fn decode_replica(bytes: &[u8]) -> Result<u8, StoreError> {

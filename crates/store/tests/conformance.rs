@@ -112,6 +112,21 @@ mod suite {
         assert_eq!(first, state(Ballot::new(1, 2), &[(1, entry(1, b"q", false))], 0));
     }
 
+    pub fn compaction_deletes_the_covered_entries_and_is_remembered<S: LogStore>(mut new_store: impl FnMut() -> S) {
+        let mut store = new_store();
+        let entries = (1..=4).map(|slot| (slot, entry(1, &[slot as u8], true))).collect();
+        let mut compact = write_batch(2, None, vec![(5, entry(1, b"5", false))], Some(4));
+        compact.compact_through = Some(2);
+        store.persist(&[write_batch(1, Some(Ballot::new(1, 0)), entries, Some(4)), compact]).unwrap();
+        let mut lower = write_batch(3, None, vec![], None);
+        lower.compact_through = Some(1);
+        store.persist(&[lower]).unwrap();
+        let kept = [(3, entry(1, &[3], true)), (4, entry(1, &[4], true)), (5, entry(1, b"5", false))];
+        let mut expected = state(Ballot::new(1, 0), &kept, 4);
+        expected.compacted_through = 2;
+        assert_eq!(store.load().unwrap(), expected, "a lower compaction never lowers the mark");
+    }
+
     pub fn slot_zero_is_a_caller_bug<S: LogStore>(mut new_store: impl FnMut() -> S) {
         let mut store = new_store();
         let _ = store.persist(&[write_batch(1, None, vec![(0, entry(1, b"no", false))], None)]);
@@ -135,11 +150,11 @@ fn write_batch(
     entries: Vec<(Slot, Entry)>,
     chosen_through: Option<Slot>,
 ) -> WriteBatch {
-    WriteBatch { id, promised, entries, chosen_through }
+    WriteBatch { id, promised, entries, chosen_through, compact_through: None }
 }
 
 fn state(promised: Ballot, entries: &[(Slot, Entry)], chosen_through: Slot) -> DurableState {
-    DurableState { promised, entries: entries.iter().cloned().collect(), chosen_through }
+    DurableState { promised, entries: entries.iter().cloned().collect(), chosen_through, compacted_through: 0 }
 }
 
 /// A `RedbStore` in its own temporary directory, removed after the store.
@@ -203,6 +218,11 @@ macro_rules! conformance {
             fn load_does_not_change_state() {
                 suite::load_does_not_change_state($new_store);
             }
+            #[test]
+            fn compaction_deletes_the_covered_entries_and_is_remembered() {
+                suite::compaction_deletes_the_covered_entries_and_is_remembered($new_store);
+            }
+
             #[test]
             #[should_panic(expected = "slot 0")]
             fn slot_zero_is_a_caller_bug() {

@@ -24,6 +24,7 @@ struct Model {
     promised: Ballot,
     entries: BTreeMap<Slot, Entry>,
     chosen_through: Slot,
+    compacted_through: Slot,
 }
 
 impl Model {
@@ -37,10 +38,19 @@ impl Model {
         if let Some(chosen_through) = batch.chosen_through {
             self.chosen_through = chosen_through;
         }
+        if let Some(through) = batch.compact_through {
+            self.entries.retain(|slot, _| *slot > through);
+            self.compacted_through = self.compacted_through.max(through);
+        }
     }
 
     fn expected(&self) -> DurableState {
-        DurableState { promised: self.promised, entries: self.entries.clone(), chosen_through: self.chosen_through }
+        DurableState {
+            promised: self.promised,
+            entries: self.entries.clone(),
+            chosen_through: self.chosen_through,
+            compacted_through: self.compacted_through,
+        }
     }
 }
 
@@ -62,12 +72,14 @@ fn write_batch() -> impl Strategy<Value = WriteBatch> {
         // A map, so the entries come in slot order as the core emits them.
         prop::collection::btree_map(1_u64..24, entry(), 0..5),
         prop::option::of(0_u64..24),
+        prop::option::weighted(0.2, 0_u64..24),
     )
-        .prop_map(|(promised, entries, chosen_through)| WriteBatch {
+        .prop_map(|(promised, entries, chosen_through, compact_through)| WriteBatch {
             id: 0,
             promised,
             entries: entries.into_iter().collect(),
             chosen_through,
+            compact_through,
         })
 }
 
@@ -79,14 +91,18 @@ fn operations() -> impl Strategy<Value = Vec<Operation>> {
     prop::collection::vec(operation, 1..16)
 }
 
-/// Numbers the batches of a run 1, 2, 3, ... as the core would.
+/// Numbers the batches of a run 1, 2, 3, ... as the core would, and drops
+/// entries at or below an earlier compaction (the core never writes those).
 fn number_batches(operations: &mut [Operation]) {
     let mut next_id = 1;
+    let mut compacted = 0;
     for operation in operations {
         if let Operation::Persist(batches) = operation {
             for batch in batches {
                 batch.id = next_id;
                 next_id += 1;
+                batch.entries.retain(|(slot, _)| *slot > compacted);
+                compacted = compacted.max(batch.compact_through.unwrap_or(0));
             }
         }
     }

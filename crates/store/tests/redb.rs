@@ -23,12 +23,14 @@ fn sample_batches() -> Vec<WriteBatch> {
             promised: Some(Ballot::new(4, 2)),
             entries: vec![(1, entry(4, b"one", true)), (2, entry(4, b"two", false))],
             chosen_through: Some(1),
+            compact_through: None,
         },
         WriteBatch {
             id: 2,
             promised: None,
             entries: vec![(3, Entry { ballot: Ballot::new(4, 2), value: Value::Noop, chosen: false })],
             chosen_through: None,
+            compact_through: None,
         },
     ]
 }
@@ -192,4 +194,17 @@ fn flipped_byte_on_disk_is_corrupt() {
 
     let loaded = RedbStore::open(dir.path(), 1).and_then(|mut store| store.load());
     assert!(matches!(loaded, Err(StoreError::Corrupt(_))), "{loaded:?}");
+}
+
+#[test]
+fn log_record_inside_the_compacted_prefix_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = Entry { ballot: Ballot::new(1, 1), value: Value::Noop, chosen: true };
+    let mut store = RedbStore::open(dir.path(), 1).unwrap();
+    let batch = WriteBatch { id: 1, chosen_through: Some(3), compact_through: Some(3), ..WriteBatch::default() };
+    store.persist(&[batch]).unwrap();
+    drop(store);
+    write_raw(dir.path(), LOG_TABLE, 2, &postcard::to_stdvec(&entry).unwrap());
+    let mut store = RedbStore::open(dir.path(), 1).unwrap();
+    assert!(matches!(store.load(), Err(StoreError::Corrupt(message)) if message.contains("compacted through 3")));
 }
