@@ -81,9 +81,18 @@ pub enum ChatError {
     },
 }
 
-/// Why snapshot bytes were refused by [`crate::ChatState::from_snapshot`].
+/// Why snapshot bytes were refused by [`crate::ChatState::from_snapshot`]
+/// or could not be read by [`crate::ChatState::read_snapshot`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
+    /// The reader failed; the snapshot itself may be fine.
+    #[error("snapshot could not be read ({kind}): {reason}")]
+    Io {
+        /// The kind of the reader's error, for a caller to branch on.
+        kind: std::io::ErrorKind,
+        /// The reader's error, for a human.
+        reason: String,
+    },
     /// The bytes are not a postcard-encoded state.
     #[error("snapshot does not decode: {reason}")]
     Malformed {
@@ -93,7 +102,7 @@ pub enum SnapshotError {
     /// Bytes were left over after a complete state.
     #[error("snapshot has {bytes} trailing bytes after the state")]
     TrailingBytes {
-        /// How many bytes were left.
+        /// How many bytes were left (counted to the end of the input).
         bytes: usize,
     },
     /// The state decoded but breaks an invariant (corruption or a foreign writer).
@@ -102,6 +111,12 @@ pub enum SnapshotError {
         /// Which invariant failed.
         reason: &'static str,
     },
+}
+
+impl From<std::io::Error> for SnapshotError {
+    fn from(error: std::io::Error) -> Self {
+        SnapshotError::Io { kind: error.kind(), reason: error.to_string() }
+    }
 }
 
 /// Why proposal bytes were refused by [`crate::decode_proposal`].

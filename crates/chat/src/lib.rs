@@ -11,7 +11,10 @@
 //! The crate is pure: no IO, no clock, no threads, no randomness and no
 //! hash-ordered maps, so replicas that apply the same proposals end with
 //! byte-identical states. [`ChatState::digest`] compares them cheaply and
-//! [`ChatState::to_snapshot`] / [`ChatState::from_snapshot`] move them.
+//! [`ChatState::to_snapshot`] / [`ChatState::from_snapshot`] move them;
+//! [`ChatState::write_snapshot`] / [`ChatState::read_snapshot`] stream them
+//! to and from a file. The state's collections are persistent (`imbl`), so
+//! `clone()` is O(1): the core clones, a background thread writes the clone.
 //!
 //! Exactly-once delivery of commands lives in the state too: a client opens a
 //! session with [`Command::RegisterClient`]; afterwards a retried sequence
@@ -41,6 +44,7 @@
 
 #![deny(missing_docs)]
 
+mod bounded;
 mod error;
 mod read;
 mod session;

@@ -29,11 +29,21 @@ impl ChatState {
             return Err(ChatError::NoSuchAccount { name: name.to_string() });
         };
         let floor = after.max(account.acked_through);
-        let start = account.mailbox.partition_point(|message| message.id <= floor);
-        let messages: Vec<Message> = account.mailbox.range(start..).take(max).cloned().collect();
+        let start = account.mailbox.binary_search_by(|message| order_by_floor(message.id, floor)).unwrap_err();
+        let messages: Vec<Message> = account.mailbox.skip(start).iter().take(max).cloned().collect();
         assert!(messages.len() <= max);
         assert!(messages.first().is_none_or(|message| message.id > floor));
         Ok(messages)
+    }
+}
+
+/// Orders ids at or below `floor` before it and the rest after it, never
+/// equal, so a binary search finds the first id above `floor`.
+fn order_by_floor(id: MessageId, floor: MessageId) -> std::cmp::Ordering {
+    if id <= floor {
+        std::cmp::Ordering::Less
+    } else {
+        std::cmp::Ordering::Greater
     }
 }
 

@@ -6,9 +6,10 @@
 //! past the limit evicts the least recently used session, found through an
 //! ordered index of `(last_used, client)` pairs. `last_used` is the state's
 //! count of applied proposals, so eviction is the same on every replica.
+//! Both are persistent (`imbl`) collections, so a clone of the table is O(1).
 
-use std::collections::{BTreeMap, BTreeSet};
-
+use chorus_limits::CLIENT_SESSIONS_MAX;
+use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
@@ -29,9 +30,11 @@ pub(crate) struct Session {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SessionTable {
     /// The sessions, by client.
-    by_client: BTreeMap<ClientId, Session>,
+    #[serde(deserialize_with = "crate::bounded::ord_map::<_, _, _, CLIENT_SESSIONS_MAX>")]
+    by_client: OrdMap<ClientId, Session>,
     /// `(last_used, client)` for every session; the first entry is evicted first.
-    by_last_used: BTreeSet<(u64, ClientId)>,
+    #[serde(deserialize_with = "crate::bounded::ord_set::<_, _, CLIENT_SESSIONS_MAX>")]
+    by_last_used: OrdSet<(u64, ClientId)>,
 }
 
 impl SessionTable {
@@ -68,7 +71,7 @@ impl SessionTable {
         let session = self.by_client.get_mut(&client).expect("touch is only called for an open session");
         assert!(now >= session.last_used, "the applied count never goes back");
         let removed = self.by_last_used.remove(&(session.last_used, client));
-        assert!(removed, "every session is in the eviction index");
+        assert!(removed.is_some(), "every session is in the eviction index");
         session.last_used = now;
         self.by_last_used.insert((now, client));
     }
@@ -104,7 +107,7 @@ impl SessionTable {
 
     /// Drops the session used longest ago.
     fn evict_least_recently_used(&mut self) {
-        let (_, client) = self.by_last_used.pop_first().expect("eviction only runs on a non-empty table");
+        let (_, client) = self.by_last_used.remove_min().expect("eviction only runs on a non-empty table");
         let removed = self.by_client.remove(&client);
         assert!(removed.is_some(), "the eviction index names only open sessions");
     }

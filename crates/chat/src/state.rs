@@ -2,9 +2,9 @@
 //! gate (exactly-once), then the command itself (create, delete, send, ack).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, VecDeque};
 
 use chorus_limits::{ACCOUNTS_MAX, CLIENT_SESSIONS_MAX, MAILBOX_MESSAGES_MAX};
+use imbl::{OrdMap, Vector};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
@@ -18,10 +18,16 @@ type Step = (Result<Outcome, ChatError>, Option<StateEvent>);
 /// The whole replicated chat state. Every replica that applies the same
 /// proposals in the same order holds a byte-identical value (see
 /// [`ChatState::digest`]).
+///
+/// The collections inside are persistent (`imbl`): a clone shares their
+/// nodes and costs O(1), so the core can hand a copy to a background
+/// snapshot writer and go on applying; a later change copies only the nodes
+/// on its path.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatState {
     /// Every account by name; ordered so `list` and encoding are deterministic.
-    pub(crate) accounts: BTreeMap<String, Account>,
+    #[serde(deserialize_with = "crate::bounded::ord_map::<_, _, _, ACCOUNTS_MAX>")]
+    pub(crate) accounts: OrdMap<String, Account>,
     /// Id of the last message queued (0 before the first), so ids start at 1.
     pub(crate) last_message_id: MessageId,
     /// Exactly-once sessions, replicated so a new leader still deduplicates.
@@ -34,7 +40,8 @@ pub struct ChatState {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Account {
     /// Messages not yet acknowledged, oldest (lowest id) first.
-    pub(crate) mailbox: VecDeque<Message>,
+    #[serde(deserialize_with = "crate::bounded::vector::<_, _, MAILBOX_MESSAGES_MAX>")]
+    pub(crate) mailbox: Vector<Message>,
     /// Highest id the owner acknowledged; nothing at or below it is queued.
     pub(crate) acked_through: MessageId,
 }

@@ -5,7 +5,8 @@ mod chat;
 mod status;
 mod up;
 
-use clap::{Parser, Subcommand};
+use chorus_server::machine::SnapshotPolicy;
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// Default cluster file for client commands.
@@ -31,6 +32,8 @@ enum Command {
         /// First client port; client ports are P..P+N-1, peer ports P+N..P+2N-1.
         #[arg(long, default_value_t = 7100)]
         port: u16,
+        #[command(flatten)]
+        snapshots: SnapshotArgs,
     },
     /// Run one replica as the cluster file describes.
     Server {
@@ -40,6 +43,8 @@ enum Command {
         /// This replica's id in the cluster file.
         #[arg(long)]
         id: u8,
+        #[command(flatten)]
+        snapshots: SnapshotArgs,
     },
     /// The chat client: reads commands from standard input.
     Chat {
@@ -61,14 +66,45 @@ enum Command {
     },
 }
 
+/// When replicas snapshot their state and compact their logs.
+#[derive(Args, Clone, Copy, Debug)]
+struct SnapshotArgs {
+    /// Snapshot after this many log slots were applied since the last one.
+    #[arg(long, default_value_t = chorus_limits::SNAPSHOT_EVERY_SLOTS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every_slots: u64,
+    /// ...or after this many bytes of commands, whichever comes first.
+    #[arg(long, default_value_t = chorus_limits::SNAPSHOT_EVERY_BYTES_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every_bytes: u64,
+}
+
+impl SnapshotArgs {
+    fn policy(self) -> SnapshotPolicy {
+        SnapshotPolicy {
+            every_slots: self.snapshot_every_slots,
+            every_bytes: self.snapshot_every_bytes,
+            ..SnapshotPolicy::default()
+        }
+    }
+
+    /// The same flags, for a child `chorus server`.
+    fn to_args(self) -> Vec<String> {
+        vec![
+            format!("--snapshot-every-slots={}", self.snapshot_every_slots),
+            format!("--snapshot-every-bytes={}", self.snapshot_every_bytes),
+        ]
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Up { replicas, dir, port } => runtime.block_on(up::run(replicas, dir, port)),
-        Command::Server { cluster, id } => {
+        Command::Up { replicas, dir, port, snapshots } => {
+            runtime.block_on(up::run(replicas, dir, port, snapshots.to_args()))
+        }
+        Command::Server { cluster, id, snapshots } => {
             init_logging();
-            runtime.block_on(chorus_server::run_from_file(&cluster, id))
+            runtime.block_on(chorus_server::run_from_file(&cluster, id, snapshots.policy()))
         }
         Command::Chat { cluster, json } => runtime.block_on(chat::run(&cluster, json)),
         Command::Status { cluster, json } => runtime.block_on(status::run(&cluster, json)),

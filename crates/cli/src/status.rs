@@ -49,6 +49,16 @@ fn json_row(replica: &ReplicaAddress, status: &Result<StatusReport, String>) -> 
                 "last_slot": s.last_slot,
                 "accounts": s.accounts,
                 "clients": s.clients_connected,
+                "snapshot_slot": s.snapshot_slot,
+                "compacted_through": s.compacted_through,
+                "log_disk_bytes": s.log_disk_bytes,
+                "snapshot_disk_bytes": s.snapshot_disk_bytes,
+                "catching_up": s.snapshot_fetch.map(|f| serde_json::json!({
+                    "from": f.from,
+                    "snapshot_slot": f.slot,
+                    "received_bytes": f.received_bytes,
+                    "total_bytes": f.total_bytes,
+                })),
             });
             if let (Some(row), serde_json::Value::Object(extra)) = (row.as_object_mut(), extra) {
                 row.extend(extra);
@@ -67,15 +77,33 @@ fn role_name(status: &StatusReport) -> &'static str {
     }
 }
 
+/// Bytes as a short human figure.
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+/// "-", or how far a snapshot transfer into the replica got.
+fn catch_up(status: &StatusReport) -> String {
+    match status.snapshot_fetch {
+        None => "-".into(),
+        Some(f) if f.total_bytes == 0 => format!("snapshot from {}: starting", f.from),
+        Some(f) => format!("snapshot {} from {}: {}%", f.slot, f.from, f.received_bytes * 100 / f.total_bytes.max(1)),
+    }
+}
+
 fn print_table(rows: &[(ReplicaAddress, Result<StatusReport, String>)]) {
     println!(
-        "{:<3} {:<21} {:<11} {:<10} {:>8} {:>10} {:>10} {:>10}",
-        "id", "address", "reachable", "role", "pid", "ballot", "chosen", "applied"
+        "{:<3} {:<21} {:<11} {:<10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}  catch-up",
+        "id", "address", "reachable", "role", "pid", "ballot", "chosen", "applied", "snapshot", "disk"
     );
     for (replica, status) in rows {
         match status {
             Ok(s) => println!(
-                "{:<3} {:<21} {:<11} {:<10} {:>8} {:>10} {:>10} {:>10}",
+                "{:<3} {:<21} {:<11} {:<10} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}  {}",
                 replica.id,
                 replica.client_addr,
                 "yes",
@@ -83,7 +111,10 @@ fn print_table(rows: &[(ReplicaAddress, Result<StatusReport, String>)]) {
                 s.pid,
                 s.ballot.to_string(),
                 s.chosen_through,
-                s.applied_through
+                s.applied_through,
+                s.snapshot_slot,
+                human_bytes(s.log_disk_bytes + s.snapshot_disk_bytes),
+                catch_up(s)
             ),
             Err(error) => println!("{:<3} {:<21} {:<11} ({error})", replica.id, replica.client_addr, "no"),
         }

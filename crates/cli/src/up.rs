@@ -20,14 +20,15 @@ struct Running {
 
 /// Starts (or restarts, when `dir` already holds one) the cluster and
 /// stays in the foreground until Ctrl-C or SIGTERM.
-pub async fn run(replicas: usize, dir: PathBuf, port: u16) -> anyhow::Result<()> {
+/// `server_args` are passed on to every replica.
+pub async fn run(replicas: usize, dir: PathBuf, port: u16, server_args: Vec<String>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let cluster_path = dir.join("cluster.toml");
     let cluster = prepare_cluster_file(&cluster_path, replicas, port)?;
     let mut running = Vec::new();
     for replica in &cluster.replicas {
-        let child = spawn_replica(&cluster_path, &dir, replica.id)?;
+        let child = spawn_replica(&cluster_path, &dir, replica.id, &server_args)?;
         println!(
             "replica {} pid {} clients {} peers {} data {}",
             replica.id,
@@ -68,7 +69,7 @@ fn prepare_cluster_file(path: &Path, replicas: usize, port: u16) -> anyhow::Resu
     ClusterFile::load(path).map_err(Into::into)
 }
 
-fn spawn_replica(cluster_path: &Path, dir: &Path, id: u8) -> anyhow::Result<Child> {
+fn spawn_replica(cluster_path: &Path, dir: &Path, id: u8, server_args: &[String]) -> anyhow::Result<Child> {
     let log_path = dir.join(format!("replica-{id}.log"));
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
     let exe = std::env::current_exe().context("locating the chorus binary")?;
@@ -78,6 +79,7 @@ fn spawn_replica(cluster_path: &Path, dir: &Path, id: u8) -> anyhow::Result<Chil
         .arg(cluster_path)
         .arg("--id")
         .arg(id.to_string())
+        .args(server_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

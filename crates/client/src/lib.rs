@@ -45,7 +45,7 @@ pub use acks::AckTracker;
 pub use client::{Client, ClientOptions};
 pub use delivery::{Delivery, DeliveryFilter};
 pub use error::ClientError;
-pub use status::fetch_status;
+pub use status::{fetch_digest, fetch_status};
 
 /// Bounds that belong to the client library alone (the wire bounds come
 /// from `chorus-limits`).

@@ -33,7 +33,7 @@ fn answer(request: &Request) -> Response {
         Request::Subscribe { .. } => Response::Subscribed,
         Request::Unsubscribe { .. } => Response::Unsubscribed,
         Request::Ack { .. } => Response::Acked,
-        Request::Status => panic!("not used"),
+        Request::Status | Request::Digest => panic!("not used"),
     }
 }
 
@@ -280,6 +280,11 @@ async fn status_is_fetched_from_one_replica() {
         last_slot: 8,
         accounts: 2,
         clients_connected: 1,
+        snapshot_slot: 4,
+        compacted_through: 2,
+        log_disk_bytes: 1 << 20,
+        snapshot_disk_bytes: 4096,
+        snapshot_fetch: None,
     };
     let expected = report.clone();
     let replica =

@@ -81,6 +81,24 @@ pub const CATCHUP_ENTRIES_MAX: usize = 256;
 /// Most bytes of values one catch-up message carries.
 pub const CATCHUP_BYTES_MAX: usize = 4 * 1024 * 1024;
 
+// ---- snapshots ----------------------------------------------------------
+
+/// Default: take a snapshot once this many slots were applied since the last.
+pub const SNAPSHOT_EVERY_SLOTS_DEFAULT: u64 = 100_000;
+/// Default: take a snapshot once this many bytes of commands were applied
+/// since the last (whichever of the two comes first).
+pub const SNAPSHOT_EVERY_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Slots kept in the log below a snapshot, so a replica that is only a
+/// little behind catches up from the log instead of fetching a snapshot.
+pub const LOG_RETAINED_SLOTS: u64 = 1024;
+/// Bytes of snapshot file in one transfer chunk.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Ticks a snapshot fetch waits for a chunk before asking again.
+pub const SNAPSHOT_FETCH_RETRY_TICKS: u64 = 100;
+/// Unanswered requests after which a snapshot fetch gives up (the core
+/// asks again, possibly from another peer).
+pub const SNAPSHOT_FETCH_RETRIES_MAX: u32 = 5;
+
 // ---- time (the core counts ticks; the server maps ticks to wall time) ----
 
 /// Wall-clock length of one tick in the server, in milliseconds.
@@ -118,5 +136,6 @@ const _: () = assert!(PROMISE_BYTES_MAX + 1024 * 1024 <= PEER_FRAME_BYTES_MAX);
 const _: () = assert!(ACCEPT_BYTES_MAX >= BATCH_BYTES_MAX + BATCH_COMMANDS_MAX * VALUE_OVERHEAD_BYTES);
 const _: () = assert!(ACCEPT_BYTES_MAX + 1024 * 1024 <= PEER_FRAME_BYTES_MAX);
 const _: () = assert!(CATCHUP_BYTES_MAX + ACCEPT_BYTES_MAX <= PEER_FRAME_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES + 1024 <= PEER_FRAME_BYTES_MAX);
 // A full window of full slots can always be cut from a full queue.
 const _: () = assert!(PROPOSALS_QUEUED_BYTES_MAX >= (SLOTS_IN_FLIGHT_MAX as usize) * BATCH_BYTES_MAX);

@@ -70,6 +70,9 @@ pub enum Request {
     Ack { name: String, through: MessageId },
     /// This replica's view of itself (answered by any replica).
     Status,
+    /// A digest of this replica's applied state, to compare replicas
+    /// (answered by any replica; costs one pass over the whole state).
+    Digest,
 }
 
 /// What a replica sends a client.
@@ -93,6 +96,15 @@ pub enum Response {
     Unsubscribed,
     Acked,
     Status(StatusReport),
+    Digest(StateDigest),
+}
+
+/// A replica's applied state, summarized: equal digests at equal slots
+/// mean equal states (up to 64-bit hash collisions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateDigest {
+    pub applied_through: Slot,
+    pub digest: u64,
 }
 
 /// A refused or failed request. None of these changed any state, except
@@ -126,12 +138,49 @@ pub struct StatusReport {
     pub last_slot: Slot,
     pub accounts: u64,
     pub clients_connected: u64,
+    /// Newest durable snapshot (0: none yet).
+    pub snapshot_slot: Slot,
+    /// The log holds no entry at or below this slot.
+    pub compacted_through: Slot,
+    /// Bytes on disk: the log store file and the snapshot files.
+    pub log_disk_bytes: u64,
+    pub snapshot_disk_bytes: u64,
+    /// A snapshot being received from a peer, if any.
+    pub snapshot_fetch: Option<FetchProgress>,
+}
+
+/// Progress of a snapshot transfer into a replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchProgress {
+    pub from: ReplicaId,
+    /// Slot of the snapshot (0 until the sender has named it).
+    pub slot: Slot,
+    pub received_bytes: u64,
+    pub total_bytes: u64,
 }
 
 /// What replicas send each other after the hello.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerFrame {
+    /// Consensus.
     Paxos(Envelope),
+    /// Snapshot transfer, outside consensus.
+    Transfer { from: ReplicaId, to: ReplicaId, message: Transfer },
+}
+
+/// Snapshot transfer: the receiver pulls one chunk at a time, so at most
+/// one chunk per transfer is in flight (flow control by the receiver).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Transfer {
+    /// "Send `slot`'s snapshot from `offset`": `slot` 0 asks for the newest
+    /// snapshot covering at least `covering`.
+    Request { covering: Slot, slot: Slot, offset: u64 },
+    /// Raw bytes of the snapshot file `slot` (of `total` bytes) at `offset`,
+    /// with their CRC-32.
+    Chunk { slot: Slot, total: u64, offset: u64, crc: u32, bytes: Vec<u8> },
+    /// The sender has no such snapshot (none covering `covering`, or
+    /// `slot` was replaced by a newer one).
+    Unavailable { covering: Slot, slot: Slot },
 }
 
 #[cfg(test)]

@@ -25,8 +25,10 @@ pub mod clients;
 pub mod machine;
 pub mod node;
 pub mod peers;
+pub mod snapshotting;
 pub mod storage;
 mod subscriptions;
+pub mod transfer;
 
 use anyhow::Context;
 use chorus_paxos::ReplicaId;
@@ -35,12 +37,13 @@ use std::path::Path;
 
 /// Runs replica `id` of the cluster described by the file at `path` until
 /// it fails or the process receives Ctrl-C / SIGTERM.
-pub async fn run_from_file(path: &Path, id: ReplicaId) -> anyhow::Result<()> {
+/// `policy` says when to take snapshots.
+pub async fn run_from_file(path: &Path, id: ReplicaId, policy: machine::SnapshotPolicy) -> anyhow::Result<()> {
     let cluster = ClusterFile::load(path)?;
     cluster.replica(id).with_context(|| format!("replica {id} is not in {}", path.display()))?;
     let shutdown = shutdown_signal();
     tokio::select! {
-        result = node::run(cluster, id) => result,
+        result = node::run_with(cluster, id, policy) => result,
         () = shutdown => {
             tracing::info!(replica = id, "stopping on signal");
             Ok(())

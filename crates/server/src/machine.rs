@@ -7,8 +7,13 @@ use chorus_chat::{
     encode_proposal, validate, validate_name, ChatError, ChatState, ClientId, Command, Millis, Outcome, Proposal,
     StateEvent,
 };
-use chorus_paxos::{Envelope, Event, NotLeader, ProposeError, ReadId, Replica, Role, Slot, Value, WriteBatch};
-use chorus_proto::{ClientFrame, Request, RequestError, Response, ServerFrame, StatusReport};
+use chorus_limits as limits;
+use chorus_paxos::{
+    Envelope, Event, NotLeader, ProposeError, ReadId, Replica, Role, Slot, SnapshotWanted, Value, WriteBatch,
+};
+use chorus_proto::{
+    ClientFrame, FetchProgress, Request, RequestError, Response, ServerFrame, StateDigest, StatusReport,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Names one client connection on this replica.
@@ -34,11 +39,63 @@ pub trait Outbox {
 }
 
 /// What the runtime must do after [`Machine::process`]: persist `write`
-/// (then report `Event::Persisted`) and send `messages` to peers.
+/// (then report `Event::Persisted`), send `messages` to peers, write
+/// `snapshot` in the background (then call [`Machine::snapshot_written`]),
+/// and start fetching a snapshot from a peer when `fetch` asks (then call
+/// [`Machine::snapshot_fetched`]).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Effects {
     pub write: Option<WriteBatch>,
     pub messages: Vec<Envelope>,
+    pub snapshot: Option<SnapshotJob>,
+    pub fetch: Option<SnapshotWanted>,
+}
+
+/// A snapshot for the runtime to write: the chat state as of `slot`. The
+/// state is a structurally shared copy, so taking it costs no copying.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SnapshotJob {
+    pub slot: Slot,
+    pub state: ChatState,
+}
+
+/// When to take snapshots and how much log to keep below them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Snapshot once this many slots were applied since the last one...
+    pub every_slots: u64,
+    /// ...or this many bytes of commands, whichever comes first.
+    pub every_bytes: u64,
+    /// Slots kept in the log below the newest snapshot, for peers that are
+    /// only a little behind.
+    pub retained_slots: u64,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy {
+            every_slots: limits::SNAPSHOT_EVERY_SLOTS_DEFAULT,
+            every_bytes: limits::SNAPSHOT_EVERY_BYTES_DEFAULT,
+            retained_slots: limits::LOG_RETAINED_SLOTS,
+        }
+    }
+}
+
+/// Snapshot bookkeeping of one machine.
+#[derive(Debug, Default)]
+struct SnapshotState {
+    policy: SnapshotPolicy,
+    /// Newest durable snapshot.
+    slot: Slot,
+    /// Bytes of commands applied since the newest snapshot was taken.
+    applied_bytes: u64,
+    /// A snapshot is being written.
+    writing: bool,
+    /// A snapshot is being fetched, and how far it got.
+    fetching: bool,
+    progress: Option<FetchProgress>,
+    /// Bytes on disk (log file, snapshot files), as the runtime last saw.
+    disk: (u64, u64),
 }
 
 /// A linearizable read waiting for the core's confirmation.
@@ -87,6 +144,7 @@ pub struct Machine {
     /// Replies remembered in this replica's memory: used only when the
     /// planted bug `DEDUP_OUTSIDE_LOG` replaces the replicated table.
     planted_dedup: BTreeMap<(ClientId, u64), Result<Response, RequestError>>,
+    snapshots: SnapshotState,
 }
 
 impl Machine {
@@ -107,7 +165,91 @@ impl Machine {
             applied_log: None,
             pid: 0,
             planted_dedup: BTreeMap::new(),
+            snapshots: SnapshotState::default(),
         }
+    }
+
+    /// Starts from a snapshot taken at `slot` (the replica must have been
+    /// built with `applied_through == slot`).
+    pub fn with_snapshot(mut self, slot: Slot, chat: ChatState) -> Self {
+        assert_eq!(self.replica.status().applied_through, slot, "the replica starts where the snapshot ends");
+        self.chat = chat;
+        self.snapshots.slot = slot;
+        self
+    }
+
+    /// Sets when snapshots are taken.
+    pub fn with_snapshot_policy(mut self, policy: SnapshotPolicy) -> Self {
+        self.snapshots.policy = policy;
+        self
+    }
+
+    /// The runtime finished writing the snapshot of `slot` (durably), or
+    /// failed to; on success the log below it is compacted.
+    pub fn snapshot_written(&mut self, result: Result<Slot, String>) {
+        self.snapshots.writing = false;
+        match result {
+            Ok(slot) => {
+                self.snapshots.slot = self.snapshots.slot.max(slot);
+                let through = self.snapshots.slot.saturating_sub(self.snapshots.policy.retained_slots);
+                self.replica.compact(through);
+            }
+            Err(error) => {
+                tracing::error!(%error, "writing a snapshot failed; the log keeps growing until one succeeds")
+            }
+        }
+    }
+
+    /// The runtime finished fetching a peer's snapshot (durable on disk and
+    /// decoded), or gave up. A snapshot ahead of the applied state replaces it.
+    pub fn snapshot_fetched(&mut self, result: Result<(Slot, ChatState), String>, out: &mut impl Outbox) {
+        self.snapshots.fetching = false;
+        self.snapshots.progress = None;
+        let (slot, chat) = match result {
+            Ok(fetched) => fetched,
+            Err(error) => return tracing::warn!(%error, "fetching a snapshot failed; will ask again"),
+        };
+        if !self.replica.install_snapshot(slot) {
+            return; // caught up from the log meanwhile
+        }
+        tracing::info!(slot, "installed a snapshot from a peer");
+        self.chat = chat;
+        self.snapshots.slot = self.snapshots.slot.max(slot);
+        self.snapshots.applied_bytes = 0;
+        for conn in self.subscriptions.subscribed() {
+            self.pump(conn, out);
+        }
+    }
+
+    /// Records how far a snapshot fetch got, for status.
+    pub fn set_fetch_progress(&mut self, progress: FetchProgress) {
+        self.snapshots.progress = Some(progress);
+    }
+
+    /// Records the bytes on disk of the log store and of the snapshots.
+    pub fn set_disk_usage(&mut self, log_bytes: u64, snapshot_bytes: u64) {
+        self.snapshots.disk = (log_bytes, snapshot_bytes);
+    }
+
+    /// A snapshot job when the policy says one is due and none is running.
+    fn snapshot_due(&mut self) -> Option<SnapshotJob> {
+        let applied = self.replica.status().applied_through;
+        let state = &mut self.snapshots;
+        let due = applied.saturating_sub(state.slot) >= state.policy.every_slots
+            || state.applied_bytes >= state.policy.every_bytes;
+        if state.writing || !due || applied <= state.slot {
+            return None;
+        }
+        state.writing = true;
+        state.applied_bytes = 0;
+        Some(SnapshotJob { slot: applied, state: self.chat.clone() })
+    }
+
+    /// A fetch for the runtime to start, unless one is running.
+    fn fetch_due(&mut self, wanted: Option<SnapshotWanted>) -> Option<SnapshotWanted> {
+        let wanted = wanted.filter(|_| !self.snapshots.fetching)?;
+        self.snapshots.fetching = true;
+        Some(wanted)
     }
 
     /// Sets the process id reported in status.
@@ -177,13 +319,15 @@ impl Machine {
     pub fn process(&mut self, out: &mut impl Outbox) -> Effects {
         let ready = self.replica.ready();
         for (slot, value) in ready.committed {
+            self.snapshots.applied_bytes += value.size_bytes() as u64;
             self.apply(slot, value, out);
         }
         for (read, result) in ready.reads {
             self.finish_read(read, result, out);
         }
         self.notice_role_change(out);
-        Effects { write: ready.write, messages: ready.messages }
+        let fetch = self.fetch_due(ready.snapshot_wanted);
+        Effects { write: ready.write, messages: ready.messages, snapshot: self.snapshot_due(), fetch }
     }
 
     fn notice_role_change(&mut self, out: &mut impl Outbox) {
@@ -206,6 +350,11 @@ impl Machine {
             Request::Status => {
                 let status = self.status_report();
                 self.reply(waiter, Ok(Response::Status(status)), out);
+            }
+            Request::Digest => {
+                let applied_through = self.replica.status().applied_through;
+                let digest = StateDigest { applied_through, digest: self.chat.digest() };
+                self.reply(waiter, Ok(Response::Digest(digest)), out);
             }
             Request::Register { client } => {
                 let proposal = Proposal { client, seq: 0, at_millis: now, command: Command::RegisterClient };
@@ -401,6 +550,11 @@ impl Machine {
             last_slot: status.last_slot,
             accounts: self.chat.accounts_len() as u64,
             clients_connected: self.connections.len() as u64,
+            snapshot_slot: self.snapshots.slot,
+            compacted_through: status.compacted_through,
+            log_disk_bytes: self.snapshots.disk.0,
+            snapshot_disk_bytes: self.snapshots.disk.1,
+            snapshot_fetch: self.snapshots.progress,
         }
     }
 }

@@ -1,14 +1,17 @@
 //! The tokio shell around [`Machine`]: one task that owns it, fed by one
 //! bounded inbox, with a 10 ms ticker.
 
-use crate::machine::{ConnId, Machine, Outbox, PushError};
+use crate::machine::{ConnId, Machine, Outbox, PushError, SnapshotPolicy};
+use crate::snapshotting::{self, SnapshotThreads};
 use crate::{clients, peers, storage};
 use anyhow::Context;
+use chorus_chat::ChatState;
 use chorus_limits as limits;
-use chorus_paxos::{Config, Envelope, Event, Replica, ReplicaId, WriteBatch, WriteId};
-use chorus_proto::{ClientFrame, ClusterFile, ServerFrame};
+use chorus_paxos::{Config, Envelope, Event, Replica, ReplicaId, Slot, WriteBatch, WriteId};
+use chorus_proto::{ClientFrame, ClusterFile, FetchProgress, PeerFrame, ServerFrame, Transfer};
 use chorus_store::{LogStore, RedbStore};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
@@ -29,7 +32,18 @@ pub enum Input {
     Persisted(WriteId),
     /// The store failed: the replica must stop.
     StorageFailed(String),
+    /// A snapshot transfer message from a peer.
+    Transfer { from: ReplicaId, message: Transfer },
+    /// The snapshot writer finished (the slot) or failed.
+    SnapshotWritten(Result<Slot, String>),
+    /// A snapshot fetch finished (durable and decoded) or gave up.
+    SnapshotFetched(Result<(Slot, Box<ChatState>), String>),
+    /// A snapshot fetch made progress.
+    FetchProgress(FetchProgress),
 }
+
+/// Ticks between two looks at the bytes the replica holds on disk.
+const DISK_USAGE_TICKS: u64 = 100;
 
 /// A client connection as the core task sees it.
 #[derive(Debug)]
@@ -67,16 +81,28 @@ impl Outbox for Connections {
 struct Node {
     machine: Machine,
     connections: Connections,
-    peers: BTreeMap<ReplicaId, mpsc::Sender<Envelope>>,
+    peers: BTreeMap<ReplicaId, mpsc::Sender<PeerFrame>>,
     writes: mpsc::Sender<WriteBatch>,
+    snapshots: SnapshotThreads,
+    data_dir: PathBuf,
+    ticks: u64,
 }
 
-/// Opens the store, binds the ports and runs the replica until it fails.
+/// Opens the store, binds the ports and runs the replica until it fails,
+/// with the default snapshot policy.
 pub async fn run(cluster: ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
+    run_with(cluster, id, SnapshotPolicy::default()).await
+}
+
+/// Opens the store, loads the newest snapshot, binds the ports and runs the
+/// replica until it fails.
+pub async fn run_with(cluster: ClusterFile, id: ReplicaId, policy: SnapshotPolicy) -> anyhow::Result<()> {
     let me = cluster.replica(id).context("replica not in cluster file")?.clone();
     let mut store =
         RedbStore::open(&me.data_dir, id).with_context(|| format!("opening the store in {}", me.data_dir.display()))?;
     let durable = store.load().context("loading the store")?;
+    let snapshot_dir = snapshotting::snapshot_dir(&me.data_dir);
+    let (snapshot_slot, chat) = snapshotting::load_newest(&snapshot_dir, durable.compacted_through)?;
     let client_listener = TcpListener::bind(me.client_addr)
         .await
         .with_context(|| format!("binding the client port {}", me.client_addr))?;
@@ -85,21 +111,26 @@ pub async fn run(cluster: ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
     let (inbox_tx, inbox) = mpsc::channel(limits::CORE_INBOX_EVENTS_MAX);
     let (writes, write_rx) = mpsc::channel(limits::CORE_INBOX_EVENTS_MAX);
     let storage = storage::spawn(store, write_rx, inbox_tx.clone());
-    let peers = cluster
+    let peers: BTreeMap<ReplicaId, mpsc::Sender<PeerFrame>> = cluster
         .replicas
         .iter()
         .filter(|r| r.id != id)
         .map(|r| (r.id, peers::spawn_sender(id, r.id, r.peer_addr)))
         .collect();
+    let snapshots = SnapshotThreads::start(snapshot_dir, id, peers.clone(), inbox_tx.clone())?;
     tokio::spawn(peers::listen(peer_listener, id, cluster.replicas.len(), inbox_tx.clone()));
     tokio::spawn(clients::listen(client_listener, inbox_tx));
     let ids = cluster.replicas.iter().map(|r| r.id).collect();
     let config = Config::new(id, ids, rand::random());
     let chosen = durable.chosen_through;
-    let mut machine = Machine::new(Replica::new(config, durable, 0), rand::random());
+    let replica = Replica::new(config, durable, snapshot_slot);
+    let mut machine =
+        Machine::new(replica, rand::random()).with_snapshot(snapshot_slot, chat).with_snapshot_policy(policy);
     machine.set_pid(std::process::id());
-    tracing::info!(replica = id, client = %me.client_addr, peer = %me.peer_addr, chosen, "replica started");
-    let node = Node { machine, connections: Connections(BTreeMap::new()), peers, writes };
+    tracing::info!(replica = id, client = %me.client_addr, peer = %me.peer_addr, chosen, snapshot_slot, "replica started");
+    let connections = Connections(BTreeMap::new());
+    let data_dir = me.data_dir.clone();
+    let node = Node { machine, connections, peers, writes, snapshots, data_dir, ticks: 0 };
     let result = node.serve(inbox).await;
     drop(storage);
     result
@@ -124,10 +155,19 @@ impl Node {
                         }
                     }
                 }
-                _ = ticker.tick() => self.machine.step(Event::Tick, &mut self.connections),
+                _ = ticker.tick() => self.tick(),
             }
             self.process().await?;
         }
+    }
+
+    fn tick(&mut self) {
+        self.machine.step(Event::Tick, &mut self.connections);
+        if self.ticks.is_multiple_of(DISK_USAGE_TICKS) {
+            let (log, snapshots) = snapshotting::disk_usage(&self.data_dir);
+            self.machine.set_disk_usage(log, snapshots);
+        }
+        self.ticks += 1;
     }
 
     fn handle(&mut self, input: Input) -> anyhow::Result<()> {
@@ -147,6 +187,10 @@ impl Node {
                 self.machine.disconnected(conn);
             }
             Input::Request { conn, frame } => self.machine.request(conn, frame, now_millis(), out),
+            Input::Transfer { from, message } => self.snapshots.received(from, message),
+            Input::SnapshotWritten(result) => self.machine.snapshot_written(result),
+            Input::SnapshotFetched(result) => self.machine.snapshot_fetched(result.map(|(s, chat)| (s, *chat)), out),
+            Input::FetchProgress(progress) => self.machine.set_fetch_progress(progress),
         }
         Ok(())
     }
@@ -160,8 +204,14 @@ impl Node {
         }
         for envelope in effects.messages {
             if let Some(peer) = self.peers.get(&envelope.to) {
-                let _ = peer.try_send(envelope); // full: dropped, the core resends
+                let _ = peer.try_send(PeerFrame::Paxos(envelope)); // full: dropped, the core resends
             }
+        }
+        if let Some(job) = effects.snapshot {
+            self.snapshots.write(job);
+        }
+        if let Some(wanted) = effects.fetch {
+            self.snapshots.fetch(wanted);
         }
         if self.machine.replica().role() != was_leader {
             tracing::info!(status = ?self.machine.replica().status(), "role changed");

@@ -3,7 +3,7 @@
 
 use crate::node::Input;
 use chorus_limits as limits;
-use chorus_paxos::{Envelope, ReplicaId};
+use chorus_paxos::ReplicaId;
 use chorus_proto::{encode_frame, read_frame, FrameError, Hello, Peer, PeerFrame};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,13 +19,13 @@ const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// Starts the sender for one peer; returns the bounded queue feeding it.
 /// Messages that find the queue full are dropped (the core resends).
-pub fn spawn_sender(me: ReplicaId, peer: ReplicaId, addr: SocketAddr) -> mpsc::Sender<Envelope> {
+pub fn spawn_sender(me: ReplicaId, peer: ReplicaId, addr: SocketAddr) -> mpsc::Sender<PeerFrame> {
     let (tx, rx) = mpsc::channel(limits::PEER_OUTBOUND_MESSAGES_MAX);
     tokio::spawn(sender_loop(me, peer, addr, rx));
     tx
 }
 
-async fn sender_loop(me: ReplicaId, peer: ReplicaId, addr: SocketAddr, mut rx: mpsc::Receiver<Envelope>) {
+async fn sender_loop(me: ReplicaId, peer: ReplicaId, addr: SocketAddr, mut rx: mpsc::Receiver<PeerFrame>) {
     let mut backoff = BACKOFF_MIN;
     loop {
         match connect(me, addr).await {
@@ -59,20 +59,20 @@ async fn connect(me: ReplicaId, addr: SocketAddr) -> Result<TcpStream, FrameErro
 }
 
 /// Writes queued messages until the queue closes (Ok) or the link fails.
-async fn pump(stream: TcpStream, rx: &mut mpsc::Receiver<Envelope>) -> Result<(), FrameError> {
+async fn pump(stream: TcpStream, rx: &mut mpsc::Receiver<PeerFrame>) -> Result<(), FrameError> {
     let mut writer = BufWriter::with_capacity(64 * 1024, stream);
-    while let Some(envelope) = rx.recv().await {
-        write_envelope(&mut writer, envelope).await?;
+    while let Some(frame) = rx.recv().await {
+        write_peer_frame(&mut writer, frame).await?;
         while let Ok(more) = rx.try_recv() {
-            write_envelope(&mut writer, more).await?;
+            write_peer_frame(&mut writer, more).await?;
         }
         writer.flush().await?;
     }
     Ok(())
 }
 
-async fn write_envelope(writer: &mut BufWriter<TcpStream>, envelope: Envelope) -> Result<(), FrameError> {
-    match encode_frame(&PeerFrame::Paxos(envelope), limits::PEER_FRAME_BYTES_MAX) {
+async fn write_peer_frame(writer: &mut BufWriter<TcpStream>, frame: PeerFrame) -> Result<(), FrameError> {
+    match encode_frame(&frame, limits::PEER_FRAME_BYTES_MAX) {
         Ok(frame) => Ok(writer.write_all(&frame).await?),
         Err(FrameError::TooLarge { bytes, max }) => {
             // The core bounds its messages; this is a bug, but not one worth
@@ -121,11 +121,14 @@ async fn serve_peer(
         _ => return Err(FrameError::Malformed("not a replica of this cluster".into())),
     };
     loop {
-        let PeerFrame::Paxos(envelope) = read_frame(&mut stream, max, &mut buf).await?;
-        if envelope.from != from || envelope.to != me {
-            return Err(FrameError::Malformed("misaddressed envelope".into()));
-        }
-        if inbox.send(Input::Peer(envelope)).await.is_err() {
+        let input = match read_frame(&mut stream, max, &mut buf).await? {
+            PeerFrame::Paxos(envelope) if envelope.from == from && envelope.to == me => Input::Peer(envelope),
+            PeerFrame::Transfer { from: sender, to, message } if sender == from && to == me => {
+                Input::Transfer { from, message }
+            }
+            _ => return Err(FrameError::Malformed("misaddressed peer frame".into())),
+        };
+        if inbox.send(input).await.is_err() {
             return Ok(());
         }
     }

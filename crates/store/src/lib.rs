@@ -1,8 +1,14 @@
 //! Durable state of one Paxos acceptor: the promised ballot, the log of
-//! accepted entries and the chosen prefix.
+//! accepted entries and the chosen prefix; and the snapshots that let the
+//! log be compacted.
 //!
 //! # Main types
 //!
+//! - [`Snapshots`]: snapshot files (checksummed, written in the background,
+//!   renamed into place when complete, received from peers in resumable
+//!   chunks), over any [`Blobs`]: [`DirBlobs`] (a real directory, fsync) or
+//!   [`MemBlobs`] (the simulator's twin, which loses unsynced bytes on a
+//!   crash).
 //! - [`LogStore`]: the contract the server (and the simulator) program
 //!   against. The core hands out [`WriteBatch`]es; the caller passes every
 //!   batch that queued up to [`LogStore::persist`], and only once it returns
@@ -58,12 +64,16 @@
 //!
 //! A slice of batches that carry nothing writes nothing and issues no fsync.
 
+mod blobs;
 mod mem;
 mod redb_store;
+mod snapshot;
 
+pub use blobs::{Blobs, DirBlobs, MemBlobs};
 use chorus_paxos::{DurableState, Slot, WriteBatch};
 pub use mem::MemStore;
 pub use redb_store::{RedbStore, DATABASE_FILE_NAME, FORMAT_VERSION};
+pub use snapshot::{SnapshotInfo, SnapshotReader, SnapshotWriter, Snapshots, SNAPSHOT_FORMAT};
 
 /// Largest encoded size of one log entry, in bytes. One entry's value must
 /// fit in one Accept message, so an entry never exceeds it; a larger record

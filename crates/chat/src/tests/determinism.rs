@@ -1,9 +1,12 @@
 //! Property tests: replicas that apply the same proposals agree, with or
 //! without a snapshot in the middle, and errors touch only the session.
 
+use std::io::Write;
+
 use proptest::prelude::*;
 
 use super::*;
+use crate::snapshot::Fnv1a;
 
 /// Names drawn from a small pool so that commands collide often; the empty
 /// name exercises validation.
@@ -95,6 +98,25 @@ proptest! {
         }
         prop_assert_eq!(&first, &second);
         prop_assert_eq!(first.to_snapshot(), second.to_snapshot());
+    }
+
+    #[test]
+    fn streamed_snapshots_round_trip(
+        proposals in proposals(),
+        tight in any::<bool>(),
+    ) {
+        let bounds = if tight { TIGHT } else { Bounds::LIMITS };
+        let mut state = ChatState::new();
+        for p in &proposals {
+            state.apply_bounded(p, bounds);
+        }
+        let mut bytes = Vec::new();
+        state.write_snapshot(&mut bytes).unwrap();
+        prop_assert_eq!(&bytes, &state.to_snapshot());
+        let mut hasher = Fnv1a::new();
+        hasher.write_all(&bytes).unwrap();
+        prop_assert_eq!(state.digest(), hasher.finish());
+        prop_assert_eq!(ChatState::read_snapshot(&bytes[..]), Ok(state));
     }
 
     #[test]

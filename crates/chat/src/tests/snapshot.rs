@@ -1,9 +1,27 @@
 //! Snapshots, digests and proposal encoding.
 
+use std::io::{self, Read, Write};
+
+use chorus_limits::{MAILBOX_MESSAGES_MAX, MESSAGE_TEXT_BYTES_MAX, NAME_CHARS_MAX};
+
 use super::*;
-use crate::snapshot::fnv1a;
+use crate::snapshot::Fnv1a;
 use crate::state::Account;
 use crate::{decode_proposal, encode_proposal, DecodeError, SnapshotError};
+
+/// FNV-1a of `bytes`, written in one piece.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hasher = Fnv1a::new();
+    hasher.write_all(bytes).unwrap();
+    hasher.finish()
+}
+
+/// The snapshot of `state` as `write_snapshot` streams it.
+fn streamed(state: &ChatState) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    state.write_snapshot(&mut bytes).unwrap();
+    bytes
+}
 
 /// A state with accounts, queued and acked messages, and two sessions.
 fn busy_state() -> ChatState {
@@ -23,6 +41,11 @@ fn fnv1a_matches_the_reference_vectors() {
     assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    let mut pieces = Fnv1a::new();
+    for piece in [&b"foo"[..], b"", b"ba", b"r"] {
+        pieces.write_all(piece).unwrap();
+    }
+    assert_eq!(pieces.finish(), fnv1a(b"foobar"));
 }
 
 #[test]
@@ -119,4 +142,168 @@ fn bad_proposal_bytes_are_refused() {
     assert!(matches!(result, Err(DecodeError::Malformed { .. })), "{result:?}");
     let result = decode_proposal(&[0, 0, 0, 9]);
     assert!(matches!(result, Err(DecodeError::Malformed { .. })), "{result:?}");
+}
+
+#[test]
+fn a_streamed_round_trip_gives_an_equal_state() {
+    let state = busy_state();
+    let bytes = streamed(&state);
+    assert_eq!(bytes, state.to_snapshot());
+    assert_eq!(state.digest(), fnv1a(&bytes));
+    let restored = ChatState::read_snapshot(&bytes[..]).unwrap();
+    assert_eq!(restored, state);
+    assert_eq!(restored.digest(), state.digest());
+}
+
+#[test]
+fn a_clone_shares_the_state_and_changes_apart() {
+    let state = busy_state();
+    let digest = state.digest();
+    let mut copy = state.clone();
+    assert!(copy.accounts.ptr_eq(&state.accounts));
+    assert!(copy.accounts["bob"].mailbox.ptr_eq(&state.accounts["bob"].mailbox));
+    let result = copy.apply(&proposal(CLIENT, 9, send("alice", "bob", "later")));
+    assert_eq!(result.reply, Ok(Outcome::Sent { id: 4 }));
+    assert_eq!(state.digest(), digest);
+    assert_eq!(state.mailbox("bob", 0, 10).unwrap().len(), 2);
+    assert_eq!(copy.mailbox("bob", 0, 10).unwrap().len(), 3);
+}
+
+#[test]
+fn the_longest_strings_a_state_holds_round_trip() {
+    let mut harness = Harness::new();
+    harness.ok(create("alice"), Outcome::Created);
+    let text = "x".repeat(MESSAGE_TEXT_BYTES_MAX);
+    harness.ok(send("alice", "alice", &text), Outcome::Sent { id: 1 });
+    // A refused name is echoed, cut to NAME_CHARS_MAX characters, in the
+    // cached reply: four bytes each for this character.
+    let long_name = "\u{1D11E}".repeat(NAME_CHARS_MAX + 1);
+    let refused = harness.run(create(&long_name));
+    assert!(matches!(&refused.reply, Err(ChatError::NameInvalid { name, .. }) if name.len() == 4 * NAME_CHARS_MAX + 3));
+    let state = harness.state;
+    assert_eq!(ChatState::read_snapshot(&streamed(&state)[..]), Ok(state));
+}
+
+#[test]
+fn a_text_longer_than_any_valid_one_does_not_decode() {
+    let mut state = busy_state();
+    state.accounts.get_mut("bob").unwrap().mailbox[0].text = "x".repeat(MESSAGE_TEXT_BYTES_MAX + 1);
+    let result = ChatState::read_snapshot(&streamed(&state)[..]);
+    assert!(matches!(result, Err(SnapshotError::Malformed { .. })), "{result:?}");
+}
+
+#[test]
+fn every_truncated_stream_is_refused() {
+    let bytes = streamed(&busy_state());
+    for end in 0..bytes.len() {
+        let result = ChatState::read_snapshot(&bytes[..end]);
+        assert!(matches!(result, Err(SnapshotError::Malformed { .. })), "cut at {end}: {result:?}");
+    }
+}
+
+#[test]
+fn a_stream_with_a_tail_is_refused() {
+    let mut bytes = streamed(&busy_state());
+    bytes.extend_from_slice(&[0, 0]);
+    assert_eq!(ChatState::read_snapshot(&bytes[..]), Err(SnapshotError::TrailingBytes { bytes: 2 }));
+}
+
+/// Every byte of a snapshot flipped in a few ways: decoding never panics,
+/// and whatever still decodes passes the checks and re-encodes to a state
+/// that decodes to itself.
+#[test]
+fn a_flipped_byte_gives_an_error_or_a_valid_state() {
+    let bytes = streamed(&busy_state());
+    for index in 0..bytes.len() {
+        for mask in [0x01, 0x10, 0x80, 0xff] {
+            let mut flipped = bytes.clone();
+            flipped[index] ^= mask;
+            if let Ok(state) = ChatState::read_snapshot(&flipped[..]) {
+                assert_eq!(ChatState::read_snapshot(&streamed(&state)[..]), Ok(state), "byte {index} ^ {mask:#x}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_claimed_length_past_the_limit_is_refused_while_decoding() {
+    let mut state = busy_state();
+    let bob = state.accounts.get_mut("bob").unwrap();
+    let message = bob.mailbox[0].clone();
+    bob.mailbox = std::iter::repeat_n(message, MAILBOX_MESSAGES_MAX + 1).collect();
+    // Malformed, not Inconsistent: the decoder stopped, not the later check.
+    let result = ChatState::read_snapshot(&streamed(&state)[..]);
+    assert!(matches!(result, Err(SnapshotError::Malformed { .. })), "{result:?}");
+}
+
+#[test]
+fn keys_out_of_order_or_repeated_are_refused() {
+    // Postcard encodes a map exactly like a sequence of pairs, so a list of
+    // pairs in the wrong order stands in for a corrupt map.
+    let no_sessions = (Vec::<(u64, u64)>::new(), Vec::<(u64, u64)>::new());
+    for names in [["bob", "alice"], ["bob", "bob"]] {
+        let accounts: Vec<(&str, Account)> = names.iter().map(|name| (*name, Account::default())).collect();
+        let bytes = postcard::to_stdvec(&(accounts, 0u64, &no_sessions, 0u64)).unwrap();
+        let result = ChatState::read_snapshot(&bytes[..]);
+        assert!(matches!(result, Err(SnapshotError::Malformed { .. })), "{names:?}: {result:?}");
+    }
+    let sorted = vec![("alice", Account::default()), ("bob", Account::default())];
+    let bytes = postcard::to_stdvec(&(sorted, 0u64, &no_sessions, 0u64)).unwrap();
+    assert_eq!(ChatState::read_snapshot(&bytes[..]).map(|state| state.accounts_len()), Ok(2));
+}
+
+/// A reader that serves `bytes`, then fails instead of reporting their end.
+struct FailingReader<'a> {
+    /// What is left to serve before failing.
+    bytes: &'a [u8],
+}
+
+impl Read for FailingReader<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if self.bytes.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "disk says no"));
+        }
+        self.bytes.read(buffer)
+    }
+}
+
+#[test]
+fn a_failing_reader_is_an_io_error_not_a_corrupt_snapshot() {
+    let bytes = streamed(&busy_state());
+    let kind = io::ErrorKind::PermissionDenied;
+    let error = SnapshotError::Io { kind, reason: "disk says no".to_string() };
+    // The reader fails in the middle of the state and after a whole state.
+    for served in [bytes.len() / 2, bytes.len()] {
+        let reader = FailingReader { bytes: &bytes[..served] };
+        assert_eq!(ChatState::read_snapshot(reader), Err(error.clone()), "after {served} bytes");
+    }
+}
+
+/// A writer that takes `room` bytes, then fails.
+struct FullWriter {
+    /// Bytes it still takes.
+    room: usize,
+}
+
+impl Write for FullWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if bytes.len() > self.room {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left"));
+        }
+        self.room -= bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_writer_fails_the_write_with_its_own_error() {
+    let state = busy_state();
+    let size = state.to_snapshot().len();
+    let error = state.write_snapshot(FullWriter { room: size - 1 }).unwrap_err();
+    assert_eq!((error.kind(), error.to_string()), (io::ErrorKind::StorageFull, "no space left".to_string()));
+    assert!(state.write_snapshot(FullWriter { room: size }).is_ok());
 }

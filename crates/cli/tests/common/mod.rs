@@ -39,15 +39,23 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub replicas: usize,
     pub port: u16,
+    /// Extra flags for `chorus up` and every `chorus server`.
+    pub server_args: Vec<String>,
     up: Option<Child>,
 }
 
 impl Cluster {
     /// Starts `replicas` replicas and waits for a leader.
     pub fn start(replicas: usize) -> Cluster {
+        Cluster::start_with(replicas, &[])
+    }
+
+    /// Starts `replicas` replicas with extra server flags and waits for a leader.
+    pub fn start_with(replicas: usize, server_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_ports(2 * replicas as u16);
-        let mut cluster = Cluster { dir, replicas, port, up: None };
+        let server_args = server_args.iter().map(|arg| arg.to_string()).collect();
+        let mut cluster = Cluster { dir, replicas, port, server_args, up: None };
         cluster.up();
         cluster
     }
@@ -56,6 +64,7 @@ impl Cluster {
     pub fn up(&mut self) {
         let child = chorus()
             .args(["up", "--replicas", &self.replicas.to_string(), "--port", &self.port.to_string()])
+            .args(&self.server_args)
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
@@ -135,6 +144,7 @@ impl Cluster {
         chorus()
             .args(["server", "--id", &id.to_string(), "--cluster"])
             .arg(self.cluster_file())
+            .args(&self.server_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
