@@ -141,13 +141,15 @@ impl Cluster {
 
     /// Runs one replica directly (after it was killed).
     pub fn restart_replica(&self, id: u64) -> Child {
+        let log_path = self.dir.path().join(format!("replica-{id}.log"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("replica log");
         chorus()
             .args(["server", "--id", &id.to_string(), "--cluster"])
             .arg(self.cluster_file())
             .args(&self.server_args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
             .spawn()
             .expect("chorus server starts")
     }
@@ -180,6 +182,25 @@ pub fn kill9(pid: u32) {
     // SAFETY: kill(2) with a valid signal; the pid came from a replica we started.
     let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     assert_eq!(rc, 0, "kill -9 {pid} failed");
+    wait_until_dead(pid);
+}
+
+/// Waits until `pid` has exited (gone, or a zombie its parent has not
+/// reaped yet, with no thread left): only then has it released its files
+/// and ports. A thread inside an fsync can outlive the main thread's exit.
+fn wait_until_dead(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains("Z (zombie)"));
+        let threads =
+            status.lines().find_map(|l| l.strip_prefix("Threads:")).map_or(0, |n| n.trim().parse().unwrap_or(0));
+        if status.is_empty() || (zombie && threads <= 1) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} survived kill -9");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// A `chorus chat --json` process driven through its standard input.
