@@ -102,7 +102,7 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, policy: SnapshotPolic
         RedbStore::open(&me.data_dir, id).with_context(|| format!("opening the store in {}", me.data_dir.display()))?;
     let durable = store.load().context("loading the store")?;
     let snapshot_dir = snapshotting::snapshot_dir(&me.data_dir);
-    let (snapshot_slot, chat) = snapshotting::load_newest(&snapshot_dir, durable.compacted_through)?;
+    let (snapshot_slot, chat) = snapshotting::load_newest_in_dir(&snapshot_dir, durable.compacted_through)?;
     let client_listener = TcpListener::bind(me.client_addr)
         .await
         .with_context(|| format!("binding the client port {}", me.client_addr))?;

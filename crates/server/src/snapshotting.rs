@@ -11,7 +11,7 @@ use anyhow::Context;
 use chorus_chat::ChatState;
 use chorus_paxos::{ReplicaId, Slot, SnapshotWanted};
 use chorus_proto::{PeerFrame, Transfer};
-use chorus_store::{DirBlobs, Snapshots};
+use chorus_store::{Blobs, DirBlobs, Snapshots};
 use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -34,16 +34,27 @@ pub fn snapshot_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(SNAPSHOT_DIR_NAME)
 }
 
+/// Loads the newest snapshot in `dir` that verifies and covers the
+/// compacted log: [`load_newest`] over the real directory, after removing
+/// snapshots a crash left half-written.
+pub fn load_newest_in_dir(dir: &Path, compacted_through: Slot) -> anyhow::Result<(Slot, ChatState)> {
+    let mut snapshots = Snapshots::open(DirBlobs::open(dir)?)?;
+    load_newest(&mut snapshots, compacted_through).with_context(|| format!("snapshots in {}", dir.display()))
+}
+
 /// Loads the newest snapshot that verifies and covers the compacted log
 /// (a damaged one is renamed aside, and an older one tried). Returns slot
 /// 0 and an empty state when there is none and the log was never compacted.
-pub fn load_newest(dir: &Path, compacted_through: Slot) -> anyhow::Result<(Slot, ChatState)> {
-    let mut snapshots = Snapshots::open(DirBlobs::open(dir)?)?;
+/// The runtime and the simulator start a replica through this same code.
+pub fn load_newest<B: Blobs>(
+    snapshots: &mut Snapshots<B>,
+    compacted_through: Slot,
+) -> anyhow::Result<(Slot, ChatState)> {
     for info in snapshots.list()?.into_iter().rev() {
         if info.slot < compacted_through {
             break;
         }
-        match read_state(&snapshots, info.slot) {
+        match read_state(snapshots, info.slot) {
             Ok(state) => return Ok((info.slot, state)),
             Err(error) => {
                 tracing::error!(slot = info.slot, %error, "snapshot fails verification; setting it aside");
@@ -55,14 +66,13 @@ pub fn load_newest(dir: &Path, compacted_through: Slot) -> anyhow::Result<(Slot,
         return Ok((0, ChatState::new()));
     }
     anyhow::bail!(
-        "no intact snapshot in {} covers the log, which was compacted through slot {compacted_through}: \
-         this replica's data is damaged and it will not serve from it",
-        dir.display()
+        "no intact snapshot covers the log, which was compacted through slot {compacted_through}: \
+         this replica's data is damaged and it will not serve from it"
     )
 }
 
 /// Decodes snapshot `slot`, checking its checksum.
-fn read_state(snapshots: &Snapshots<DirBlobs>, slot: Slot) -> anyhow::Result<ChatState> {
+pub fn read_state<B: Blobs>(snapshots: &Snapshots<B>, slot: Slot) -> anyhow::Result<ChatState> {
     let reader = BufReader::with_capacity(READ_BUFFER_BYTES, snapshots.reader(slot)?);
     ChatState::read_snapshot(reader).with_context(|| format!("snapshot {slot}"))
 }
@@ -192,7 +202,9 @@ fn serve_loop(
         Err(error) => return tracing::error!(%error, "cannot serve snapshots"),
     };
     for (from, request) in requests {
-        if let (Some(answer), Some(peer)) = (serve(&request, &snapshots), peers.get(&from)) {
+        if let (Some(answer), Some(peer)) =
+            (serve(&request, &snapshots, chorus_limits::SNAPSHOT_CHUNK_BYTES), peers.get(&from))
+        {
             let _ = peer.try_send(PeerFrame::Transfer { from: me, to: from, message: answer });
         }
     }

@@ -152,8 +152,10 @@ impl Fetch {
 }
 
 /// Answers a peer's request from this replica's snapshots: the chunk it
-/// asked for, or `Unavailable`.
-pub fn serve<B: Blobs>(request: &Transfer, snapshots: &Snapshots<B>) -> Option<Transfer> {
+/// asked for (at most `chunk_bytes`; the runtime uses
+/// `SNAPSHOT_CHUNK_BYTES`, the simulator smaller ones), or `Unavailable`.
+/// `None` when `request` is not a request.
+pub fn serve<B: Blobs>(request: &Transfer, snapshots: &Snapshots<B>, chunk_bytes: usize) -> Option<Transfer> {
     let Transfer::Request { covering, slot, offset } = *request else {
         return None;
     };
@@ -172,7 +174,7 @@ pub fn serve<B: Blobs>(request: &Transfer, snapshots: &Snapshots<B>) -> Option<T
     let Some(info) = found.copied() else {
         return Some(unavailable);
     };
-    match snapshots.read_chunk(info.slot, offset, limits::SNAPSHOT_CHUNK_BYTES) {
+    match snapshots.read_chunk(info.slot, offset, chunk_bytes.clamp(1, limits::SNAPSHOT_CHUNK_BYTES)) {
         Ok(bytes) if !bytes.is_empty() => {
             let crc = crc32fast::hash(&bytes);
             Some(Transfer::Chunk { slot: info.slot, total: info.bytes, offset, crc, bytes })
@@ -210,7 +212,7 @@ mod tests {
     ) -> FetchStep {
         let mut request = first;
         for _ in 0..limit {
-            let answer = serve(&request, sender).expect("a request gets an answer");
+            let answer = serve(&request, sender, limits::SNAPSHOT_CHUNK_BYTES).expect("a request gets an answer");
             match fetch.on_message(answer, receiver) {
                 FetchStep::Send(next) => request = next,
                 other => return other,
@@ -268,7 +270,11 @@ mod tests {
         let sender = snapshots_with(40, 100);
         let mut receiver = Snapshots::open(MemBlobs::new()).unwrap();
         let (mut fetch, first) = Fetch::start(wanted(30), &mut receiver).unwrap();
-        let Some(Transfer::Chunk { slot, total, crc, bytes, .. }) = serve(&first, &sender) else { panic!("a chunk") };
+        let Some(Transfer::Chunk { slot, total, crc, bytes, .. }) =
+            serve(&first, &sender, limits::SNAPSHOT_CHUNK_BYTES)
+        else {
+            panic!("a chunk")
+        };
         let stale = Transfer::Chunk { slot, total, offset: 50, crc, bytes: bytes.clone() };
         assert_eq!(fetch.on_message(stale, &mut receiver), FetchStep::Wait, "a chunk at the wrong offset is ignored");
         let damaged = Transfer::Chunk { slot, total, offset: 0, crc: crc ^ 1, bytes };
@@ -280,7 +286,7 @@ mod tests {
         let sender = snapshots_with(20, 10);
         let mut receiver = Snapshots::open(MemBlobs::new()).unwrap();
         let (mut fetch, first) = Fetch::start(wanted(30), &mut receiver).unwrap();
-        let answer = serve(&first, &sender).unwrap();
+        let answer = serve(&first, &sender, limits::SNAPSHOT_CHUNK_BYTES).unwrap();
         assert_eq!(answer, Transfer::Unavailable { covering: 30, slot: 0 });
         assert!(matches!(fetch.on_message(answer, &mut receiver), FetchStep::Failed(_)));
     }

@@ -1,19 +1,31 @@
-//! A simulated disk: writes become durable after a latency; a crash loses
-//! every write not yet durable. The durable part is the store crate's
-//! in-memory twin, which passes the same conformance suite as redb.
+//! A simulated disk: log writes become durable after a latency; a crash
+//! loses every write not yet durable. The durable log is the store crate's
+//! in-memory twin, which passes the same conformance suite as redb; the
+//! snapshot files are the store's real snapshot code over [`MemBlobs`],
+//! which keeps only synced bytes across a crash.
 
 use chorus_paxos::{DurableState, WriteBatch, WriteId};
-use chorus_store::{LogStore, MemStore};
+use chorus_store::{Blobs, LogStore, MemBlobs, MemStore, Snapshots, StoreError};
 use std::collections::VecDeque;
 
 /// One replica's disk.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Disk {
     /// What survives a crash.
     durable: MemStore,
     /// Writes handed out and not yet durable, with the tick each completes
     /// (non-decreasing: the disk completes writes in order).
     pending: VecDeque<(u64, WriteBatch)>,
+    /// The replica's snapshot directory. Its file contents are durable up
+    /// to their last sync; names change durably at once.
+    pub snapshots: Snapshots<MemBlobs>,
+}
+
+impl Default for Disk {
+    fn default() -> Self {
+        let snapshots = Snapshots::open(MemBlobs::new()).expect("an empty in-memory directory opens");
+        Disk { durable: MemStore::default(), pending: VecDeque::new(), snapshots }
+    }
 }
 
 impl Disk {
@@ -38,6 +50,7 @@ impl Disk {
     /// A crash. The first `survivors` pending writes reached the disk
     /// (their fsync finished but the replica never heard); the rest are
     /// lost. A redb transaction is atomic, so a torn commit is a lost one.
+    /// Snapshot files lose every byte not synced.
     pub fn crash(&mut self, survivors: usize) {
         let survivors = survivors.min(self.pending.len());
         let reached: Vec<WriteBatch> = self.pending.drain(..survivors).map(|(_, b)| b).collect();
@@ -45,6 +58,18 @@ impl Disk {
             self.durable.persist(&reached).expect("the in-memory store does not fail");
         }
         self.pending.clear();
+        self.snapshots.blobs_mut().crash();
+    }
+
+    /// Opens the snapshot directory afresh, as a starting process does:
+    /// forgets what the previous process held in memory and removes
+    /// snapshots a crash left half-written. Returns how many it removed.
+    pub fn reopen_snapshots(&mut self) -> Result<usize, StoreError> {
+        let blobs = std::mem::take(self.snapshots.blobs_mut());
+        let leftovers = half_written(&blobs)?;
+        self.snapshots = Snapshots::open(blobs)?;
+        assert_eq!(half_written(self.snapshots.blobs())?, 0, "opening removes half-written snapshots");
+        Ok(leftovers)
     }
 
     /// Writes not yet durable.
@@ -56,4 +81,9 @@ impl Disk {
     pub fn load(&mut self) -> DurableState {
         self.durable.load().expect("the in-memory store does not fail")
     }
+}
+
+/// Snapshot files a crash left half-written (`.tmp`).
+fn half_written(blobs: &MemBlobs) -> Result<usize, StoreError> {
+    Ok(blobs.list()?.iter().filter(|(name, _)| name.ends_with(".tmp")).count())
 }

@@ -2,6 +2,7 @@
 //! each seed turns some faults on, at its own rates, so different seeds
 //! stress different combinations).
 
+use chorus_server::machine::SnapshotPolicy;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -33,6 +34,17 @@ pub struct FaultPlan {
     pub disk_ticks_max: u64,
     /// Relative tick rates of replicas differ by up to this fraction.
     pub skew: f64,
+    /// When every replica takes snapshots and how much log it keeps below
+    /// them: usually small, so snapshots, compaction and transfers happen
+    /// often; sometimes the default (in effect never, in a run this short).
+    pub snapshot: SnapshotPolicy,
+    /// Ticks a snapshot write, or decoding a fetched one, takes, at most.
+    pub snapshot_ticks_max: u64,
+    /// Chance per tick that a replica busy writing, fetching or installing
+    /// a snapshot crashes (on top of `crash`, which rarely hits that window).
+    pub snapshot_crash: f64,
+    /// Bytes per snapshot transfer chunk: small, so transfers take several.
+    pub snapshot_chunk_bytes: usize,
 }
 
 impl FaultPlan {
@@ -54,6 +66,10 @@ impl FaultPlan {
             client_crash: if on(rng, 0.4) { rng.random_range(0.0..0.01) } else { 0.0 },
             disk_ticks_max: if on(rng, 0.3) { rng.random_range(2..20) } else { 1 },
             skew: if on(rng, 0.5) { rng.random_range(0.0..0.3) } else { 0.0 },
+            snapshot: choose_snapshot_policy(rng),
+            snapshot_ticks_max: rng.random_range(1..40),
+            snapshot_crash: if on(rng, 0.4) { rng.random_range(0.0..0.01) } else { 0.0 },
+            snapshot_chunk_bytes: rng.random_range(16..2048),
         }
     }
 
@@ -68,9 +84,22 @@ impl FaultPlan {
             client_cut: 0.0,
             client_crash: 0.0,
             disk_ticks_max: 1,
+            snapshot_crash: 0.0,
             ..self.clone()
         }
     }
+}
+
+/// The snapshot policy of one run: in 15% of runs the default, else a
+/// snapshot every 3 to 60 slots (and, in some runs, every few kilobytes of
+/// commands), keeping 0 to 30 slots of log below it.
+fn choose_snapshot_policy(rng: &mut ChaCha8Rng) -> SnapshotPolicy {
+    if rng.random_bool(0.15) {
+        return SnapshotPolicy::default();
+    }
+    let every_bytes =
+        if rng.random_bool(0.2) { rng.random_range(500..20_000) } else { chorus_limits::SNAPSHOT_EVERY_BYTES_DEFAULT };
+    SnapshotPolicy { every_slots: rng.random_range(3..=60), every_bytes, retained_slots: rng.random_range(0..=30) }
 }
 
 /// A cut in the replica network.

@@ -4,9 +4,12 @@
 //! [`chorus_server::machine::Machine`] (Paxos core, chat state machine,
 //! request handling, deliveries) on 3 or 5 simulated replicas
 //! ([`host::Host`]) with simulated disks ([`disk::Disk`]: writes durable
-//! after a latency, lost on a crash), a simulated peer network
-//! ([`net::Network`]: loss, duplication, delay/reordering, partitions) and
-//! simulated client connections ([`links::Links`]). Simulated clients
+//! after a latency, lost on a crash; snapshot files that keep only synced
+//! bytes), a simulated peer network ([`net::Network`]: loss, duplication,
+//! delay/reordering, partitions, for Paxos and snapshot transfer messages)
+//! and simulated client connections ([`links::Links`]). Hosts start, write
+//! snapshots, fetch and install peers' snapshots through the runtime's own
+//! code; [`coverage::Coverage`] counts how often each of those paths ran. Simulated clients
 //! ([`client::SimClient`]) run a random workload with the client library's
 //! retry rules and its own delivery filter and acknowledgement tracker.
 //!
@@ -18,6 +21,7 @@
 
 pub mod check;
 pub mod client;
+pub mod coverage;
 pub mod disk;
 pub mod faults;
 pub mod host;
@@ -26,6 +30,7 @@ pub mod net;
 pub mod trace;
 pub mod world;
 
+pub use coverage::Coverage;
 pub use world::{Failure, Options, Report, World};
 
 /// Bugs the simulator can plant to prove its checkers catch them

@@ -1,8 +1,9 @@
 //! `chorus-sim`: run one seed (`--seed S`) or sweep many (`--seeds N
 //! [--first-seed S]`); every failure prints the seed, the command that
-//! replays it, and the events that led to it.
+//! replays it, and the events that led to it. A sweep ends with how often
+//! the snapshot paths were taken.
 
-use chorus_sim::{run_seed, Failure, Options, Plant};
+use chorus_sim::{run_seed, Coverage, Failure, Options, Plant};
 use clap::Parser;
 use std::time::Instant;
 
@@ -42,10 +43,12 @@ fn main() {
     println!("chorus-sim: seeds {first}..{} ({count} runs)", first.wrapping_add(count));
     let started = Instant::now();
     let (mut events, mut failures) = (0u64, 0u64);
+    let mut coverage = Coverage::default();
     for seed in (0..count).map(|i| first.wrapping_add(i)) {
         match run_seed(seed, options) {
             Ok(report) => {
                 events += report.events;
+                coverage += report.coverage;
                 if args.verbose || count == 1 {
                     println!(
                         "seed {seed}: ok ({} replicas, {} clients, {} ticks, {} slots, {} operations, {} crashes, {} partitions)",
@@ -66,6 +69,7 @@ fn main() {
         count - failures,
         events as f64 / seconds.max(1e-9)
     );
+    println!("snapshot coverage (passing runs): {coverage}");
     if failures > 0 {
         std::process::exit(1);
     }
@@ -82,6 +86,7 @@ fn print_failure(failure: &Failure, args: &Args) {
         })
         .unwrap_or_default();
     println!("seed {}: FAILED at t={}: {}", failure.seed, failure.tick, failure.violation);
+    println!("  plan: {:?}", failure.plan);
     println!(
         "  replay: cargo run -p chorus-sim -- --seed {} --fault-ticks {} --liveness-ticks {}{plant}",
         failure.seed, args.fault_ticks, args.liveness_ticks

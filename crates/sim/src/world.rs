@@ -5,14 +5,17 @@
 
 use crate::check::{Checks, Violation};
 use crate::client::SimClient;
+use crate::coverage::Coverage;
 use crate::faults::{FaultPlan, Partition};
 use crate::host::Host;
 use crate::links::Links;
-use crate::net::Network;
+use crate::net::{Network, Packet};
 use crate::trace::Trace;
 use crate::Plant;
-use chorus_paxos::{Event, Role};
-use chorus_server::machine::Machine;
+use chorus_paxos::{Envelope, Event, ReplicaId, Role, SnapshotWanted};
+use chorus_proto::Transfer;
+use chorus_server::machine::{Machine, SnapshotJob};
+use chorus_server::transfer::{serve, FetchStep};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -43,12 +46,16 @@ pub struct Report {
     pub slots: u64,
     pub crashes: u64,
     pub partitions: u64,
+    /// How often each snapshot path was taken.
+    pub coverage: Coverage,
 }
 
 /// A failing run: the broken invariant and the events that led to it.
 #[derive(Clone, Debug)]
 pub struct Failure {
     pub seed: u64,
+    /// The fault mix and snapshot policy the seed chose.
+    pub plan: Box<FaultPlan>,
     pub tick: u64,
     pub violation: Violation,
     pub trace: String,
@@ -85,7 +92,7 @@ impl World {
         let hosts = (0..plan.replicas)
             .map(|id| {
                 let rate = 1.0 + rng.random_range(-plan.skew..=plan.skew);
-                Host::new(id as u8, plan.replicas, seed, rate, &mut rng)
+                Host::new(id as u8, plan.replicas, seed, rate, plan.snapshot, &mut rng)
             })
             .collect();
         let mut clients: Vec<SimClient> =
@@ -103,6 +110,7 @@ impl World {
             slots: 0,
             crashes: 0,
             partitions: 0,
+            coverage: Coverage::default(),
         };
         World {
             seed,
@@ -136,7 +144,13 @@ impl World {
                 self.report.operations = self.checks.operations();
                 Ok(self.report)
             }
-            Err(violation) => Err(Failure { seed: self.seed, tick: self.now, violation, trace: self.trace.render() }),
+            Err(violation) => Err(Failure {
+                seed: self.seed,
+                plan: Box::new(self.report.plan),
+                tick: self.now,
+                violation,
+                trace: self.trace.render(),
+            }),
         }
     }
 
@@ -159,7 +173,7 @@ impl World {
     /// Heals everything, stops new work, then requires convergence and a
     /// drained mailbox for every account within the bound.
     fn liveness_phase(&mut self) -> Result<(), Violation> {
-        self.heal();
+        self.heal()?;
         let deadline = self.now + self.options.liveness_ticks;
         while self.now < deadline {
             self.step()?;
@@ -172,7 +186,7 @@ impl World {
         Err(Violation::new("liveness", self.liveness_report()))
     }
 
-    fn heal(&mut self) {
+    fn heal(&mut self) -> Result<(), Violation> {
         self.trace.note(self.now, "heal: faults off, every replica up, workload stops");
         self.plan = self.plan.healed();
         self.healed_at = Some(self.now);
@@ -181,15 +195,18 @@ impl World {
         self.links.cuts.clear();
         for id in 0..self.hosts.len() {
             if !self.hosts[id].is_up() {
-                self.restart(id);
+                self.restart(id)?;
             }
         }
         self.clients.iter_mut().for_each(|c| c.working = false);
+        Ok(())
     }
 
     fn inject_faults(&mut self) {
         for id in 0..self.hosts.len() {
-            if self.hosts[id].is_up() && self.rng.random_bool(self.plan.crash) {
+            let crashes = self.hosts[id].is_up() && self.rng.random_bool(self.plan.crash);
+            let busy = self.hosts[id].snapshot_busy();
+            if crashes || (busy && self.rng.random_bool(self.plan.snapshot_crash)) {
                 self.crash(id);
             }
         }
@@ -222,7 +239,8 @@ impl World {
         self.trace.note(self.now, format!("replica {id} crashes (kill -9) for {down} ticks"));
         let pending = self.hosts[id].disk.pending();
         let survivors = if self.rng.random_bool(0.5) { self.rng.random_range(0..=pending) } else { 0 };
-        self.hosts[id].crash(survivors);
+        self.count_snapshot_crash(id);
+        self.hosts[id].crash(survivors, &mut self.rng);
         self.hosts[id].down_until = self.now + down;
         self.links.up[id] = false;
         self.links.close_where(|_, replica| replica == id);
@@ -230,10 +248,34 @@ impl World {
         self.report.crashes += 1;
     }
 
-    fn restart(&mut self, id: usize) {
-        self.trace.note(self.now, format!("replica {id} restarts"));
-        self.hosts[id].start(&mut self.rng);
+    /// Counts a crash that cut snapshot work short.
+    fn count_snapshot_crash(&mut self, id: usize) {
+        let host = &self.hosts[id];
+        let coverage = &mut self.report.coverage;
+        coverage.crashes_during_snapshot_write += u64::from(host.snapshot_write.is_some());
+        coverage.crashes_during_fetch += u64::from(host.fetch.is_some());
+        coverage.crashes_during_install += u64::from(host.install.is_some());
+        if host.snapshot_busy() {
+            let busy = (host.snapshot_write.is_some(), host.fetch.is_some(), host.install.is_some());
+            self.trace.note(self.now, format!("replica {id} crashes busy with (write, fetch, install) = {busy:?}"));
+        }
+    }
+
+    /// Restarts a replica from its disk; the snapshot it loads must hold
+    /// the state every replica had at its slot.
+    fn restart(&mut self, id: usize) -> Result<(), Violation> {
+        let started = self.hosts[id]
+            .start(&mut self.rng)
+            .map_err(|error| Violation::new("restart", format!("replica {id} cannot start from its disk: {error}")))?;
+        self.trace.note(self.now, format!("replica {id} restarts (snapshot {})", started.snapshot_slot));
         self.links.up[id] = true;
+        self.report.coverage.half_written_removed += started.half_written as u64;
+        if started.snapshot_slot > 0 {
+            self.report.coverage.restarts_from_snapshot += 1;
+            self.report.coverage.restarts_past_log += u64::from(started.past_log);
+            self.checks.installed(id, started.snapshot_slot, started.digest)?;
+        }
+        Ok(())
     }
 
     fn leader(&self) -> Option<usize> {
@@ -244,12 +286,13 @@ impl World {
     fn step(&mut self) -> Result<(), Violation> {
         self.now += 1;
         self.links.now = self.now;
-        self.expire_faults();
+        self.expire_faults()?;
         self.register_connections();
-        self.deliver_peer_messages();
+        self.deliver_peer_messages()?;
         self.deliver_client_frames();
         self.complete_writes();
-        self.tick_replicas();
+        self.complete_snapshot_work()?;
+        self.tick_replicas()?;
         self.process_replicas()?;
         self.deliver_server_frames();
         self.step_clients()?;
@@ -259,7 +302,7 @@ impl World {
         Ok(())
     }
 
-    fn expire_faults(&mut self) {
+    fn expire_faults(&mut self) -> Result<(), Violation> {
         let now = self.now;
         self.net.expire_partitions(now);
         let (expired, active): (Vec<_>, Vec<_>) = self.client_cuts.drain(..).partition(|(_, until)| *until <= now);
@@ -271,9 +314,10 @@ impl World {
         }
         for id in 0..self.hosts.len() {
             if !self.hosts[id].is_up() && self.hosts[id].down_until <= now {
-                self.restart(id);
+                self.restart(id)?;
             }
         }
+        Ok(())
     }
 
     fn register_connections(&mut self) {
@@ -289,13 +333,67 @@ impl World {
         }
     }
 
-    fn deliver_peer_messages(&mut self) {
-        for envelope in self.net.due(self.now) {
-            if let Some(machine) = self.hosts[envelope.to as usize].machine.as_mut() {
-                machine.step(Event::Receive(envelope), &mut self.links);
-                self.report.events += 1;
+    fn deliver_peer_messages(&mut self) -> Result<(), Violation> {
+        for packet in self.net.due(self.now) {
+            match packet {
+                Packet::Paxos(envelope) => {
+                    if let Some(machine) = self.hosts[envelope.to as usize].machine.as_mut() {
+                        machine.step(Event::Receive(envelope), &mut self.links);
+                        self.report.events += 1;
+                    }
+                }
+                Packet::Transfer { from, to, message } => self.deliver_transfer(from, to, message)?,
             }
         }
+        Ok(())
+    }
+
+    /// A transfer message reaches a running replica: a request is served
+    /// from its snapshots, an answer feeds its fetch.
+    fn deliver_transfer(&mut self, from: ReplicaId, to: ReplicaId, message: Transfer) -> Result<(), Violation> {
+        let host = &mut self.hosts[to as usize];
+        if !host.is_up() {
+            return Ok(());
+        }
+        self.report.events += 1;
+        if let Some(answer) = serve(&message, &host.disk.snapshots, self.plan.snapshot_chunk_bytes) {
+            let packet = Packet::Transfer { from: to, to: from, message: answer };
+            self.net.send(&mut self.rng, &self.plan, self.now, packet);
+            return Ok(());
+        }
+        match host.fetch_answer(from, message) {
+            Some(step) => self.fetch_step(to as usize, step),
+            None => Ok(()),
+        }
+    }
+
+    /// Carries out what replica `id`'s fetch asked for.
+    fn fetch_step(&mut self, id: usize, step: FetchStep) -> Result<(), Violation> {
+        let host = &mut self.hosts[id];
+        match step {
+            FetchStep::Wait => {}
+            FetchStep::Send(message) => {
+                let to = host.fetching_from().expect("a running fetch sends");
+                let packet = Packet::Transfer { from: id as ReplicaId, to, message };
+                self.net.send(&mut self.rng, &self.plan, self.now, packet);
+            }
+            FetchStep::Done(info) => {
+                let at = self.now + self.rng.random_range(0..=self.plan.snapshot_ticks_max);
+                host.fetched(info.slot, at).map_err(|error| {
+                    let detail = format!("replica {id} cannot decode snapshot {} it fetched: {error}", info.slot);
+                    Violation::new("snapshot-decode", detail)
+                })?;
+                self.report.coverage.transfers_completed += 1;
+                self.trace
+                    .note(self.now, format!("replica {id} fetched snapshot {} ({} bytes)", info.slot, info.bytes));
+            }
+            FetchStep::Failed(reason) => {
+                self.trace.note(self.now, format!("replica {id}'s snapshot fetch failed: {reason}"));
+                host.fetch_failed(reason, &mut self.links);
+                self.report.coverage.fetches_failed += 1;
+            }
+        }
+        Ok(())
     }
 
     fn deliver_client_frames(&mut self) {
@@ -317,15 +415,43 @@ impl World {
         }
     }
 
-    fn tick_replicas(&mut self) {
-        for host in &mut self.hosts {
-            for _ in 0..host.ticks_due() {
+    /// Snapshot writes and hand-overs of fetched snapshots that are due.
+    fn complete_snapshot_work(&mut self) -> Result<(), Violation> {
+        for id in 0..self.hosts.len() {
+            let host = &mut self.hosts[id];
+            match host.finish_snapshot_write(self.now) {
+                Some(Ok(slot)) => {
+                    self.report.coverage.snapshots_written += 1;
+                    self.trace.note(self.now, format!("replica {id} wrote snapshot {slot}"));
+                }
+                Some(Err(error)) => self.trace.note(self.now, format!("replica {id}: {error}")),
+                None => {}
+            }
+            let Some((slot, installed)) = host.finish_install(self.now, &mut self.links) else { continue };
+            self.trace.note(self.now, format!("replica {id} fetched snapshot {slot}: installed {installed}"));
+            if installed {
+                self.report.coverage.installs += 1;
+                let digest = host.machine.as_ref().expect("an installing host runs").chat().digest();
+                self.checks.installed(id, slot, digest)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick_replicas(&mut self) -> Result<(), Violation> {
+        for id in 0..self.hosts.len() {
+            for _ in 0..self.hosts[id].ticks_due() {
+                let host = &mut self.hosts[id];
                 if let Some(machine) = host.machine.as_mut() {
                     machine.step(Event::Tick, &mut self.links);
                     self.report.events += 1;
                 }
+                if let Some(step) = host.fetch_tick() {
+                    self.fetch_step(id, step)?;
+                }
             }
         }
+        Ok(())
     }
 
     fn process_replicas(&mut self) -> Result<(), Violation> {
@@ -339,15 +465,43 @@ impl World {
                 let latency = self.rng.random_range(0..=self.plan.disk_ticks_max);
                 host.disk.write(write, self.now + latency);
             }
-            for envelope in effects.messages {
-                self.checks.sent(id, &envelope);
-                self.net.send(&mut self.rng, &self.plan, self.now, envelope);
-            }
+            self.send_paxos(id, effects.messages);
+            self.snapshot_effects(id, effects.snapshot, effects.fetch);
             self.report.slots = self.report.slots.max(applied.last().map_or(0, |s| s.slot));
-            self.checks.applied(id, host.incarnation, &applied)?;
-            self.checks.promised(id, host.incarnation, promised)?;
+            let incarnation = self.hosts[id].incarnation;
+            self.checks.applied(id, incarnation, &applied)?;
+            self.checks.promised(id, incarnation, promised)?;
         }
         Ok(())
+    }
+
+    /// Sends replica `id`'s Paxos messages, showing each to the checkers.
+    fn send_paxos(&mut self, id: usize, messages: Vec<Envelope>) {
+        for envelope in messages {
+            self.checks.sent(id, &envelope);
+            self.net.send(&mut self.rng, &self.plan, self.now, Packet::Paxos(envelope));
+        }
+    }
+
+    /// Starts the snapshot write and the fetch replica `id`'s machine asked
+    /// for: the write completes after a random latency, the fetch sends its
+    /// first request.
+    fn snapshot_effects(&mut self, id: usize, job: Option<SnapshotJob>, wanted: Option<SnapshotWanted>) {
+        if let Some(job) = job {
+            let at = self.now + self.rng.random_range(1..=self.plan.snapshot_ticks_max);
+            self.hosts[id].begin_snapshot_write(job, at);
+        }
+        let Some(wanted) = wanted else { return };
+        self.report.coverage.fetches_started += 1;
+        let note = format!("replica {id} fetches a snapshot covering {} from {}", wanted.covering, wanted.from);
+        self.trace.note(self.now, note);
+        match self.hosts[id].start_fetch(wanted) {
+            Ok(first) => {
+                let packet = Packet::Transfer { from: id as ReplicaId, to: wanted.from, message: first };
+                self.net.send(&mut self.rng, &self.plan, self.now, packet);
+            }
+            Err(reason) => self.hosts[id].fetch_failed(reason, &mut self.links),
+        }
     }
 
     fn deliver_server_frames(&mut self) {

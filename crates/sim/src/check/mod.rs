@@ -47,7 +47,11 @@ pub struct Checks {
 }
 
 impl Checks {
-    /// Slots replica `replica` (in its `incarnation`) just applied.
+    /// Slots replica `replica` (in its `incarnation`) just applied. A
+    /// replica that installs a snapshot skips the slots it covers: every
+    /// checker looks only at slots a replica applied, and each slot's first
+    /// application anywhere still comes in log order (a snapshot covers
+    /// only slots some replica applied before).
     pub fn applied(&mut self, replica: usize, incarnation: u64, slots: &[AppliedSlot]) -> Result<(), Violation> {
         for slot in slots {
             let first = self.agreement.applied(replica, slot)?;
@@ -61,7 +65,13 @@ impl Checks {
         Ok(())
     }
 
-    /// A message replica `replica` sent to a peer.
+    /// Replica `replica` installed a snapshot of `slot` (from a peer, or
+    /// from its disk at a restart) whose state has `digest`.
+    pub fn installed(&self, replica: usize, slot: chorus_paxos::Slot, digest: u64) -> Result<(), Violation> {
+        self.state_hash.installed(replica, slot, digest)
+    }
+
+    /// A Paxos message replica `replica` sent to a peer.
     pub fn sent(&mut self, replica: usize, envelope: &Envelope) {
         self.promises.sent(replica, envelope);
     }
