@@ -4,7 +4,7 @@
 
 mod common;
 
-use chorus_client::{fetch_digest, Client, ClientOptions};
+use chorus_client::fetch_digest;
 use chorus_proto::ClusterFile;
 use common::*;
 use std::time::{Duration, Instant};
@@ -18,52 +18,20 @@ fn messages_while_down() -> usize {
     std::env::var("CHORUS_CATCHUP_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
 }
 
-/// Sends `count` messages, spread over the senders, each sender to its own
-/// recipient (a mailbox holds at most 100,000); returns how many were
-/// acknowledged.
-async fn push(cluster: &ClusterFile, count: usize, tag: &str) -> usize {
-    let mut tasks = Vec::new();
-    for sender in 0..SENDERS {
-        let replicas = cluster.replicas.clone();
-        let tag = tag.to_string();
-        tasks.push(tokio::spawn(async move {
-            let client = Client::connect_with(replicas, ClientOptions::default()).await.expect("client connects");
-            let mut acked = 0;
-            for i in (sender..count).step_by(SENDERS) {
-                match client.send(&format!("s{sender}"), &format!("r{sender}"), &format!("{tag} {i}")).await {
-                    Ok(_) => acked += 1,
-                    Err(error) if acked == 0 => eprintln!("sender {sender}: {error}"),
-                    Err(_) => {}
-                }
-            }
-            acked
-        }));
-    }
-    let mut acked = 0;
-    for task in tasks {
-        acked += task.await.expect("sender task");
-    }
-    acked
-}
-
 #[test]
 fn a_replica_down_during_many_sends_catches_up_by_snapshot_while_the_others_serve() {
     let cluster = Cluster::start_with(3, &["--snapshot-every-slots=200"]);
     let file = ClusterFile::load(&cluster.cluster_file()).expect("cluster file");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        let client = Client::connect(file.replicas.clone()).await.expect("client connects");
-        for name in (0..SENDERS).flat_map(|i| [format!("s{i}"), format!("r{i}")]) {
-            client.create(&name).await.expect("create");
-        }
-    });
+    let load = SendLoad { file: file.clone(), senders: SENDERS };
+    runtime.block_on(load.create_accounts());
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
     let down = (leader + 1) % 3;
     cluster.kill9(down);
 
     let count = messages_while_down();
     let started = Instant::now();
-    let acked = runtime.block_on(push(&file, count, "while-down"));
+    let acked = runtime.block_on(load.push(count, 0, |i| format!("while-down {i}")));
     assert_eq!(acked, count, "two of three replicas serve every send");
     eprintln!("{count} sends with one replica down: {:?}", started.elapsed());
     let leader_status = cluster.status().into_iter().find(|s| s["role"] == "leader").expect("a leader");
@@ -72,7 +40,7 @@ fn a_replica_down_during_many_sends_catches_up_by_snapshot_while_the_others_serv
 
     let mut restarted = cluster.restart_replica(down);
     let caught_up_at = Instant::now();
-    let during = runtime.block_on(push(&file, 2_000, "during-catch-up"));
+    let during = runtime.block_on(load.push(2_000, 0, |i| format!("during-catch-up {i}")));
     assert_eq!(during, 2_000, "the cluster keeps serving while the replica catches up");
     let total_slots = wait_for_equal_applied(&cluster, Duration::from_secs(120));
     eprintln!("replica {down} caught up to slot {total_slots} in {:?}", caught_up_at.elapsed());

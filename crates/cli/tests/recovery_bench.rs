@@ -11,7 +11,6 @@
 
 mod common;
 
-use chorus_client::Client;
 use chorus_proto::ClusterFile;
 use common::*;
 use serde_json::Value;
@@ -26,23 +25,9 @@ fn message_count() -> usize {
 }
 
 /// Sends `count` 100-byte messages; panics unless all are acknowledged.
-async fn push(file: &ClusterFile, count: usize, round: usize) {
-    let text = "x".repeat(100);
-    let mut tasks = Vec::new();
-    for sender in 0..SENDERS {
-        let (replicas, text) = (file.replicas.clone(), text.clone());
-        tasks.push(tokio::spawn(async move {
-            let client = Client::connect(replicas).await.expect("client connects");
-            for _ in (sender..count).step_by(SENDERS) {
-                let from = format!("s{sender}");
-                let to = format!("r{}", (sender + round) % SENDERS);
-                client.send(&from, &to, &text).await.expect("send acknowledged");
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("sender");
-    }
+async fn push(load: &SendLoad, count: usize, round: usize) {
+    let acked = load.push(count, round, |_| "x".repeat(100)).await;
+    assert_eq!(acked, count, "every send acknowledged");
 }
 
 fn row(cluster: &Cluster, id: u64) -> Value {
@@ -98,18 +83,13 @@ fn recovery_figures() {
     let cluster = Cluster::start_with(3, &["--snapshot-every-bytes=33554432"]);
     let file = ClusterFile::load(&cluster.cluster_file()).expect("cluster file");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        let client = Client::connect(file.replicas.clone()).await.expect("client");
-        for i in 0..SENDERS {
-            client.create(&format!("s{i}")).await.expect("create");
-            client.create(&format!("r{i}")).await.expect("create");
-        }
-    });
+    let load = SendLoad { file: file.clone(), senders: SENDERS };
+    runtime.block_on(load.create_accounts());
     let count = message_count();
     let quarter = count / 4;
     let started = Instant::now();
     for round in 0..4 {
-        runtime.block_on(push(&file, quarter, round));
+        runtime.block_on(push(&load, quarter, round));
         std::thread::sleep(Duration::from_millis(1500)); // status refreshes disk figures every second
         println!("after {} sends ({:?}): {}", quarter * (round + 1), started.elapsed(), disk_line(&cluster));
     }
@@ -132,7 +112,7 @@ fn recovery_figures() {
     // A snapshot transfer: the replica misses enough to fall behind the compacted log.
     let sender_pid = cluster.pid_of(leader);
     let before = memory_mib(sender_pid);
-    runtime.block_on(push(&file, quarter, 0));
+    runtime.block_on(push(&load, quarter, 0));
     let mut restarted = cluster.restart_replica(follower);
     let transfer = Instant::now();
     let (mut sender_peak, mut receiver_peak) = (0, 0);

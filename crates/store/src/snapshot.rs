@@ -160,18 +160,16 @@ impl<B: Blobs> Snapshots<B> {
         let name = complete_name(slot);
         let bytes = self.list()?.into_iter().find(|info| info.slot == slot).map(|info| info.bytes);
         let bytes = bytes.ok_or_else(|| StoreError::Io(format!("{name}: no such snapshot")))?;
-        let (body_bytes, expected_crc) = read_frame(&self.blobs, &name, slot, bytes)?;
+        let frame = read_frame(&self.blobs, &name, slot, bytes)?;
         let mut crc = crc32fast::Hasher::new();
-        let mut header = [0; HEADER_BYTES as usize];
-        self.blobs.read_at(&name, 0, &mut header)?;
-        crc.update(&header);
+        crc.update(&frame.header);
         Ok(SnapshotReader {
             blobs: &self.blobs,
             name,
             position: HEADER_BYTES,
-            end: HEADER_BYTES + body_bytes,
+            end: HEADER_BYTES + frame.body_bytes,
             crc,
-            expected_crc,
+            expected_crc: frame.crc,
         })
     }
 
@@ -268,9 +266,15 @@ impl<B: Blobs> Snapshots<B> {
     }
 }
 
-/// Checks the header and trailer of a file of `bytes` bytes; returns the
-/// body's length and the recorded checksum.
-fn read_frame<B: Blobs>(blobs: &B, name: &str, slot: Slot, bytes: u64) -> Result<(u64, u32), StoreError> {
+/// The checked header and trailer of a snapshot file.
+struct Frame {
+    header: [u8; HEADER_BYTES as usize],
+    body_bytes: u64,
+    crc: u32,
+}
+
+/// Checks the header and trailer of a file of `bytes` bytes.
+fn read_frame<B: Blobs>(blobs: &B, name: &str, slot: Slot, bytes: u64) -> Result<Frame, StoreError> {
     if bytes < HEADER_BYTES + TRAILER_BYTES {
         return Err(corrupt(format!("{name}: {bytes} bytes is shorter than a snapshot frame")));
     }
@@ -290,12 +294,12 @@ fn read_frame<B: Blobs>(blobs: &B, name: &str, slot: Slot, bytes: u64) -> Result
     if found_slot != slot || body_bytes != bytes - HEADER_BYTES - TRAILER_BYTES {
         return Err(corrupt(format!("{name}: header or trailer does not match the file")));
     }
-    Ok((body_bytes, crc))
+    Ok(Frame { header, body_bytes, crc })
 }
 
 /// Reads a whole file and checks its frame and checksum.
 fn verify<B: Blobs>(blobs: &B, name: &str, slot: Slot, bytes: u64) -> Result<(), StoreError> {
-    let (body_bytes, expected) = read_frame(blobs, name, slot, bytes)?;
+    let Frame { body_bytes, crc: expected, .. } = read_frame(blobs, name, slot, bytes)?;
     let mut crc = crc32fast::Hasher::new();
     let mut buffer = vec![0; VERIFY_BUFFER_BYTES];
     let mut position = 0;

@@ -303,3 +303,49 @@ impl Drop for ChatClient {
 pub fn texts(deliveries: &[Value]) -> Vec<String> {
     deliveries.iter().filter_map(|d| d["text"].as_str()).map(str::to_string).collect()
 }
+
+/// Concurrent library clients sending to a cluster: sender `i` signs in as
+/// account `s{i}` and sends to `r{(i + shift) % senders}`, each recipient
+/// its own mailbox (a mailbox holds at most 100,000 messages).
+pub struct SendLoad {
+    pub file: chorus_proto::ClusterFile,
+    pub senders: usize,
+}
+
+impl SendLoad {
+    /// Creates the sender and recipient accounts.
+    pub async fn create_accounts(&self) {
+        let client = chorus_client::Client::connect(self.file.replicas.clone()).await.expect("client connects");
+        for name in (0..self.senders).flat_map(|i| [format!("s{i}"), format!("r{i}")]) {
+            client.create(&name).await.expect("create");
+        }
+    }
+
+    /// Sends `count` messages spread over the senders, message `i` with
+    /// text `text(i)`; returns how many were acknowledged (the first error
+    /// of each sender is printed).
+    pub async fn push(&self, count: usize, shift: usize, text: fn(usize) -> String) -> usize {
+        let mut tasks = Vec::new();
+        for sender in 0..self.senders {
+            let (replicas, senders) = (self.file.replicas.clone(), self.senders);
+            tasks.push(tokio::spawn(async move {
+                let client = chorus_client::Client::connect(replicas).await.expect("client connects");
+                let (from, to) = (format!("s{sender}"), format!("r{}", (sender + shift) % senders));
+                let mut acked = 0;
+                for i in (sender..count).step_by(senders) {
+                    match client.send(&from, &to, &text(i)).await {
+                        Ok(_) => acked += 1,
+                        Err(error) if acked == 0 => eprintln!("sender {sender}: {error}"),
+                        Err(_) => {}
+                    }
+                }
+                acked
+            }));
+        }
+        let mut acked = 0;
+        for task in tasks {
+            acked += task.await.expect("sender task");
+        }
+        acked
+    }
+}
