@@ -43,6 +43,13 @@ enum Command {
         /// This replica's id in the cluster file.
         #[arg(long)]
         id: u8,
+        /// This replica founds a new cluster: if its data directory is
+        /// empty, it votes from the start. Without it an empty directory is
+        /// a lost disk, and the replica rebuilds from its peers first.
+        /// (`chorus up` founds its replicas itself.) Never pass it to a
+        /// replica of a cluster that has run: it could lose acknowledged data.
+        #[arg(long)]
+        new_cluster: bool,
         #[command(flatten)]
         snapshots: SnapshotArgs,
     },
@@ -102,8 +109,11 @@ fn main() -> anyhow::Result<()> {
         Command::Up { replicas, dir, port, snapshots } => {
             runtime.block_on(up::run(replicas, dir, port, snapshots.to_args()))
         }
-        Command::Server { cluster, id, snapshots } => {
+        Command::Server { cluster, id, new_cluster, snapshots } => {
             init_logging();
+            if new_cluster {
+                chorus_server::found(&chorus_proto::ClusterFile::load(&cluster)?, id)?;
+            }
             runtime.block_on(chorus_server::run_from_file(&cluster, id, snapshots.policy()))
         }
         Command::Chat { cluster, json } => runtime.block_on(chat::run(&cluster, json)),

@@ -74,6 +74,7 @@ fn role_name(status: &StatusReport) -> &'static str {
         chorus_paxos::Role::Leader => "leader",
         chorus_paxos::Role::Follower => "follower",
         chorus_paxos::Role::PreCandidate | chorus_paxos::Role::Candidate => "candidate",
+        chorus_paxos::Role::Recovering => "rebuilding",
     }
 }
 

@@ -65,6 +65,15 @@ fn prepare_cluster_file(path: &Path, replicas: usize, port: u16) -> anyhow::Resu
     cluster.check().map_err(|reason| anyhow::anyhow!("cannot build this cluster: {reason}"))?;
     let highest = u32::from(port) + 2 * replicas as u32;
     anyhow::ensure!(highest <= u32::from(u16::MAX), "ports {port}..{highest} do not fit below 65536");
+    // Stores first, then the file: once the file exists, an empty data
+    // directory means a lost disk, never a new member.
+    let mut resolved = cluster.clone();
+    for replica in &mut resolved.replicas {
+        replica.data_dir = path.parent().unwrap_or(Path::new(".")).join(&replica.data_dir);
+    }
+    for replica in &resolved.replicas {
+        chorus_server::found(&resolved, replica.id)?;
+    }
     std::fs::write(path, cluster.to_toml()).with_context(|| format!("writing {}", path.display()))?;
     ClusterFile::load(path).map_err(Into::into)
 }

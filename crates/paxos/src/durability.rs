@@ -1,7 +1,7 @@
 //! The write pipeline: state changes accumulate in one pending batch; work
 //! that promises something about that state waits until it is durable.
 
-use crate::types::{Ballot, Entry, Envelope, Slot, WriteBatch, WriteId};
+use crate::types::{Ballot, Entry, Envelope, Incarnations, Slot, WriteBatch, WriteId};
 use std::collections::VecDeque;
 
 /// Something the core may only do once a write is durable.
@@ -47,6 +47,14 @@ impl Pipeline {
 
     pub(crate) fn set_compact_through(&mut self, slot: Slot) {
         self.pending.compact_through = Some(slot);
+    }
+
+    pub(crate) fn set_incarnations(&mut self, incarnations: Incarnations) {
+        self.pending.incarnations = Some(incarnations);
+    }
+
+    pub(crate) fn set_recovered(&mut self) {
+        self.pending.recovered = true;
     }
 
     /// The id of the newest write the current state depends on.

@@ -31,7 +31,10 @@ impl Replica {
     }
 
     pub(crate) fn on_pre_vote(&mut self, from: ReplicaId, round: u64, chosen_through: Slot) {
-        let granted = !self.leader_is_live() && round > self.promised.round && chosen_through >= self.chosen_through;
+        let granted = self.recovery.is_none()
+            && !self.leader_is_live()
+            && round > self.promised.round
+            && chosen_through >= self.chosen_through;
         let promised = self.promised;
         self.send(from, Message::PreVoteReply { round, granted, promised });
     }
@@ -81,6 +84,9 @@ impl Replica {
     }
 
     pub(crate) fn on_prepare(&mut self, from: ReplicaId, ballot: Ballot, from_slot: Slot) {
+        if self.recovery.is_some() {
+            return; // lost its disk: cannot vouch for what it accepted
+        }
         if ballot < self.promised {
             let promised = self.promised;
             self.send(from, Message::Reject { ballot, promised });
@@ -96,8 +102,8 @@ impl Replica {
             self.become_follower(None);
         }
         let (entries, truncated) = self.promise_entries(from_slot);
-        let chosen_through = self.chosen_through;
-        let promise = Message::Promise { ballot, from_slot, entries, truncated, chosen_through };
+        let (chosen_through, incarnations) = (self.chosen_through, self.incarnations.clone());
+        let promise = Message::Promise { ballot, from_slot, entries, truncated, chosen_through, incarnations };
         self.send_durable(from, promise);
     }
 

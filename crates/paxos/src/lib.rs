@@ -33,6 +33,7 @@ mod durability;
 mod election;
 mod reads;
 mod ready;
+mod recovery;
 mod replica;
 mod replication;
 mod types;

@@ -58,6 +58,8 @@ pub enum Role {
     Candidate,
     /// Completed phase 1; proposes values.
     Leader,
+    /// Rebuilding after a disk loss: learns chosen values, never votes.
+    Recovering,
 }
 
 /// Refusal of a proposal or read by a replica that is not the leader.

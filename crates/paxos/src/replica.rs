@@ -3,7 +3,8 @@
 use crate::config::Config;
 use crate::durability::{Deferred, Pipeline};
 use crate::ready::{NotLeader, ProposeError, ReadId, Ready, Role, SnapshotWanted, Status};
-use crate::types::{Ballot, DurableState, Entry, Envelope, Message, ReplicaId, Slot, Value, WriteId};
+use crate::recovery::Recovery;
+use crate::types::{Ballot, DurableState, Entry, Envelope, Incarnations, Message, ReplicaId, Slot, Value, WriteId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -127,6 +128,13 @@ pub struct Replica {
     pub(crate) round_seen: u64,
     /// An outstanding catch-up request: (asked replica, tick sent).
     pub(crate) catchup: Option<(ReplicaId, u64)>,
+    /// Durable (or about to be): every replica's incarnation as known here.
+    pub(crate) incarnations: Incarnations,
+    /// Set while rebuilding after a disk loss; this replica does not vote.
+    pub(crate) recovery: Option<Recovery>,
+    /// The nonce of the last recovery request recorded from each peer, so a
+    /// resent request is answered again rather than refused.
+    pub(crate) recover_nonces: BTreeMap<ReplicaId, u64>,
     pub(crate) pipeline: Pipeline,
     pub(crate) outbox: Vec<Envelope>,
     pub(crate) reads_done: Vec<(ReadId, Result<(), NotLeader>)>,
@@ -145,7 +153,7 @@ impl Replica {
         &RoleState,
         Option<ReplicaId>,
         (u64, Option<u64>, u64, u64, u64),
-        Option<(ReplicaId, u64)>,
+        (Option<(ReplicaId, u64)>, &Incarnations, &Option<Recovery>, &BTreeMap<ReplicaId, u64>),
         &Pipeline,
         &Vec<Envelope>,
         &Vec<(ReadId, Result<(), NotLeader>)>,
@@ -158,7 +166,7 @@ impl Replica {
             &self.role,
             self.leader,
             (self.now, self.leader_heard_at, self.election_timeout, self.election_reset_at, self.round_seen),
-            self.catchup,
+            (self.catchup, &self.incarnations, &self.recovery, &self.recover_nonces),
             &self.pipeline,
             &self.outbox,
             &self.reads_done,
@@ -184,7 +192,9 @@ impl Replica {
         for (_, entry) in log.range_mut(..=durable.chosen_through) {
             entry.chosen = true;
         }
-        let rng = ChaCha8Rng::seed_from_u64(config.seed ^ u64::from(config.id) << 56);
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ u64::from(config.id) << 56);
+        let own_incarnation = durable.incarnations.get(config.id);
+        let recovery = durable.recovering.then(|| Recovery::new(own_incarnation + 1, rng.random()));
         let mut replica = Replica {
             round_seen: durable.promised.round,
             promised: durable.promised,
@@ -202,6 +212,9 @@ impl Replica {
             election_timeout: 0,
             election_reset_at: 0,
             catchup: None,
+            incarnations: durable.incarnations,
+            recovery,
+            recover_nonces: BTreeMap::new(),
             pipeline: Pipeline::new(),
             outbox: Vec::new(),
             reads_done: Vec::new(),
@@ -213,6 +226,7 @@ impl Replica {
         }
         replica.advance_chosen();
         replica.reset_election_timer();
+        replica.send_recover();
         replica
     }
 
@@ -292,6 +306,7 @@ impl Replica {
 
     /// Collects what the caller must do now. See [`Ready`].
     pub fn ready(&mut self) -> Ready {
+        self.finish_recovery_if_caught_up();
         self.cut_batches();
         self.start_read_round();
         let committed = self.take_committed();
@@ -333,6 +348,9 @@ impl Replica {
 
     /// The current role.
     pub fn role(&self) -> Role {
+        if self.recovery.is_some() {
+            return Role::Recovering;
+        }
         match self.role {
             RoleState::Follower => Role::Follower,
             RoleState::PreCandidate { .. } => Role::PreCandidate,
@@ -354,7 +372,9 @@ impl Replica {
     fn tick(&mut self) {
         self.now += 1;
         self.retry_catchup();
-        if matches!(self.role, RoleState::Leader(_)) {
+        if self.recovery.is_some() {
+            self.recovery_tick();
+        } else if matches!(self.role, RoleState::Leader(_)) {
             self.leader_tick();
         } else if self.now - self.election_reset_at >= self.election_timeout {
             self.start_pre_vote();
@@ -410,14 +430,18 @@ impl Replica {
                 self.on_pre_vote_reply(from, round, granted, promised)
             }
             Message::Prepare { ballot, from_slot } => self.on_prepare(from, ballot, from_slot),
-            Message::Promise { ballot, entries, truncated, chosen_through, .. } => {
-                self.on_promise(from, ballot, entries, truncated, chosen_through)
+            Message::Promise { ballot, entries, truncated, chosen_through, incarnations, .. } => {
+                if self.vote_is_current(from, &incarnations) {
+                    self.on_promise(from, ballot, entries, truncated, chosen_through)
+                }
             }
             Message::Accept { ballot, entries, chosen_through } => {
                 self.on_accept(from, ballot, entries, chosen_through)
             }
-            Message::Accepted { ballot, slots, chosen_through } => {
-                self.on_accepted(from, ballot, &slots, chosen_through)
+            Message::Accepted { ballot, slots, chosen_through, incarnations } => {
+                if self.vote_is_current(from, &incarnations) {
+                    self.on_accepted(from, ballot, &slots, chosen_through)
+                }
             }
             Message::Reject { ballot, promised } => self.on_reject(ballot, promised),
             Message::Heartbeat { ballot, chosen_through, read_round } => {
@@ -431,6 +455,11 @@ impl Replica {
             Message::SnapshotNeeded { compacted_through, chosen_through } => {
                 self.on_snapshot_needed(from, compacted_through, chosen_through)
             }
+            Message::Recover { incarnation, nonce } => self.on_recover(from, incarnation, nonce),
+            Message::RecoverAck { incarnation, nonce, promised, last_slot, incarnations } => {
+                self.on_recover_ack(from, incarnation, nonce, promised, last_slot, &incarnations)
+            }
+            Message::RecoverNack { known } => self.on_recover_nack(known),
         }
     }
 

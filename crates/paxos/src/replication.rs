@@ -105,6 +105,10 @@ impl Replica {
             return;
         }
         self.follow(ballot);
+        if self.recovery.is_some() {
+            // Lost its disk: learns what is chosen, accepts nothing yet.
+            return self.learn_chosen(from, ballot, leader_chosen);
+        }
         let mut slots = Vec::with_capacity(entries.len());
         for (slot, value) in entries {
             slots.push(slot);
@@ -116,8 +120,8 @@ impl Replica {
             }
         }
         self.learn_chosen(from, ballot, leader_chosen);
-        let chosen_through = self.chosen_through;
-        self.send_durable(from, Message::Accepted { ballot, slots, chosen_through });
+        let (chosen_through, incarnations) = (self.chosen_through, self.incarnations.clone());
+        self.send_durable(from, Message::Accepted { ballot, slots, chosen_through, incarnations });
     }
 
     /// The leader of `ballot` says every slot through `leader_chosen` is
@@ -247,8 +251,11 @@ impl Replica {
         self.follow(ballot);
         // The ack vouches only for the promise, so it goes out before
         // learning (which may queue an unrelated write of the chosen prefix).
-        let chosen_through = self.chosen_through;
-        self.send_durable(from, Message::HeartbeatAck { ballot, read_round, chosen_through });
+        // A replica rebuilding after a disk loss vouches for nothing.
+        if self.recovery.is_none() {
+            let chosen_through = self.chosen_through;
+            self.send_durable(from, Message::HeartbeatAck { ballot, read_round, chosen_through });
+        }
         self.learn_chosen(from, ballot, leader_chosen);
     }
 

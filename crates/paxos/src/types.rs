@@ -72,6 +72,36 @@ pub struct Entry {
     pub chosen: bool,
 }
 
+/// How many times each replica has rebuilt itself after losing its disk,
+/// as far as the holder knows (absent means 0, a founding member that
+/// never lost its disk). Votes carry the voter's table; a vote from an
+/// older incarnation of a replica than one the counter knows of is
+/// discarded, since that incarnation's promises and accepts were lost
+/// with its disk. See `docs/ARCHITECTURE.md`, "Disk loss".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Incarnations(std::collections::BTreeMap<ReplicaId, u64>);
+
+impl Incarnations {
+    /// The incarnation of `replica` (0 when never recorded).
+    pub fn get(&self, replica: ReplicaId) -> u64 {
+        self.0.get(&replica).copied().unwrap_or(0)
+    }
+
+    /// Raises `replica`'s incarnation to `incarnation`; returns true when it rose.
+    pub fn raise(&mut self, replica: ReplicaId, incarnation: u64) -> bool {
+        if incarnation <= self.get(replica) {
+            return false;
+        }
+        self.0.insert(replica, incarnation);
+        true
+    }
+
+    /// Every (replica, incarnation) recorded.
+    pub fn iter(&self) -> impl Iterator<Item = (ReplicaId, u64)> + '_ {
+        self.0.iter().map(|(replica, incarnation)| (*replica, *incarnation))
+    }
+}
+
 /// Identifies one write batch handed to the caller; durability of a batch
 /// is reported back with [`crate::Event::Persisted`].
 pub type WriteId = u64;
@@ -92,6 +122,11 @@ pub struct WriteBatch {
     /// Delete every log entry at or below this slot: the caller holds a
     /// durable snapshot that covers it. Applied after `entries`.
     pub compact_through: Option<Slot>,
+    /// The replica's table of incarnations, whole, if it changed.
+    pub incarnations: Option<Incarnations>,
+    /// The replica finished rebuilding after a disk loss: from now on it
+    /// votes. Written together with its new incarnation and promise.
+    pub recovered: bool,
 }
 
 impl WriteBatch {
@@ -101,6 +136,8 @@ impl WriteBatch {
             && self.entries.is_empty()
             && self.chosen_through.is_none()
             && self.compact_through.is_none()
+            && self.incarnations.is_none()
+            && !self.recovered
     }
 }
 
@@ -115,6 +152,12 @@ pub struct DurableState {
     pub chosen_through: Slot,
     /// Log entries at or below this slot were deleted (a snapshot covers them).
     pub compacted_through: Slot,
+    /// Incarnations this replica recorded, its own included.
+    pub incarnations: Incarnations,
+    /// True when this replica's disk is new (or was wiped) and it has not
+    /// finished rebuilding: it must not vote. A founding member's store
+    /// starts with this false; every other empty store starts with it true.
+    pub recovering: bool,
 }
 
 impl DurableState {
@@ -133,6 +176,12 @@ impl DurableState {
         if let Some(slot) = batch.compact_through {
             self.entries = self.entries.split_off(&slot.saturating_add(1));
             self.compacted_through = self.compacted_through.max(slot);
+        }
+        if let Some(incarnations) = &batch.incarnations {
+            self.incarnations = incarnations.clone();
+        }
+        if batch.recovered {
+            self.recovering = false;
         }
     }
 }
@@ -159,11 +208,13 @@ pub enum Message {
         /// promiser is far ahead and the candidate must catch up first.
         truncated: bool,
         chosen_through: Slot,
+        /// The promiser's table of incarnations (its own included).
+        incarnations: Incarnations,
     },
     /// Phase 2a for a run of slots, plus the leader's chosen prefix.
     Accept { ballot: Ballot, entries: Vec<(Slot, Value)>, chosen_through: Slot },
     /// Phase 2b, sent only once the entries are durable.
-    Accepted { ballot: Ballot, slots: Vec<Slot>, chosen_through: Slot },
+    Accepted { ballot: Ballot, slots: Vec<Slot>, chosen_through: Slot, incarnations: Incarnations },
     /// The receiver has promised a higher ballot than the one it was sent.
     Reject { ballot: Ballot, promised: Ballot },
     /// Leader liveness, chosen prefix, and read-index confirmation.
@@ -178,6 +229,15 @@ pub enum Message {
     /// the asker must fetch the sender's snapshot (covering at least
     /// `compacted_through`) before the log can help it.
     SnapshotNeeded { compacted_through: Slot, chosen_through: Slot },
+    /// From a replica rebuilding after a disk loss: "record that I am now
+    /// `incarnation`" (`nonce` tells a resent request from a new attempt).
+    Recover { incarnation: u64, nonce: u64 },
+    /// Sent once `incarnation` is durable at the sender: its promise and
+    /// the last slot of its log at that moment, and its incarnation table.
+    RecoverAck { incarnation: u64, nonce: u64, promised: Ballot, last_slot: Slot, incarnations: Incarnations },
+    /// The sender already knows incarnation `known` of the asker (at or
+    /// above the one asked for): try again above it.
+    RecoverNack { known: u64 },
 }
 
 /// A message with its addressing.

@@ -2,7 +2,8 @@
 //! messages are delayed, reordered, dropped and duplicated; replicas crash
 //! and lose unsynced writes; replicas take snapshots of what they applied
 //! at random points, compact their logs, and install peers' snapshots when
-//! they fall behind a compacted prefix. Checks that no two replicas ever
+//! they fall behind a compacted prefix; a restarting replica sometimes
+//! comes back with an empty disk and must rebuild before it votes. Checks that no two replicas ever
 //! choose different values for a slot and that the cluster makes progress
 //! once healed. (The full simulator with the chat layer is the `sim` crate.)
 
@@ -32,6 +33,11 @@ struct World {
     seed: u64,
     /// Snapshots installed from peers during the run.
     installs: u64,
+    /// Disks wiped during the run.
+    wipes: u64,
+    /// Whether a wiped replica comes back marked as rebuilding (the rule)
+    /// or as a blank founding member (the unsafe behaviour the rule fixes).
+    wipe_safely: bool,
 }
 
 impl World {
@@ -47,7 +53,20 @@ impl World {
                 snapshot: Vec::new(),
             })
             .collect();
-        World { rng, nodes, network: Vec::new(), now: 0, chosen: BTreeMap::new(), loss, proposed: 0, seed, installs: 0 }
+        let chosen = BTreeMap::new();
+        World {
+            rng,
+            nodes,
+            network: Vec::new(),
+            now: 0,
+            chosen,
+            loss,
+            proposed: 0,
+            seed,
+            installs: 0,
+            wipes: 0,
+            wipe_safely: true,
+        }
     }
 
     fn config(seed: u64, n: u8, id: u8) -> Config {
@@ -138,8 +157,25 @@ impl World {
         node.unsynced.clear();
     }
 
+    /// Replicas that lost their disk and have not finished rebuilding.
+    fn rebuilding(&self) -> usize {
+        self.nodes.iter().filter(|node| node.durable.recovering).count()
+    }
+
+    /// The disk is replaced by an empty one: log, promise, snapshot, all gone.
+    fn wipe(&mut self, id: usize) {
+        let node = &mut self.nodes[id];
+        node.durable = DurableState { recovering: self.wipe_safely, ..DurableState::default() };
+        node.snapshot.clear();
+        self.wipes += 1;
+    }
+
     fn restart(&mut self, id: usize) {
         let n = self.nodes.len() as u8;
+        let minority = self.nodes.len() / 2;
+        if n > 1 && self.rebuilding() < minority && self.rng.random_bool(0.15) {
+            self.wipe(id);
+        }
         let node = &mut self.nodes[id];
         node.applied = node.snapshot.clone();
         let config = Self::config(self.seed ^ self.now, n, id as u8);
@@ -203,9 +239,15 @@ impl World {
     }
 }
 
-/// Runs one seed; returns how many snapshots were installed from peers.
-fn run(seed: u64, n: u8) -> u64 {
+/// Runs one seed; returns how many snapshots were installed from peers
+/// and how many disks were wiped.
+fn run(seed: u64, n: u8) -> (u64, u64) {
+    run_with(seed, n, true)
+}
+
+fn run_with(seed: u64, n: u8, wipe_safely: bool) -> (u64, u64) {
     let mut world = World::new(seed, n);
+    world.wipe_safely = wipe_safely;
     for _ in 0..3000 {
         world.step(true);
     }
@@ -219,7 +261,17 @@ fn run(seed: u64, n: u8) -> u64 {
         "seed {seed}: no progress after healing ({} chosen)",
         world.chosen.len()
     );
-    eprintln!("seed {seed}: chosen {} proposed {} installs {}", world.chosen.len(), world.proposed, world.installs);
+    eprintln!(
+        "seed {seed}: chosen {} proposed {} installs {} wipes {}",
+        world.chosen.len(),
+        world.proposed,
+        world.installs,
+        world.wipes
+    );
+    for (id, node) in world.nodes.iter().enumerate() {
+        let role = node.replica.as_ref().map(|r| r.role());
+        assert_ne!(role, Some(chorus_paxos::Role::Recovering), "seed {seed}: replica {id} never finished rebuilding");
+    }
     // Every live replica applied the same prefix.
     let longest = world.nodes.iter().map(|n| n.applied.len()).max().unwrap_or(0);
     for (id, node) in world.nodes.iter().enumerate() {
@@ -229,13 +281,29 @@ fn run(seed: u64, n: u8) -> u64 {
             node.applied.len()
         );
     }
-    world.installs
+    (world.installs, world.wipes)
 }
 
 #[test]
 fn three_replicas_agree_under_faults() {
-    let installs: u64 = (0..40).map(|seed| run(seed, 3)).sum();
-    assert!(installs > 0, "no run installed a snapshot: the compaction path went untested");
+    let runs: Vec<(u64, u64)> = (0..40).map(|seed| run(seed, 3)).collect();
+    assert!(runs.iter().any(|r| r.0 > 0), "no run installed a snapshot: the compaction path went untested");
+    assert!(runs.iter().any(|r| r.1 > 0), "no run wiped a disk: the rebuilding path went untested");
+}
+
+/// The check can fail: a wiped replica that comes back as a blank voter
+/// (what Chorus did before the rule) makes two values chosen for one slot
+/// in some seed. Seeds found by running this test; each panics.
+#[test]
+fn a_wiped_replica_voting_at_once_breaks_agreement() {
+    let mut broken = 0;
+    for seed in 0..40 {
+        let outcome = std::panic::catch_unwind(|| run_with(seed, 3, false));
+        if outcome.is_err() {
+            broken += 1;
+        }
+    }
+    assert!(broken > 0, "40 seeds never caught a blank voter choosing a second value");
 }
 
 #[test]

@@ -19,7 +19,14 @@ fn prepare(ballot: Ballot) -> Message {
 }
 
 fn promise(ballot: Ballot, entries: Vec<(Slot, Entry)>, chosen_through: Slot) -> Message {
-    Message::Promise { ballot, from_slot: 1, entries, truncated: false, chosen_through }
+    Message::Promise {
+        ballot,
+        from_slot: 1,
+        entries,
+        truncated: false,
+        chosen_through,
+        incarnations: Default::default(),
+    }
 }
 
 fn heartbeat(ballot: Ballot, chosen_through: Slot) -> Message {
@@ -74,7 +81,8 @@ fn pre_vote_is_refused_for_a_round_not_above_the_promise_or_a_shorter_log() {
     let chosen = Entry { ballot: Ballot::new(1, 2), value: batch(b"a"), chosen: true };
     let entries = BTreeMap::from([(1, chosen.clone()), (2, chosen)]);
     let promised = Ballot::new(3, 2);
-    let mut r = replica(1, DurableState { promised, entries, chosen_through: 2, compacted_through: 0 });
+    let mut r =
+        replica(1, DurableState { promised, entries, chosen_through: 2, compacted_through: 0, ..Default::default() });
     assert_eq!(r.ready().committed.len(), 2);
     let asks = [(2, 2, false), (3, 2, false), (4, 1, false), (4, 2, true), (5, 3, true)];
     for (round, chosen_through, granted) in asks {
@@ -167,8 +175,16 @@ fn log_of(count: u64, bytes: usize) -> BTreeMap<Slot, Entry> {
 /// Sends a prepare to replica 1 holding `log`, makes the promise durable,
 /// and returns the promise it sends.
 fn promise_for(log: BTreeMap<Slot, Entry>) -> Envelope {
-    let mut r =
-        replica(1, DurableState { promised: Ballot::new(1, 1), entries: log, chosen_through: 0, compacted_through: 0 });
+    let mut r = replica(
+        1,
+        DurableState {
+            promised: Ballot::new(1, 1),
+            entries: log,
+            chosen_through: 0,
+            compacted_through: 0,
+            ..Default::default()
+        },
+    );
     let ballot = Ballot::new(2, 0);
     r.step(envelope(0, 1, prepare(ballot)));
     assert_eq!(r.ready(), only_write(WriteBatch { id: 1, promised: Some(ballot), ..WriteBatch::default() }));
@@ -188,13 +204,25 @@ fn promise_carries_entries_up_to_exactly_the_byte_limit_and_says_when_it_stops()
     let fit = (chorus_limits::PROMISE_BYTES_MAX / per_entry) as u64;
     let log = log_of(fit + 1, per_entry);
     let kept: Vec<(Slot, Entry)> = log.range(..=fit).map(|(s, e)| (*s, e.clone())).collect();
-    let expected =
-        Message::Promise { ballot: Ballot::new(2, 0), from_slot: 1, entries: kept, truncated: true, chosen_through: 0 };
+    let expected = Message::Promise {
+        ballot: Ballot::new(2, 0),
+        from_slot: 1,
+        entries: kept,
+        truncated: true,
+        chosen_through: 0,
+        incarnations: Default::default(),
+    };
     assert!(promise_for(log) == out(1, 0, expected), "the first {fit} entries, truncated");
     let log = log_of(fit, per_entry);
     let all: Vec<(Slot, Entry)> = log.clone().into_iter().collect();
-    let expected =
-        Message::Promise { ballot: Ballot::new(2, 0), from_slot: 1, entries: all, truncated: false, chosen_through: 0 };
+    let expected = Message::Promise {
+        ballot: Ballot::new(2, 0),
+        from_slot: 1,
+        entries: all,
+        truncated: false,
+        chosen_through: 0,
+        incarnations: Default::default(),
+    };
     assert!(promise_for(log) == out(1, 0, expected), "exactly the byte limit is not truncated");
 }
 
@@ -203,8 +231,14 @@ fn promise_carries_at_most_promise_entries_max_entries() {
     let max = chorus_limits::PROMISE_ENTRIES_MAX as u64;
     let log = log_of(max + 1, chorus_limits::VALUE_OVERHEAD_BYTES + 1);
     let kept: Vec<(Slot, Entry)> = log.range(..=max).map(|(s, e)| (*s, e.clone())).collect();
-    let expected =
-        Message::Promise { ballot: Ballot::new(2, 0), from_slot: 1, entries: kept, truncated: true, chosen_through: 0 };
+    let expected = Message::Promise {
+        ballot: Ballot::new(2, 0),
+        from_slot: 1,
+        entries: kept,
+        truncated: true,
+        chosen_through: 0,
+        incarnations: Default::default(),
+    };
     assert!(promise_for(log) == out(1, 0, expected));
 }
 
@@ -221,7 +255,7 @@ fn promise_from_a_replica_further_ahead_starts_a_catch_up_and_its_chosen_values_
         promised: None,
         entries: vec![(1, learned(b"a")), (2, learned(b"b"))],
         chosen_through: Some(2),
-        compact_through: None,
+        ..WriteBatch::default()
     };
     let mut messages = vec![out(0, 1, Message::CatchupRequest { from_slot: 1 })];
     messages.extend(to_peers(0, heartbeat(ballot, 2)));
@@ -234,8 +268,13 @@ fn promise_from_a_replica_further_ahead_starts_a_catch_up_and_its_chosen_values_
 fn value_a_promise_reports_chosen_is_learned_not_proposed_again() {
     // Replica 0 accepted "v" under 2.2 after it was chosen under 1.1.
     let own = BTreeMap::from([(1, accepted(Ballot::new(2, 2), batch(b"v")))]);
-    let (mut r, ballot) =
-        candidate(DurableState { promised: Ballot::new(2, 2), entries: own, chosen_through: 0, compacted_through: 0 });
+    let (mut r, ballot) = candidate(DurableState {
+        promised: Ballot::new(2, 2),
+        entries: own,
+        chosen_through: 0,
+        compacted_through: 0,
+        ..Default::default()
+    });
     let chosen = Entry { ballot: Ballot::new(1, 1), value: batch(b"v"), chosen: true };
     r.step(envelope(1, 0, promise(ballot, vec![(1, chosen)], 0)));
     assert_eq!(r.role(), Role::Leader);
@@ -251,8 +290,13 @@ fn value_a_promise_reports_chosen_is_learned_not_proposed_again() {
 #[test]
 fn new_leader_adopts_a_peers_value_accepted_under_a_higher_ballot_than_its_own() {
     let own = BTreeMap::from([(1, accepted(Ballot::new(1, 1), batch(b"low")))]);
-    let (mut r, ballot) =
-        candidate(DurableState { promised: Ballot::new(2, 2), entries: own, chosen_through: 0, compacted_through: 0 });
+    let (mut r, ballot) = candidate(DurableState {
+        promised: Ballot::new(2, 2),
+        entries: own,
+        chosen_through: 0,
+        compacted_through: 0,
+        ..Default::default()
+    });
     r.step(envelope(1, 0, promise(ballot, vec![(1, accepted(Ballot::new(2, 2), batch(b"high")))], 0)));
     let entries = vec![(1, batch(b"high"))];
     let write = WriteBatch { id: 2, entries: vec![(1, accepted(ballot, batch(b"high")))], ..WriteBatch::default() };

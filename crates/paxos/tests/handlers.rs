@@ -26,10 +26,17 @@ fn prepare_is_promised_only_after_the_promise_is_durable() {
     r.step(envelope(0, 1, Message::Prepare { ballot, from_slot: 1 }));
     let ready = r.ready();
     let expected_write =
-        WriteBatch { id: 1, promised: Some(ballot), entries: vec![], chosen_through: None, compact_through: None };
+        WriteBatch { id: 1, promised: Some(ballot), entries: vec![], chosen_through: None, ..WriteBatch::default() };
     assert_eq!(ready, Ready { write: Some(expected_write), ..Ready::default() });
     r.step(Event::Persisted(1));
-    let promise = Message::Promise { ballot, from_slot: 1, entries: vec![], truncated: false, chosen_through: 0 };
+    let promise = Message::Promise {
+        ballot,
+        from_slot: 1,
+        entries: vec![],
+        truncated: false,
+        chosen_through: 0,
+        incarnations: Default::default(),
+    };
     assert_eq!(r.ready(), Ready { messages: vec![out(1, 0, promise)], ..Ready::default() });
 }
 
@@ -49,14 +56,26 @@ fn promise_reports_accepted_entries_from_the_requested_slot() {
     let old = Entry { ballot: Ballot::new(1, 2), value: batch(b"a"), chosen: false };
     entries.insert(1, Entry { chosen: true, ..old.clone() });
     entries.insert(2, old.clone());
-    let durable = DurableState { promised: Ballot::new(1, 2), entries, chosen_through: 1, compacted_through: 0 };
+    let durable = DurableState {
+        promised: Ballot::new(1, 2),
+        entries,
+        chosen_through: 1,
+        compacted_through: 0,
+        ..Default::default()
+    };
     let mut r = replica(1, durable);
     let ballot = Ballot::new(2, 0);
     r.step(envelope(0, 1, Message::Prepare { ballot, from_slot: 2 }));
     let write = r.ready().write.expect("the new promise is written");
     r.step(Event::Persisted(write.id));
-    let promise =
-        Message::Promise { ballot, from_slot: 2, entries: vec![(2, old)], truncated: false, chosen_through: 1 };
+    let promise = Message::Promise {
+        ballot,
+        from_slot: 2,
+        entries: vec![(2, old)],
+        truncated: false,
+        chosen_through: 1,
+        incarnations: Default::default(),
+    };
     assert_eq!(r.ready().messages, vec![out(1, 0, promise)]);
 }
 
@@ -73,11 +92,11 @@ fn accept_is_acknowledged_after_the_entries_are_durable_and_learns_chosen() {
         promised: Some(ballot),
         entries: vec![accepted(1, b"x"), accepted(2, b"y")],
         chosen_through: None,
-        compact_through: None,
+        ..WriteBatch::default()
     };
     assert_eq!(ready, Ready { write: Some(write), ..Ready::default() });
     r.step(Event::Persisted(1));
-    let reply = Message::Accepted { ballot, slots: vec![1, 2], chosen_through: 0 };
+    let reply = Message::Accepted { ballot, slots: vec![1, 2], chosen_through: 0, incarnations: Default::default() };
     assert_eq!(r.ready(), Ready { messages: vec![out(2, 0, reply)], ..Ready::default() });
     // A heartbeat saying slot 1 is chosen under the same ballot commits it.
     r.step(envelope(0, 2, Message::Heartbeat { ballot, chosen_through: 1, read_round: 0 }));
@@ -95,8 +114,16 @@ fn accept_is_acknowledged_after_the_entries_are_durable_and_learns_chosen() {
 fn chosen_prefix_under_another_ballot_is_fetched_not_assumed() {
     let mut entries = BTreeMap::new();
     entries.insert(1, Entry { ballot: Ballot::new(1, 1), value: batch(b"stale"), chosen: false });
-    let mut r =
-        replica(2, DurableState { promised: Ballot::new(1, 1), entries, chosen_through: 0, compacted_through: 0 });
+    let mut r = replica(
+        2,
+        DurableState {
+            promised: Ballot::new(1, 1),
+            entries,
+            chosen_through: 0,
+            compacted_through: 0,
+            ..Default::default()
+        },
+    );
     let ballot = Ballot::new(2, 0);
     r.step(envelope(0, 2, Message::Heartbeat { ballot, chosen_through: 1, read_round: 0 }));
     let ready = r.ready();
@@ -126,7 +153,14 @@ fn elect(r: &mut Replica, promises: Vec<(ReplicaId, Vec<(Slot, Entry)>)>) -> Bal
     assert_eq!(prepare.messages, expected);
     r.step(Event::Persisted(prepare.write.expect("own promise").id));
     for (from, entries) in promises {
-        let promise = Message::Promise { ballot, from_slot: 1, entries, truncated: false, chosen_through: 0 };
+        let promise = Message::Promise {
+            ballot,
+            from_slot: 1,
+            entries,
+            truncated: false,
+            chosen_through: 0,
+            incarnations: Default::default(),
+        };
         r.step(envelope(from, 0, promise));
     }
     ballot
@@ -141,7 +175,7 @@ fn new_leader_reproposes_the_highest_ballot_value_and_fills_holes() {
         promised: Ballot::new(2, 2),
         entries: BTreeMap::from([(1, high)]),
         chosen_through: 0,
-        compacted_through: 0,
+        ..DurableState::default()
     };
     let mut r = replica(0, own);
     let low = Entry { ballot: Ballot::new(1, 1), value: batch(b"low"), chosen: false };
@@ -171,7 +205,11 @@ fn leader_commits_on_a_majority_counting_itself_only_once_durable() {
     r.propose(b"cmd".to_vec()).expect("the leader takes proposals");
     let ready = r.ready();
     let write = ready.write.expect("the leader writes its own entry");
-    r.step(envelope(1, 0, Message::Accepted { ballot, slots: vec![1], chosen_through: 0 }));
+    r.step(envelope(
+        1,
+        0,
+        Message::Accepted { ballot, slots: vec![1], chosen_through: 0, incarnations: Default::default() },
+    ));
     assert!(r.ready().committed.is_empty(), "one peer alone is not a majority of three");
     r.step(Event::Persisted(write.id));
     let ready = r.ready();

@@ -30,7 +30,16 @@ fn status_id_and_chosen_value_describe_the_replica() {
     let a = Entry { ballot: Ballot::new(1, 2), value: batch(b"a"), chosen: true };
     let b = accepted(Ballot::new(1, 2), batch(b"b"));
     let entries = BTreeMap::from([(1, a), (2, b)]);
-    let r = replica(1, DurableState { promised: Ballot::new(1, 2), entries, chosen_through: 1, compacted_through: 0 });
+    let r = replica(
+        1,
+        DurableState {
+            promised: Ballot::new(1, 2),
+            entries,
+            chosen_through: 1,
+            compacted_through: 0,
+            ..Default::default()
+        },
+    );
     let status = Status {
         id: 1,
         role: Role::Follower,
@@ -115,7 +124,11 @@ fn read_waits_until_the_last_proposed_slot_is_chosen() {
     r.step(envelope(2, 0, Message::HeartbeatAck { ballot, read_round: 1, chosen_through: 0 }));
     assert_eq!(r.ready(), Ready::default());
     r.step(Event::Persisted(2));
-    r.step(envelope(1, 0, Message::Accepted { ballot, slots: vec![1], chosen_through: 0 }));
+    r.step(envelope(
+        1,
+        0,
+        Message::Accepted { ballot, slots: vec![1], chosen_through: 0, incarnations: Default::default() },
+    ));
     let expected = Ready {
         write: Some(WriteBatch { id: 3, chosen_through: Some(1), ..WriteBatch::default() }),
         committed: vec![(1, batch(b"x"))],

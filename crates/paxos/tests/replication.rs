@@ -37,8 +37,16 @@ fn learner_with_chosen(count: u64, bytes: usize) -> (Replica, Vec<(Slot, Value)>
         .iter()
         .map(|(slot, value)| (*slot, Entry { ballot: Ballot::new(1, 0), value: value.clone(), chosen: true }))
         .collect();
-    let mut r =
-        replica(1, DurableState { promised: Ballot::new(1, 0), entries, chosen_through: count, compacted_through: 0 });
+    let mut r = replica(
+        1,
+        DurableState {
+            promised: Ballot::new(1, 0),
+            entries,
+            chosen_through: count,
+            compacted_through: 0,
+            ..Default::default()
+        },
+    );
     assert_eq!(r.ready().committed, chosen);
     (r, chosen)
 }
@@ -85,11 +93,11 @@ fn accept_leaves_a_slot_known_chosen_past_the_prefix_as_it_is() {
         promised: Some(ballot),
         entries: vec![(1, accepted(ballot, batch(b"a")))],
         chosen_through: None,
-        compact_through: None,
+        ..WriteBatch::default()
     };
     assert_eq!(r.ready(), only_write(write));
     r.step(Event::Persisted(2));
-    let reply = Message::Accepted { ballot, slots: vec![1, 2], chosen_through: 0 };
+    let reply = Message::Accepted { ballot, slots: vec![1, 2], chosen_through: 0, incarnations: Default::default() };
     assert_eq!(r.ready(), only_messages(vec![out(1, 0, reply)]));
 }
 
@@ -145,7 +153,11 @@ fn leader_resends_an_unanswered_accept_after_two_heartbeats_to_the_peers_missing
     assert_eq!(r.ready(), Ready { write: Some(write), messages, ..Ready::default() });
     // Replica 1 accepts; the leader's own write is not durable, so slot 1
     // is not chosen and replica 2 has not answered.
-    r.step(envelope(1, 0, Message::Accepted { ballot, slots: vec![1], chosen_through: 0 }));
+    r.step(envelope(
+        1,
+        0,
+        Message::Accepted { ballot, slots: vec![1], chosen_through: 0, incarnations: Default::default() },
+    ));
     assert_eq!(r.ready(), Ready::default());
     // Heartbeats two and five ticks after the send: not yet.
     tick(&mut r, 2);
@@ -282,7 +294,11 @@ fn leader_keeps_at_most_slots_in_flight_max_slots_in_flight() {
     assert_eq!(r.ready(), Ready::default(), "the window is full");
     // Slot 1 is chosen (the leader's write plus replica 1): one slot frees up.
     r.step(Event::Persisted(2));
-    r.step(envelope(1, 0, Message::Accepted { ballot, slots: vec![1], chosen_through: 0 }));
+    r.step(envelope(
+        1,
+        0,
+        Message::Accepted { ballot, slots: vec![1], chosen_through: 0, incarnations: Default::default() },
+    ));
     let next = window + 1;
     let write = WriteBatch {
         id: window + 2,

@@ -16,7 +16,8 @@ fn chosen(value: Value) -> Entry {
 /// Replica `id` holding slots 1..=count chosen, applied and drained.
 fn with_chosen(id: ReplicaId, count: Slot) -> Replica {
     let entries: BTreeMap<Slot, Entry> = (1..=count).map(|slot| (slot, chosen(batch(&[slot as u8])))).collect();
-    let durable = DurableState { promised: OLD, entries, chosen_through: count, compacted_through: 0 };
+    let durable =
+        DurableState { promised: OLD, entries, chosen_through: count, compacted_through: 0, ..Default::default() };
     let mut r = replica(id, durable);
     assert_eq!(r.ready().committed.len() as u64, count);
     r
@@ -101,14 +102,22 @@ fn promise_to_a_candidate_behind_the_compacted_prefix_is_truncated() {
     r.step(envelope(2, 1, Message::Prepare { ballot, from_slot: 3 }));
     let ready = r.ready();
     r.step(Event::Persisted(ready.write.expect("the promise is written").id));
-    let promise = Message::Promise { ballot, from_slot: 3, entries: vec![], truncated: true, chosen_through: 6 };
+    let promise = Message::Promise {
+        ballot,
+        from_slot: 3,
+        entries: vec![],
+        truncated: true,
+        chosen_through: 6,
+        incarnations: Default::default(),
+    };
     assert_eq!(r.ready(), only_messages(vec![out(1, 2, promise)]));
 }
 
 #[test]
 fn restart_from_a_snapshot_newer_than_the_log_installs_it() {
     let entries = BTreeMap::from([(2, accepted(OLD, batch(b"stale"))), (5, chosen(batch(b"e")))]);
-    let durable = DurableState { promised: OLD, entries, chosen_through: 1, compacted_through: 1 };
+    let durable =
+        DurableState { promised: OLD, entries, chosen_through: 1, compacted_through: 1, ..Default::default() };
     let mut r = Replica::new(Config::new(1, vec![0, 1, 2], 42), durable, 4);
     let expected = Ready {
         write: Some(WriteBatch { id: 1, chosen_through: Some(5), compact_through: Some(4), ..WriteBatch::default() }),
@@ -121,7 +130,8 @@ fn restart_from_a_snapshot_newer_than_the_log_installs_it() {
 #[test]
 fn restart_from_a_snapshot_inside_the_log_keeps_the_retained_tail() {
     let entries: BTreeMap<Slot, Entry> = (3..=6).map(|slot| (slot, chosen(batch(&[slot as u8])))).collect();
-    let durable = DurableState { promised: OLD, entries, chosen_through: 6, compacted_through: 2 };
+    let durable =
+        DurableState { promised: OLD, entries, chosen_through: 6, compacted_through: 2, ..Default::default() };
     let mut r = Replica::new(Config::new(1, vec![0, 1, 2], 42), durable, 4);
     assert_eq!(r.ready(), Ready { committed: vec![(5, batch(&[5])), (6, batch(&[6]))], ..Ready::default() });
     assert_eq!(r.chosen_value(3), Some(&batch(&[3])));

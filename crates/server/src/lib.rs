@@ -35,6 +35,18 @@ use chorus_paxos::ReplicaId;
 use chorus_proto::ClusterFile;
 use std::path::Path;
 
+/// Creates the data directory of replica `id` as a founding member of a new
+/// cluster: its empty store votes from the start. Only for a cluster being
+/// created; an existing store is left as it is. A replica started on an
+/// empty directory that was not founded this way rebuilds from its peers
+/// before it votes (it may have lost a disk that promised and accepted).
+pub fn found(cluster: &ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
+    let me = cluster.replica(id).context("replica not in cluster file")?;
+    chorus_store::RedbStore::open_founding(&me.data_dir, id)
+        .with_context(|| format!("creating the store in {}", me.data_dir.display()))?;
+    Ok(())
+}
+
 /// Runs replica `id` of the cluster described by the file at `path` until
 /// it fails or the process receives Ctrl-C / SIGTERM.
 /// `policy` says when to take snapshots.

@@ -16,9 +16,15 @@ pub struct MemStore {
 }
 
 impl MemStore {
-    /// An empty store, as a fresh data directory.
+    /// An empty store, as a founding member's fresh data directory.
     pub fn new() -> Self {
         MemStore::default()
+    }
+
+    /// An empty store of a replica that lost its disk: it must rebuild from
+    /// its peers before it votes.
+    pub fn wiped() -> Self {
+        MemStore { state: DurableState { recovering: true, ..DurableState::default() } }
     }
 
     /// A copy of everything persisted so far: what survives a crash.

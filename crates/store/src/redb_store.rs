@@ -7,13 +7,17 @@
 //!   - `promised`: postcard([`Ballot`]), absent until first promised;
 //!   - `chosen_through`: u64, 8 bytes little-endian, absent until first set;
 //!   - `compacted_through`: u64, 8 bytes little-endian, absent until the
-//!     first compaction; the log holds no slot at or below it.
+//!     first compaction; the log holds no slot at or below it;
+//!   - `voter`: one byte, 1, present once this replica may vote: written
+//!     when a founding member's store is created, or when a replica that
+//!     lost its disk finished rebuilding. Absent, the replica rebuilds;
+//!   - `incarnations`: postcard([`Incarnations`]), absent until first set.
 //! - table `log`, `u64 -> &[u8]`: slot -> postcard([`Entry`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chorus_paxos::{Ballot, DurableState, Entry, Slot, WriteBatch};
+use chorus_paxos::{Ballot, DurableState, Entry, Incarnations, Slot, WriteBatch};
 use redb::{Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 
@@ -24,7 +28,7 @@ pub const DATABASE_FILE_NAME: &str = "chorus.redb";
 
 /// Version of the on-disk layout this build writes and reads. A file with
 /// another version is refused as [`StoreError::Corrupt`].
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Most bytes redb may keep in its page cache. The whole log is read into
 /// memory once at start-up and only appended to afterwards, so a large cache
@@ -43,6 +47,12 @@ const KEY_REPLICA: &str = "replica";
 const KEY_PROMISED: &str = "promised";
 const KEY_CHOSEN_THROUGH: &str = "chosen_through";
 const KEY_COMPACTED_THROUGH: &str = "compacted_through";
+const KEY_VOTER: &str = "voter";
+const KEY_INCARNATIONS: &str = "incarnations";
+
+/// Longest postcard encoding of an [`Incarnations`] table: a length, then
+/// per replica a one-byte id and a varint u64.
+const INCARNATIONS_BYTES_MAX: usize = 1 + chorus_limits::REPLICAS_MAX * 11;
 
 /// Longest postcard encoding of a [`Ballot`]: a varint u64 and a u8.
 const BALLOT_BYTES_MAX: usize = 11;
@@ -70,7 +80,24 @@ impl RedbStore {
     ///
     /// Every open verifies the checksums of the whole file, so a damaged
     /// file is `Err(Corrupt)` here. Takes time proportional to the file.
+    ///
+    /// A store this call creates is *not* a voter: it belongs to a replica
+    /// that lost its disk (or was given a new one) and must rebuild from its
+    /// peers before it votes. Founding members are created with
+    /// [`RedbStore::open_founding`].
     pub fn open(dir: &Path, replica: u8) -> Result<Self, StoreError> {
+        Self::open_as(dir, replica, false)
+    }
+
+    /// Like [`RedbStore::open`], but a store this call creates belongs to a
+    /// founding member of a new cluster, which votes from the start (it
+    /// cannot have promised or accepted anything yet). An existing store is
+    /// opened unchanged.
+    pub fn open_founding(dir: &Path, replica: u8) -> Result<Self, StoreError> {
+        Self::open_as(dir, replica, true)
+    }
+
+    fn open_as(dir: &Path, replica: u8, founding: bool) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|error| io_error("creating", dir, error))?;
         let path = dir.join(DATABASE_FILE_NAME);
         let database = Builder::new()
@@ -79,7 +106,7 @@ impl RedbStore {
             .create(&path)
             .map_err(from_redb)?;
         let store = RedbStore { database, encode_buffer: Vec::new(), failure: None };
-        store.check_or_record_identity(replica)?;
+        store.check_or_record_identity(replica, founding)?;
         // The file is durable; now make its name durable, always, since a
         // previous run may have crashed between creating it and this point.
         sync_directory(dir)?;
@@ -87,9 +114,9 @@ impl RedbStore {
         Ok(store)
     }
 
-    /// Records `replica` and the format version in a new database, or
-    /// checks them in an existing one.
-    fn check_or_record_identity(&self, replica: u8) -> Result<(), StoreError> {
+    /// Records `replica` and the format version in a new database (and
+    /// marks a founding member a voter), or checks them in an existing one.
+    fn check_or_record_identity(&self, replica: u8, founding: bool) -> Result<(), StoreError> {
         let transaction = self.begin_durable_write()?;
         {
             // Creates the log table too, so `load` finds both tables.
@@ -103,6 +130,9 @@ impl RedbStore {
                 None => {
                     meta.insert(KEY_REPLICA, [replica].as_slice()).map_err(from_redb)?;
                     meta.insert(KEY_FORMAT_VERSION, FORMAT_VERSION.to_le_bytes().as_slice()).map_err(from_redb)?;
+                    if founding {
+                        meta.insert(KEY_VOTER, [1_u8].as_slice()).map_err(from_redb)?;
+                    }
                 }
                 Some(found) if found != replica => {
                     return Err(StoreError::WrongReplica { expected: replica, found });
@@ -161,6 +191,20 @@ impl RedbStore {
             };
             meta.insert(KEY_COMPACTED_THROUGH, slot.max(held).to_le_bytes().as_slice()).map_err(from_redb)?;
         }
+        let incarnations = batches.iter().rev().find_map(|batch| batch.incarnations.as_ref());
+        let recovered = batches.iter().any(|batch| batch.recovered);
+        if incarnations.is_some() || recovered {
+            let mut meta = transaction.open_table(META_TABLE).map_err(from_redb)?;
+            if let Some(table) = incarnations {
+                let mut buffer = [0_u8; INCARNATIONS_BYTES_MAX];
+                let encoded = postcard::to_slice(table, &mut buffer)
+                    .map_err(|error| StoreError::Engine(format!("encoding incarnations: {error}")))?;
+                meta.insert(KEY_INCARNATIONS, &*encoded).map_err(from_redb)?;
+            }
+            if recovered {
+                meta.insert(KEY_VOTER, [1_u8].as_slice()).map_err(from_redb)?;
+            }
+        }
         if promised.is_some() || chosen_through.is_some() {
             let mut meta = transaction.open_table(META_TABLE).map_err(from_redb)?;
             if let Some(ballot) = promised {
@@ -186,6 +230,18 @@ impl RedbStore {
         };
         let chosen_through = read_u64_or_zero(&meta, KEY_CHOSEN_THROUGH)?;
         let compacted_through = read_u64_or_zero(&meta, KEY_COMPACTED_THROUGH)?;
+        let incarnations = match meta.get(KEY_INCARNATIONS).map_err(from_redb)? {
+            Some(record) if record.value().len() > INCARNATIONS_BYTES_MAX => {
+                return Err(corrupt("incarnations record is over its largest size"));
+            }
+            Some(record) => decode_exact::<Incarnations>(record.value(), KEY_INCARNATIONS)?,
+            None => Incarnations::default(),
+        };
+        let recovering = match meta.get(KEY_VOTER).map_err(from_redb)? {
+            Some(record) if record.value() == [1_u8] => false,
+            Some(_) => return Err(corrupt("voter record is not the byte 1")),
+            None => true,
+        };
         let log = transaction.open_table(LOG_TABLE).map_err(from_redb)?;
         let mut entries: BTreeMap<Slot, Entry> = BTreeMap::new();
         for row in log.iter().map_err(from_redb)? {
@@ -203,7 +259,7 @@ impl RedbStore {
             }
             entries.insert(slot, decode_exact::<Entry>(record, "log entry")?);
         }
-        Ok(DurableState { promised, entries, chosen_through, compacted_through })
+        Ok(DurableState { promised, entries, chosen_through, compacted_through, incarnations, recovering })
     }
 }
 

@@ -3,7 +3,7 @@
 //! Each check takes a factory that returns a fresh, empty store; the
 //! `conformance!` macro turns every check into one `#[test]` per store.
 
-use chorus_paxos::{Ballot, DurableState, Entry, Slot, Value, WriteBatch};
+use chorus_paxos::{Ballot, DurableState, Entry, Incarnations, Slot, Value, WriteBatch};
 use chorus_store::{LogStore, MemStore, RedbStore};
 
 /// The checks, generic over the store.
@@ -127,6 +127,23 @@ mod suite {
         assert_eq!(store.load().unwrap(), expected, "a lower compaction never lowers the mark");
     }
 
+    pub fn incarnations_are_kept_and_the_last_table_wins<S: LogStore>(mut new_store: impl FnMut() -> S) {
+        let mut store = new_store();
+        let table = |pairs: &[(u8, u64)]| {
+            let mut table = Incarnations::default();
+            pairs.iter().for_each(|(replica, incarnation)| {
+                table.raise(*replica, *incarnation);
+            });
+            table
+        };
+        let first = WriteBatch { id: 1, incarnations: Some(table(&[(1, 2)])), ..WriteBatch::default() };
+        let second = WriteBatch { id: 2, incarnations: Some(table(&[(1, 3), (4, 1)])), ..WriteBatch::default() };
+        store.persist(&[first, second]).unwrap();
+        store.persist(&[write_batch(3, Some(Ballot::new(2, 1)), vec![], None)]).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!((loaded.incarnations, loaded.promised), (table(&[(1, 3), (4, 1)]), Ballot::new(2, 1)));
+    }
+
     pub fn slot_zero_is_a_caller_bug<S: LogStore>(mut new_store: impl FnMut() -> S) {
         let mut store = new_store();
         let _ = store.persist(&[write_batch(1, None, vec![(0, entry(1, b"no", false))], None)]);
@@ -150,11 +167,11 @@ fn write_batch(
     entries: Vec<(Slot, Entry)>,
     chosen_through: Option<Slot>,
 ) -> WriteBatch {
-    WriteBatch { id, promised, entries, chosen_through, compact_through: None }
+    WriteBatch { id, promised, entries, chosen_through, ..WriteBatch::default() }
 }
 
 fn state(promised: Ballot, entries: &[(Slot, Entry)], chosen_through: Slot) -> DurableState {
-    DurableState { promised, entries: entries.iter().cloned().collect(), chosen_through, compacted_through: 0 }
+    DurableState { promised, entries: entries.iter().cloned().collect(), chosen_through, ..DurableState::default() }
 }
 
 /// A `RedbStore` in its own temporary directory, removed after the store.
@@ -176,7 +193,7 @@ impl LogStore for TempRedb {
 
 fn new_redb() -> TempRedb {
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path(), 1).unwrap();
+    let store = RedbStore::open_founding(dir.path(), 1).unwrap();
     TempRedb { store, _dir: dir }
 }
 
@@ -223,6 +240,10 @@ macro_rules! conformance {
                 suite::compaction_deletes_the_covered_entries_and_is_remembered($new_store);
             }
 
+            #[test]
+            fn incarnations_are_kept_and_the_last_table_wins() {
+                suite::incarnations_are_kept_and_the_last_table_wins($new_store);
+            }
             #[test]
             #[should_panic(expected = "slot 0")]
             fn slot_zero_is_a_caller_bug() {

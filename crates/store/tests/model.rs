@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use chorus_paxos::{Ballot, DurableState, Entry, Slot, Value, WriteBatch};
+use chorus_paxos::{Ballot, DurableState, Entry, Incarnations, Slot, Value, WriteBatch};
 use chorus_store::{LogStore, MemStore, RedbStore};
 use proptest::prelude::*;
 
@@ -25,6 +25,10 @@ struct Model {
     entries: BTreeMap<Slot, Entry>,
     chosen_through: Slot,
     compacted_through: Slot,
+    incarnations: Incarnations,
+    /// False until a batch says the replica finished rebuilding: both
+    /// stores here start as a replica that lost its disk would.
+    voter: bool,
 }
 
 impl Model {
@@ -42,6 +46,10 @@ impl Model {
             self.entries.retain(|slot, _| *slot > through);
             self.compacted_through = self.compacted_through.max(through);
         }
+        if let Some(table) = &batch.incarnations {
+            self.incarnations = table.clone();
+        }
+        self.voter |= batch.recovered;
     }
 
     fn expected(&self) -> DurableState {
@@ -50,6 +58,8 @@ impl Model {
             entries: self.entries.clone(),
             chosen_through: self.chosen_through,
             compacted_through: self.compacted_through,
+            incarnations: self.incarnations.clone(),
+            recovering: !self.voter,
         }
     }
 }
@@ -66,6 +76,16 @@ fn entry() -> impl Strategy<Value = Entry> {
     (ballot(), value, any::<bool>()).prop_map(|(ballot, value, chosen)| Entry { ballot, value, chosen })
 }
 
+fn incarnations() -> impl Strategy<Value = Incarnations> {
+    prop::collection::vec((0_u8..7, any::<u64>()), 0..7).prop_map(|pairs| {
+        let mut table = Incarnations::default();
+        for (replica, incarnation) in pairs {
+            table.raise(replica, incarnation);
+        }
+        table
+    })
+}
+
 fn write_batch() -> impl Strategy<Value = WriteBatch> {
     (
         prop::option::of(ballot()),
@@ -73,13 +93,17 @@ fn write_batch() -> impl Strategy<Value = WriteBatch> {
         prop::collection::btree_map(1_u64..24, entry(), 0..5),
         prop::option::of(0_u64..24),
         prop::option::weighted(0.2, 0_u64..24),
+        prop::option::weighted(0.2, incarnations()),
+        prop::bool::weighted(0.1),
     )
-        .prop_map(|(promised, entries, chosen_through, compact_through)| WriteBatch {
+        .prop_map(|(promised, entries, chosen_through, compact_through, incarnations, recovered)| WriteBatch {
             id: 0,
             promised,
             entries: entries.into_iter().collect(),
             chosen_through,
             compact_through,
+            incarnations,
+            recovered,
         })
 }
 
@@ -116,7 +140,7 @@ proptest! {
         number_batches(&mut operations);
         let dir = tempfile::tempdir().unwrap();
         let mut redb = Some(RedbStore::open(dir.path(), 1).unwrap());
-        let mut mem = MemStore::new();
+        let mut mem = MemStore::wiped();
         let mut model = Model::default();
         for operation in &operations {
             match operation {

@@ -23,14 +23,14 @@ fn sample_batches() -> Vec<WriteBatch> {
             promised: Some(Ballot::new(4, 2)),
             entries: vec![(1, entry(4, b"one", true)), (2, entry(4, b"two", false))],
             chosen_through: Some(1),
-            compact_through: None,
+            ..WriteBatch::default()
         },
         WriteBatch {
             id: 2,
             promised: None,
             entries: vec![(3, Entry { ballot: Ballot::new(4, 2), value: Value::Noop, chosen: false })],
             chosen_through: None,
-            compact_through: None,
+            ..WriteBatch::default()
         },
     ]
 }
@@ -58,10 +58,10 @@ fn write_raw<K: redb::Key + 'static>(
 fn reopen_returns_exactly_what_was_persisted() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut store = RedbStore::open(dir.path(), 2).unwrap();
+        let mut store = RedbStore::open_founding(dir.path(), 2).unwrap();
         store.persist(&sample_batches()).unwrap();
     }
-    let mut store = RedbStore::open(dir.path(), 2).unwrap();
+    let mut store = RedbStore::open_founding(dir.path(), 2).unwrap();
     assert_eq!(store.load().unwrap(), expected_after_sample());
     assert_ne!(expected_after_sample(), DurableState::default());
 }
@@ -69,16 +69,31 @@ fn reopen_returns_exactly_what_was_persisted() {
 #[test]
 fn reopen_of_an_empty_store_is_empty() {
     let dir = tempfile::tempdir().unwrap();
-    drop(RedbStore::open(dir.path(), 0).unwrap());
-    let mut store = RedbStore::open(dir.path(), 0).unwrap();
+    drop(RedbStore::open_founding(dir.path(), 0).unwrap());
+    let mut store = RedbStore::open_founding(dir.path(), 0).unwrap();
     assert_eq!(store.load().unwrap(), DurableState::default());
+}
+
+#[test]
+fn only_a_founding_store_votes_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (founding, rebuilding) = (dir.path().join("founding"), dir.path().join("rebuilding"));
+    assert!(!RedbStore::open_founding(&founding, 0).unwrap().load().unwrap().recovering);
+    assert!(RedbStore::open(&rebuilding, 0).unwrap().load().unwrap().recovering, "an empty disk must rebuild");
+    // Opening an existing store as founding changes nothing: a wiped and
+    // restarted replica cannot talk itself into voting.
+    assert!(RedbStore::open_founding(&rebuilding, 0).unwrap().load().unwrap().recovering);
+    let mut store = RedbStore::open(&rebuilding, 0).unwrap();
+    store.persist(&[WriteBatch { id: 1, recovered: true, ..WriteBatch::default() }]).unwrap();
+    drop(store);
+    assert!(!RedbStore::open(&rebuilding, 0).unwrap().load().unwrap().recovering, "finished rebuilding is durable");
 }
 
 #[test]
 fn missing_directories_are_created() {
     let dir = tempfile::tempdir().unwrap();
     let nested = dir.path().join("a").join("b");
-    let mut store = RedbStore::open(&nested, 1).unwrap();
+    let mut store = RedbStore::open_founding(&nested, 1).unwrap();
     store.persist(&sample_batches()).unwrap();
     assert!(nested.join(DATABASE_FILE_NAME).is_file());
 }
@@ -87,21 +102,21 @@ fn missing_directories_are_created() {
 fn wrong_replica_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut store = RedbStore::open(dir.path(), 1).unwrap();
+        let mut store = RedbStore::open_founding(dir.path(), 1).unwrap();
         store.persist(&sample_batches()).unwrap();
     }
-    let refused = RedbStore::open(dir.path(), 2).err();
+    let refused = RedbStore::open_founding(dir.path(), 2).err();
     assert_eq!(refused, Some(StoreError::WrongReplica { expected: 2, found: 1 }));
     // The refusal changed nothing: the owner still opens and reads its data.
-    let mut store = RedbStore::open(dir.path(), 1).unwrap();
+    let mut store = RedbStore::open_founding(dir.path(), 1).unwrap();
     assert_eq!(store.load().unwrap(), expected_after_sample());
 }
 
 #[test]
 fn second_open_while_open_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let _first = RedbStore::open(dir.path(), 1).unwrap();
-    match RedbStore::open(dir.path(), 1) {
+    let _first = RedbStore::open_founding(dir.path(), 1).unwrap();
+    match RedbStore::open_founding(dir.path(), 1) {
         Err(StoreError::Engine(_)) => {}
         other => panic!("expected Engine error, got {:?}", other.err()),
     }
@@ -111,11 +126,11 @@ fn second_open_while_open_is_refused() {
 fn undecodable_log_record_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut store = RedbStore::open(dir.path(), 1).unwrap();
+        let mut store = RedbStore::open_founding(dir.path(), 1).unwrap();
         store.persist(&sample_batches()).unwrap();
     }
     write_raw(dir.path(), LOG_TABLE, 2, &[0xff, 0xff, 0xff]);
-    let mut store = RedbStore::open(dir.path(), 1).unwrap();
+    let mut store = RedbStore::open_founding(dir.path(), 1).unwrap();
     match store.load() {
         Err(StoreError::Corrupt(message)) => assert!(message.contains("log entry"), "{message}"),
         other => panic!("expected Corrupt, got {other:?}"),
@@ -128,9 +143,9 @@ fn log_record_with_trailing_bytes_is_corrupt() {
     let entry = Entry { ballot: Ballot::new(1, 1), value: Value::Noop, chosen: true };
     let mut record = postcard::to_stdvec(&entry).unwrap();
     record.push(0);
-    drop(RedbStore::open(dir.path(), 1).unwrap());
+    drop(RedbStore::open_founding(dir.path(), 1).unwrap());
     write_raw(dir.path(), LOG_TABLE, 1, &record);
-    let mut store = RedbStore::open(dir.path(), 1).unwrap();
+    let mut store = RedbStore::open_founding(dir.path(), 1).unwrap();
     assert!(matches!(store.load(), Err(StoreError::Corrupt(_))));
 }
 
@@ -138,9 +153,9 @@ fn log_record_with_trailing_bytes_is_corrupt() {
 fn log_record_for_slot_zero_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let entry = Entry { ballot: Ballot::new(1, 1), value: Value::Noop, chosen: true };
-    drop(RedbStore::open(dir.path(), 1).unwrap());
+    drop(RedbStore::open_founding(dir.path(), 1).unwrap());
     write_raw(dir.path(), LOG_TABLE, 0, &postcard::to_stdvec(&entry).unwrap());
-    let mut store = RedbStore::open(dir.path(), 1).unwrap();
+    let mut store = RedbStore::open_founding(dir.path(), 1).unwrap();
     assert!(matches!(store.load(), Err(StoreError::Corrupt(_))));
 }
 
@@ -150,9 +165,9 @@ fn undecodable_meta_records_are_corrupt() {
         [("promised", &[0xff]), ("chosen_through", &[1, 2, 3]), ("format_version", &[1, 0, 0, 0, 0, 0, 0])];
     for (key, record) in cases {
         let dir = tempfile::tempdir().unwrap();
-        drop(RedbStore::open(dir.path(), 1).unwrap());
+        drop(RedbStore::open_founding(dir.path(), 1).unwrap());
         write_raw(dir.path(), META_TABLE, key, record);
-        let loaded = RedbStore::open(dir.path(), 1).and_then(|mut store| store.load());
+        let loaded = RedbStore::open_founding(dir.path(), 1).and_then(|mut store| store.load());
         assert!(matches!(loaded, Err(StoreError::Corrupt(_))), "{key}: {loaded:?}");
     }
 }
@@ -160,10 +175,10 @@ fn undecodable_meta_records_are_corrupt() {
 #[test]
 fn unknown_format_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(RedbStore::open(dir.path(), 1).unwrap());
+    drop(RedbStore::open_founding(dir.path(), 1).unwrap());
     let future = (chorus_store::FORMAT_VERSION + 1).to_le_bytes();
     write_raw(dir.path(), META_TABLE, "format_version", &future);
-    assert!(matches!(RedbStore::open(dir.path(), 1), Err(StoreError::Corrupt(_))));
+    assert!(matches!(RedbStore::open_founding(dir.path(), 1), Err(StoreError::Corrupt(_))));
 }
 
 /// A byte flipped on disk under a committed log record fails redb's page
@@ -173,7 +188,7 @@ fn flipped_byte_on_disk_is_corrupt() {
     let canary = b"chorus-canary-record-0123456789";
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut store = RedbStore::open(dir.path(), 1).unwrap();
+        let mut store = RedbStore::open_founding(dir.path(), 1).unwrap();
         let entry = Entry { ballot: Ballot::new(1, 1), value: Value::Batch(vec![canary.to_vec()]), chosen: false };
         store.persist(&[WriteBatch { id: 1, entries: vec![(1, entry)], ..WriteBatch::default() }]).unwrap();
         // A second commit that leaves the log alone: both of redb's commit
@@ -192,7 +207,7 @@ fn flipped_byte_on_disk_is_corrupt() {
     assert!(flipped >= 1, "canary not found in the database file");
     std::fs::write(&path, &bytes).unwrap();
 
-    let loaded = RedbStore::open(dir.path(), 1).and_then(|mut store| store.load());
+    let loaded = RedbStore::open_founding(dir.path(), 1).and_then(|mut store| store.load());
     assert!(matches!(loaded, Err(StoreError::Corrupt(_))), "{loaded:?}");
 }
 
@@ -200,11 +215,11 @@ fn flipped_byte_on_disk_is_corrupt() {
 fn log_record_inside_the_compacted_prefix_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let entry = Entry { ballot: Ballot::new(1, 1), value: Value::Noop, chosen: true };
-    let mut store = RedbStore::open(dir.path(), 1).unwrap();
+    let mut store = RedbStore::open_founding(dir.path(), 1).unwrap();
     let batch = WriteBatch { id: 1, chosen_through: Some(3), compact_through: Some(3), ..WriteBatch::default() };
     store.persist(&[batch]).unwrap();
     drop(store);
     write_raw(dir.path(), LOG_TABLE, 2, &postcard::to_stdvec(&entry).unwrap());
-    let mut store = RedbStore::open(dir.path(), 1).unwrap();
+    let mut store = RedbStore::open_founding(dir.path(), 1).unwrap();
     assert!(matches!(store.load(), Err(StoreError::Corrupt(message)) if message.contains("compacted through 3")));
 }

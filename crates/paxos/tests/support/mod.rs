@@ -78,7 +78,14 @@ pub fn elect(r: &mut Replica) -> Ballot {
     let ballot = Ballot::new(round, me);
     let ready = r.ready();
     r.step(Event::Persisted(ready.write.expect("own promise is written").id));
-    let promise = Message::Promise { ballot, from_slot: 1, entries: vec![], truncated: false, chosen_through: 0 };
+    let promise = Message::Promise {
+        ballot,
+        from_slot: 1,
+        entries: vec![],
+        truncated: false,
+        chosen_through: 0,
+        incarnations: Default::default(),
+    };
     r.step(envelope(peer, me, promise));
     assert_eq!(r.role(), Role::Leader);
     r.ready();
