@@ -51,6 +51,7 @@ fn json_row(replica: &ReplicaAddress, status: &Result<StatusReport, String>) -> 
                 "clients": s.clients_connected,
                 "snapshot_slot": s.snapshot_slot,
                 "compacted_through": s.compacted_through,
+                "incarnation": s.incarnation,
                 "log_disk_bytes": s.log_disk_bytes,
                 "snapshot_disk_bytes": s.snapshot_disk_bytes,
                 "catching_up": s.snapshot_fetch.map(|f| serde_json::json!({

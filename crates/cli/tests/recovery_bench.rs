@@ -6,7 +6,8 @@
 //! as sends accumulate (bounded by compaction), the time for a replica
 //! holding 1,000,000 acknowledged messages to restart and catch up, and
 //! the peak memory of the sending and receiving replicas during a
-//! snapshot transfer. `CHORUS_BENCH_MESSAGES` changes the message count.
+//! snapshot transfer, and the time for a replica whose disk was wiped to
+//! rebuild and rejoin. `CHORUS_BENCH_MESSAGES` changes the message count.
 //! Replicas snapshot every 32 MiB of commands (or 100,000 slots).
 
 mod common;
@@ -140,4 +141,28 @@ fn recovery_figures() {
     );
     let _ = restarted.kill();
     let _ = restarted.wait();
+
+    // The same replica loses its disk and rebuilds from its peers.
+    std::fs::remove_dir_all(&file.replicas[follower as usize].data_dir).expect("wiping the data directory");
+    let mut rebuilt = cluster.restart_replica(follower);
+    let rejoin = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let status = row(&cluster, follower);
+        let done = status["role"] != "rebuilding" && status["applied"] == row(&cluster, leader)["applied"];
+        if status["reachable"] == true && done {
+            println!(
+                "wiped replica {follower} rebuilt (incarnation {}) and caught up with {} messages in the cluster: {:?}; peak RSS {} MiB",
+                status["incarnation"],
+                5 * quarter,
+                rejoin.elapsed(),
+                memory_mib(rebuilt.id()).0
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the wiped replica did not rebuild: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = rebuilt.kill();
+    let _ = rebuilt.wait();
 }

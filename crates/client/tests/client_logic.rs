@@ -285,6 +285,7 @@ async fn status_is_fetched_from_one_replica() {
         log_disk_bytes: 1 << 20,
         snapshot_disk_bytes: 4096,
         snapshot_fetch: None,
+        incarnation: 0,
     };
     let expected = report.clone();
     let replica =

@@ -93,4 +93,7 @@ pub struct Status {
     pub last_slot: Slot,
     /// The log holds no entry at or below this slot (a snapshot covers them).
     pub compacted_through: Slot,
+    /// How many times this replica rebuilt after losing its disk (0 for a
+    /// founding member that never did).
+    pub incarnation: u64,
 }

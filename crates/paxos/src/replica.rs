@@ -194,7 +194,8 @@ impl Replica {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ u64::from(config.id) << 56);
         let own_incarnation = durable.incarnations.get(config.id);
-        let recovery = durable.recovering.then(|| Recovery::new(own_incarnation + 1, rng.random()));
+        let recovering = durable.recovering && !chorus_plant::active(chorus_plant::bugs::WIPED_VOTES_AT_ONCE);
+        let recovery = recovering.then(|| Recovery::new(own_incarnation + 1, rng.random()));
         let mut replica = Replica {
             round_seen: durable.promised.round,
             promised: durable.promised,
@@ -330,6 +331,7 @@ impl Replica {
             applied_through: self.applied_through,
             last_slot: self.log.last_key_value().map_or(self.chosen_through, |(slot, _)| *slot),
             compacted_through: self.compacted_through,
+            incarnation: self.incarnations.get(self.config.id),
         }
     }
 

@@ -49,6 +49,7 @@ fn status_id_and_chosen_value_describe_the_replica() {
         applied_through: 0,
         last_slot: 2,
         compacted_through: 0,
+        incarnation: 0,
     };
     assert_eq!((r.id(), r.status()), (1, status));
     let known: Vec<Option<&Value>> = (1..=3).map(|slot| r.chosen_value(slot)).collect();

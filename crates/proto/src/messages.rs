@@ -147,6 +147,8 @@ pub struct StatusReport {
     pub snapshot_disk_bytes: u64,
     /// A snapshot being received from a peer, if any.
     pub snapshot_fetch: Option<FetchProgress>,
+    /// How many times this replica rebuilt after losing its disk.
+    pub incarnation: u64,
 }
 
 /// Progress of a snapshot transfer into a replica.

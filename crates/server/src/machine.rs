@@ -137,6 +137,8 @@ pub struct Machine {
     ack_client: ClientId,
     next_ack_seq: u64,
     was_leader: bool,
+    /// The core was rebuilding after a disk loss at the last `process`.
+    was_rebuilding: bool,
     /// When set, every applied proposal is recorded here (simulator only).
     applied_log: Option<ApplyLog>,
     /// Reported in status (0 in the simulator).
@@ -151,6 +153,7 @@ impl Machine {
     /// Wraps a replica whose state machine starts empty; `ack_client` must
     /// be unique to this incarnation (a random id).
     pub fn new(replica: Replica, ack_client: ClientId) -> Self {
+        let was_rebuilding = replica.role() == Role::Recovering;
         Machine {
             replica,
             chat: ChatState::new(),
@@ -162,6 +165,7 @@ impl Machine {
             ack_client,
             next_ack_seq: 1,
             was_leader: false,
+            was_rebuilding,
             applied_log: None,
             pid: 0,
             planted_dedup: BTreeMap::new(),
@@ -340,6 +344,17 @@ impl Machine {
             }
         }
         self.was_leader = leader;
+        let rebuilding = self.replica.role() == Role::Recovering;
+        if self.was_rebuilding && !rebuilding {
+            let status = self.replica.status();
+            tracing::info!(
+                incarnation = status.incarnation,
+                chosen = status.chosen_through,
+                promised = %status.promised,
+                "finished rebuilding after a disk loss; voting from now on"
+            );
+        }
+        self.was_rebuilding = rebuilding;
     }
 
     /// Handles one client request; `now` is this replica's clock, stamped
@@ -555,6 +570,7 @@ impl Machine {
             log_disk_bytes: self.snapshots.disk.0,
             snapshot_disk_bytes: self.snapshots.disk.1,
             snapshot_fetch: self.snapshots.progress,
+            incarnation: status.incarnation,
         }
     }
 }

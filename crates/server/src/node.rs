@@ -123,6 +123,13 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, policy: SnapshotPolic
     let ids = cluster.replicas.iter().map(|r| r.id).collect();
     let config = Config::new(id, ids, rand::random());
     let chosen = durable.chosen_through;
+    if durable.recovering {
+        tracing::warn!(
+            replica = id,
+            "this data directory is empty (or a rebuild was cut short) and was not created as a founding \
+             member: rebuilding from the peers before voting"
+        );
+    }
     let replica = Replica::new(config, durable, snapshot_slot);
     let mut machine =
         Machine::new(replica, rand::random()).with_snapshot(snapshot_slot, chat).with_snapshot_policy(policy);

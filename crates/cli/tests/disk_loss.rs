@@ -1,0 +1,179 @@
+//! A replica whose data directory is wiped comes back empty: it must
+//! rebuild from its peers before it votes, the cluster keeps serving
+//! meanwhile, and once rebuilt it holds every message and counts in a
+//! quorum again. With too few peers up to rebuild safely it stays out,
+//! and no leader can form with it.
+
+mod common;
+
+use chorus_client::fetch_digest;
+use chorus_proto::ClusterFile;
+use common::*;
+use serde_json::Value;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+const SENDERS: usize = 8;
+
+struct Test {
+    cluster: Cluster,
+    file: ClusterFile,
+    runtime: tokio::runtime::Runtime,
+    load: SendLoad,
+    /// Replicas this test restarted itself (not children of `chorus up`).
+    restarted: Vec<(u64, Child)>,
+}
+
+impl Test {
+    fn start() -> Test {
+        let cluster = Cluster::start_with(3, &["--snapshot-every-slots=200"]);
+        let file = ClusterFile::load(&cluster.cluster_file()).expect("cluster file");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let load = SendLoad { file: file.clone(), senders: SENDERS };
+        runtime.block_on(load.create_accounts());
+        Test { cluster, file, runtime, load, restarted: Vec::new() }
+    }
+
+    /// Sends `count` messages; asserts every one was acknowledged.
+    fn push_all(&self, count: usize, what: &str) {
+        let acked = self.runtime.block_on(self.load.push(count, 0, |i| format!("message {i}")));
+        assert_eq!(acked, count, "{what}: every send is acknowledged");
+    }
+
+    /// SIGKILL, whether `chorus up` or this test started the replica.
+    fn kill(&mut self, id: u64) {
+        if let Some(index) = self.restarted.iter().position(|(r, _)| *r == id) {
+            let (_, mut child) = self.restarted.swap_remove(index);
+            let _ = child.kill();
+            let _ = child.wait();
+        } else {
+            self.cluster.kill9(id);
+        }
+    }
+
+    /// kill -9, then the data directory is deleted: the disk is lost.
+    fn kill_and_wipe(&mut self, id: u64) {
+        self.kill(id);
+        let dir = &self.file.replicas[id as usize].data_dir;
+        std::fs::remove_dir_all(dir).expect("wiping the data directory");
+    }
+
+    fn restart(&mut self, id: u64) {
+        let child = self.cluster.restart_replica(id);
+        self.restarted.push((id, child));
+    }
+
+    fn row(&self, id: u64) -> Value {
+        self.cluster.status().into_iter().find(|s| s["id"] == id).expect("replica listed")
+    }
+
+    /// Waits until replica `id` answers and no longer reports rebuilding.
+    fn wait_rebuilt(&self, id: u64, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let row = self.row(id);
+            if row["reachable"] == true && row["role"] != "rebuilding" {
+                return row;
+            }
+            assert!(Instant::now() < deadline, "replica {id} did not finish rebuilding: {row}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the live replicas report the same applied slot, then
+    /// asserts their state digests are equal.
+    fn assert_converged(&self, live: &[u64]) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.cluster.status();
+            let applied: Vec<Option<u64>> = live
+                .iter()
+                .map(|id| status.iter().find(|s| s["id"] == *id).and_then(|s| s["applied"].as_u64()))
+                .collect();
+            if applied.iter().all(|a| a.is_some() && *a == applied[0]) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "replicas did not converge: applied {applied:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let digests: Vec<_> = self.runtime.block_on(async {
+            let mut digests = Vec::new();
+            for id in live {
+                let address = self.file.replicas[*id as usize].client_addr;
+                digests.push(fetch_digest(address, Duration::from_secs(10)).await.expect("digest"));
+            }
+            digests
+        });
+        assert!(digests.windows(2).all(|pair| pair[0] == pair[1]), "replicas differ: {digests:?}");
+    }
+
+    fn log_of(&self, id: u64) -> String {
+        std::fs::read_to_string(self.cluster.dir.path().join(format!("replica-{id}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Test {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.restarted {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_wiped_replica_rebuilds_before_voting_keeps_every_message_and_counts_again() {
+    let mut test = Test::start();
+    test.push_all(3_000, "before the wipe");
+
+    // The leader loses its disk: it held the highest promise and the most
+    // accepted values.
+    let wiped = test.cluster.wait_for_leader(Duration::from_secs(10));
+    test.kill_and_wipe(wiped);
+    test.push_all(1_000, "with the wiped replica down");
+    test.restart(wiped);
+    test.push_all(1_000, "while the wiped replica rebuilds");
+    let row = test.wait_rebuilt(wiped, Duration::from_secs(60));
+    assert_eq!(row["incarnation"], 1, "a first rebuild is incarnation 1: {row}");
+    let log = test.log_of(wiped);
+    assert!(log.contains("rebuilding from the peers before voting"), "started as rebuilding:\n{log}");
+    assert!(log.contains("finished rebuilding after a disk loss"), "finished rebuilding:\n{log}");
+    test.assert_converged(&[0, 1, 2]);
+
+    // It counts in a quorum again: with another replica killed, the
+    // rebuilt one and the last one serve.
+    let other = (wiped + 1) % 3;
+    test.kill(other);
+    test.push_all(500, "with the rebuilt replica in the quorum");
+    let live: Vec<u64> = (0..3).filter(|id| *id != other).collect();
+    test.assert_converged(&live);
+    test.restart(other);
+    test.assert_converged(&[0, 1, 2]);
+}
+
+#[test]
+fn a_wiped_replica_stays_out_until_enough_peers_can_vouch_for_it() {
+    let mut test = Test::start();
+    test.push_all(1_000, "before the wipe");
+    let wiped = test.cluster.wait_for_leader(Duration::from_secs(10));
+    let down = (wiped + 1) % 3;
+    test.kill_and_wipe(wiped);
+    test.kill(down);
+    test.restart(wiped);
+    // Only the third replica still holds data. Rebuilding needs both other
+    // replicas of three, so no leader may form: a blank replica voting with
+    // the third could lose what `down` and the old `wiped` chose together.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        let status = test.cluster.status();
+        assert!(status.iter().all(|s| s["role"] != "leader"), "a leader formed with a blank replica: {status:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(test.row(wiped)["role"], "rebuilding");
+
+    test.restart(down);
+    let row = test.wait_rebuilt(wiped, Duration::from_secs(60));
+    assert_eq!(row["incarnation"], 1, "{row}");
+    test.push_all(500, "after the rebuild");
+    test.assert_converged(&[0, 1, 2]);
+}
