@@ -177,3 +177,40 @@ fn a_wiped_replica_stays_out_until_enough_peers_can_vouch_for_it() {
     test.push_all(500, "after the rebuild");
     test.assert_converged(&[0, 1, 2]);
 }
+
+/// A store that fails its checksums is never served from: the replica
+/// moves it aside and rebuilds from its peers, as after a disk loss.
+#[test]
+fn a_corrupt_store_is_set_aside_and_rebuilt_from_the_peers() {
+    const CANARY: &str = "chorus-canary-record-0123456789";
+    let mut test = Test::start();
+    test.push_all(500, "before the canaries");
+    let acked = test.runtime.block_on(test.load.push(64, 0, |_| CANARY.to_string()));
+    assert_eq!(acked, 64);
+    // Idle a moment: the followers' next commits touch only the chosen
+    // prefix, so both of redb's commit slots reference the canaries' page.
+    std::thread::sleep(Duration::from_secs(1));
+    let leader = test.cluster.wait_for_leader(Duration::from_secs(10));
+    let damaged = (leader + 1) % 3;
+    test.kill(damaged);
+    let path = test.file.replicas[damaged as usize].data_dir.join("chorus.redb");
+    let mut bytes = std::fs::read(&path).expect("the store file");
+    let mut flipped = 0;
+    let mut at = 0;
+    while let Some(offset) = bytes[at..].windows(CANARY.len()).position(|window| window == CANARY.as_bytes()) {
+        bytes[at + offset + 3] ^= 0x01;
+        at += offset + CANARY.len();
+        flipped += 1;
+    }
+    assert!(flipped > 0, "no canary in the store file");
+    std::fs::write(&path, &bytes).expect("writing the damaged file");
+
+    test.restart(damaged);
+    test.push_all(500, "while the damaged replica rebuilds");
+    let row = test.wait_rebuilt(damaged, Duration::from_secs(60));
+    let log = test.log_of(damaged);
+    assert!(log.contains("local data is damaged"), "damage detected:\n{log}");
+    assert_eq!(row["incarnation"], 1, "it rebuilt as after a disk loss: {row}");
+    assert!(path.with_extension("redb.corrupt").exists(), "the damaged file is kept for inspection");
+    test.assert_converged(&[0, 1, 2]);
+}

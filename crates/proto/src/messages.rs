@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Identifies the protocol in the first frame ("CHRS").
 pub const MAGIC: u32 = 0x4348_5253;
 /// Bumped on any incompatible change to a frame.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Who is connecting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,6 @@ use chorus_chat::ChatState;
 use chorus_limits as limits;
 use chorus_paxos::{Config, Envelope, Event, Replica, ReplicaId, Slot, WriteBatch, WriteId};
 use chorus_proto::{ClientFrame, ClusterFile, FetchProgress, PeerFrame, ServerFrame, Transfer};
-use chorus_store::{LogStore, RedbStore};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,11 +97,8 @@ pub async fn run(cluster: ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
 /// replica until it fails.
 pub async fn run_with(cluster: ClusterFile, id: ReplicaId, policy: SnapshotPolicy) -> anyhow::Result<()> {
     let me = cluster.replica(id).context("replica not in cluster file")?.clone();
-    let mut store =
-        RedbStore::open(&me.data_dir, id).with_context(|| format!("opening the store in {}", me.data_dir.display()))?;
-    let durable = store.load().context("loading the store")?;
     let snapshot_dir = snapshotting::snapshot_dir(&me.data_dir);
-    let (snapshot_slot, chat) = snapshotting::load_newest_in_dir(&snapshot_dir, durable.compacted_through)?;
+    let (store, durable, snapshot_slot, chat) = storage::open_local_state(&me.data_dir, &snapshot_dir, id)?;
     let client_listener = TcpListener::bind(me.client_addr)
         .await
         .with_context(|| format!("binding the client port {}", me.client_addr))?;

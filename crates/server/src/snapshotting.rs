@@ -65,10 +65,18 @@ pub fn load_newest<B: Blobs>(
     if compacted_through == 0 {
         return Ok((0, ChatState::new()));
     }
-    anyhow::bail!(
-        "no intact snapshot covers the log, which was compacted through slot {compacted_through}: \
-         this replica's data is damaged and it will not serve from it"
-    )
+    Err(Uncovered { compacted_through }.into())
+}
+
+/// No intact snapshot covers the compacted log: the replica's local data
+/// is damaged (it never serves from it).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no intact snapshot covers the log, which was compacted through slot {compacted_through}: \
+     this replica's data is damaged and it will not serve from it"
+)]
+pub struct Uncovered {
+    pub compacted_through: Slot,
 }
 
 /// Decodes snapshot `slot`, checking its checksum.

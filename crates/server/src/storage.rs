@@ -1,9 +1,67 @@
-//! The storage thread: group commit of write batches, one fsync per commit.
+//! Opening the local state (and setting damaged state aside), and the
+//! storage thread: group commit of write batches, one fsync per commit.
 
 use crate::node::Input;
-use chorus_paxos::WriteBatch;
-use chorus_store::LogStore;
+use crate::snapshotting::{self, Uncovered};
+use anyhow::Context;
+use chorus_chat::ChatState;
+use chorus_paxos::{DurableState, Slot, WriteBatch};
+use chorus_store::{LogStore, RedbStore, StoreError, DATABASE_FILE_NAME};
+use std::path::Path;
 use tokio::sync::mpsc;
+
+/// What a replica starts from: its store, the state loaded from it, and
+/// the newest intact snapshot (slot and chat state).
+pub type LocalState = (RedbStore, DurableState, Slot, ChatState);
+
+/// Opens the store in `data_dir` and the newest intact snapshot in
+/// `snapshot_dir`. Damaged local data (a store failing its checksums or not
+/// decoding, or a compacted log that no intact snapshot covers) is never
+/// served: the store file is renamed `chorus.redb.corrupt` and the replica
+/// starts on an empty, non-founding store, so it rebuilds from its peers
+/// exactly as after a disk loss (docs/ARCHITECTURE.md, "Disk loss").
+pub fn open_local_state(data_dir: &Path, snapshot_dir: &Path, id: u8) -> anyhow::Result<LocalState> {
+    match try_open(data_dir, snapshot_dir, id) {
+        Ok(local) => Ok(local),
+        Err(error) if is_damage(&error) => {
+            let aside = set_store_aside(data_dir)?;
+            tracing::error!(
+                error = format!("{error:#}"),
+                moved_to = %aside.display(),
+                "local data is damaged; moved it aside and rebuilding from the peers before voting"
+            );
+            try_open(data_dir, snapshot_dir, id)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn try_open(data_dir: &Path, snapshot_dir: &Path, id: u8) -> anyhow::Result<LocalState> {
+    let mut store =
+        RedbStore::open(data_dir, id).with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let durable = store.load().context("loading the store")?;
+    let (slot, chat) = snapshotting::load_newest_in_dir(snapshot_dir, durable.compacted_through)?;
+    Ok((store, durable, slot, chat))
+}
+
+/// Corruption of the store, or snapshots too damaged to cover its log.
+fn is_damage(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(cause.downcast_ref::<StoreError>(), Some(StoreError::Corrupt(_))) || cause.is::<Uncovered>()
+    })
+}
+
+/// Renames the store file aside (replacing an earlier one set aside) and
+/// makes the rename durable.
+fn set_store_aside(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let from = data_dir.join(DATABASE_FILE_NAME);
+    let to = data_dir.join(format!("{DATABASE_FILE_NAME}.corrupt"));
+    std::fs::rename(&from, &to).with_context(|| format!("moving {} aside", from.display()))?;
+    std::fs::File::open(data_dir)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("syncing {}", data_dir.display()))?;
+    Ok(to)
+}
 
 /// Most batches folded into one transaction.
 const BATCHES_PER_COMMIT_MAX: usize = 1024;
