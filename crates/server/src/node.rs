@@ -119,6 +119,12 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, policy: SnapshotPolic
     let ids = cluster.replicas.iter().map(|r| r.id).collect();
     let config = Config::new(id, ids, rand::random());
     let chosen = durable.chosen_through;
+    anyhow::ensure!(
+        !(durable.recovering && cluster.replicas.len() == 1),
+        "the data directory {} is empty (or was damaged) and this cluster has no other replica to rebuild it from: \
+         its data is lost. To start a new one-replica cluster here, pass --new-cluster",
+        me.data_dir.display()
+    );
     if durable.recovering {
         tracing::warn!(
             replica = id,
