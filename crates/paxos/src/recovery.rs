@@ -21,7 +21,8 @@
 //! on, are in `docs/ARCHITECTURE.md`, "Disk loss".
 
 use crate::replica::{Replica, RoleState};
-use crate::types::{Ballot, Incarnations, Message, ReplicaId, Slot};
+use crate::types::{Ballot, Incarnations, Message, ReplicaId, Slot, Value};
+use chorus_limits as limits;
 use std::collections::BTreeMap;
 
 /// Progress of a replica rebuilding after a disk loss.
@@ -72,14 +73,44 @@ impl Replica {
         }
     }
 
-    /// Resends unanswered requests every shortest election timeout.
+    /// Every shortest election timeout: resends unanswered requests or,
+    /// once answered, asks the leader to make sure every slot it must learn
+    /// gets chosen.
     pub(crate) fn recovery_tick(&mut self) {
-        let Some(recovery) = &self.recovery else {
+        let (now, patience, leader) = (self.now, self.config.election_ticks_min, self.leader);
+        let Some(recovery) = &mut self.recovery else {
             return;
         };
-        if recovery.learn_through.is_none() && self.now - recovery.sent_at >= self.config.election_ticks_min {
-            self.send_recover();
+        if now - recovery.sent_at < patience {
+            return;
         }
+        match (recovery.learn_through, leader) {
+            (None, _) => self.send_recover(),
+            (Some(through), Some(leader)) if leader != self.config.id => {
+                recovery.sent_at = now;
+                self.send(leader, Message::FillRequest { through });
+            }
+            _ => {}
+        }
+    }
+
+    /// A rebuilding peer waits for every slot through `through` to be
+    /// chosen. A peer may hold a slot there that an earlier leader proposed
+    /// and this leader never saw; without new commands it would stay
+    /// unchosen, so the leader proposes no-ops up to it (it may: no
+    /// promise of its election reported a value at or after `next_slot`).
+    pub(crate) fn on_fill_request(&mut self, through: Slot) {
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let room = limits::SLOTS_IN_FLIGHT_MAX.saturating_sub(leader.in_flight.len() as u64);
+        let first = leader.next_slot;
+        let last = through.min(first.saturating_add(room).saturating_sub(1));
+        if last < first {
+            return;
+        }
+        leader.next_slot = last + 1;
+        self.send_accepts((first..=last).map(|slot| (slot, Value::Noop)).collect());
     }
 
     /// A peer rebuilds: record its new incarnation durably, then tell it

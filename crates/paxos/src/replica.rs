@@ -462,6 +462,7 @@ impl Replica {
                 self.on_recover_ack(from, incarnation, nonce, promised, last_slot, &incarnations)
             }
             Message::RecoverNack { known } => self.on_recover_nack(known),
+            Message::FillRequest { through } => self.on_fill_request(through),
         }
     }
 

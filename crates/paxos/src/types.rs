@@ -238,6 +238,9 @@ pub enum Message {
     /// The sender already knows incarnation `known` of the asker (at or
     /// above the one asked for): try again above it.
     RecoverNack { known: u64 },
+    /// From a rebuilding replica to the leader: it must learn every slot
+    /// through `through` before it votes; fill any not yet proposed.
+    FillRequest { through: Slot },
 }
 
 /// A message with its addressing.

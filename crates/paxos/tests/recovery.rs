@@ -180,3 +180,29 @@ fn a_candidate_drops_promises_of_a_lost_incarnation() {
     r.step(envelope(1, 0, promise));
     assert_eq!(r.role(), Role::Candidate, "counted a promise of the lost incarnation");
 }
+
+#[test]
+fn a_rebuilding_replica_asks_its_leader_to_fill_slots_nobody_proposes() {
+    let (mut r, nonce) = rebuilding(0);
+    r.step(envelope(1, 0, ack(1, nonce, OLD, 5)));
+    r.step(envelope(2, 0, ack(1, nonce, OLD, 2)));
+    let ballot = Ballot::new(4, 1);
+    r.step(envelope(1, 0, Message::Heartbeat { ballot, chosen_through: 0, read_round: 0 }));
+    r.ready();
+    tick(&mut r, chorus_limits::ELECTION_TICKS_MIN);
+    let sent = r.ready().messages;
+    assert!(sent.contains(&out(0, 1, Message::FillRequest { through: 5 })), "{sent:?}");
+}
+
+#[test]
+fn a_leader_fills_requested_slots_past_its_log_with_noops() {
+    let mut leader = replica(1, DurableState::default());
+    let ballot = elect(&mut leader);
+    leader.step(envelope(0, 1, Message::FillRequest { through: 3 }));
+    let ready = leader.ready();
+    let noops: Vec<(Slot, Value)> = (1..=3).map(|slot| (slot, Value::Noop)).collect();
+    let accept = Message::Accept { ballot, entries: noops, chosen_through: 0 };
+    assert!(ready.messages.contains(&out(1, 0, accept)), "{:?}", ready.messages);
+    leader.step(envelope(0, 1, Message::FillRequest { through: 2 }));
+    assert!(leader.ready().messages.is_empty(), "slots already proposed are not proposed again");
+}
