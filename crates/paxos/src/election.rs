@@ -84,7 +84,9 @@ impl Replica {
     }
 
     pub(crate) fn on_prepare(&mut self, from: ReplicaId, ballot: Ballot, from_slot: Slot) {
-
+        if self.recovery.is_some() {
+            return; // lost its disk: cannot vouch for what it accepted
+        }
         if ballot < self.promised {
             let promised = self.promised;
             self.send(from, Message::Reject { ballot, promised });

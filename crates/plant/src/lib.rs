@@ -12,6 +12,9 @@ pub mod bugs {
     /// The replica de-duplicates commands in its own memory instead of
     /// through the replicated session table.
     pub const DEDUP_OUTSIDE_LOG: u32 = 1 << 2;
+    /// A replica whose disk was wiped ignores that it must rebuild, and
+    /// votes at once with the empty state of a founding member.
+    pub const WIPED_VOTES_AT_ONCE: u32 = 1 << 3;
 }
 
 #[cfg(debug_assertions)]

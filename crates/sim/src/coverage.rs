@@ -1,6 +1,7 @@
 //! Counts of the rarer paths a run took, so a sweep shows (and a test
 //! requires) that snapshots, transfers, installs and crashes in the middle
-//! of them were exercised rather than silently skipped.
+//! of them were exercised rather than silently skipped, and that disks
+//! were wiped and their replicas rebuilt.
 
 /// How often a run (or a sweep) took each snapshot path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,11 +31,15 @@ pub struct Coverage {
     /// Crashes after a fetched snapshot was durable, before the machine
     /// installed it.
     pub crashes_during_install: u64,
+    /// Restarts on a wiped (empty, non-founding) disk.
+    pub disks_wiped: u64,
+    /// Rebuilds after a wipe that became durable (the replica votes again).
+    pub rebuilds_finished: u64,
 }
 
 impl Coverage {
     /// Every counter, by name.
-    pub fn counters(&self) -> [(&'static str, u64); 11] {
+    pub fn counters(&self) -> [(&'static str, u64); 13] {
         [
             ("snapshots written", self.snapshots_written),
             ("fetches started", self.fetches_started),
@@ -47,6 +52,8 @@ impl Coverage {
             ("half-written snapshots removed", self.half_written_removed),
             ("crashes during fetch", self.crashes_during_fetch),
             ("crashes during install", self.crashes_during_install),
+            ("disks wiped", self.disks_wiped),
+            ("rebuilds finished", self.rebuilds_finished),
         ]
     }
 
@@ -69,6 +76,8 @@ impl std::ops::AddAssign for Coverage {
         self.half_written_removed += other.half_written_removed;
         self.crashes_during_fetch += other.crashes_during_fetch;
         self.crashes_during_install += other.crashes_during_install;
+        self.disks_wiped += other.disks_wiped;
+        self.rebuilds_finished += other.rebuilds_finished;
     }
 }
 

@@ -2,7 +2,9 @@
 //! loses every write not yet durable. The durable log is the store crate's
 //! in-memory twin, which passes the same conformance suite as redb; the
 //! snapshot files are the store's real snapshot code over [`MemBlobs`],
-//! which keeps only synced bytes across a crash.
+//! which keeps only synced bytes across a crash. A disk can also be lost
+//! outright ([`Disk::wipe`]): replaced by an empty one of a replica that
+//! must rebuild from its peers before it votes.
 
 use chorus_paxos::{DurableState, WriteBatch, WriteId};
 use chorus_store::{Blobs, LogStore, MemBlobs, MemStore, Snapshots, StoreError};
@@ -22,13 +24,33 @@ pub struct Disk {
 }
 
 impl Default for Disk {
+    /// A founding member's empty disk.
     fn default() -> Self {
-        let snapshots = Snapshots::open(MemBlobs::new()).expect("an empty in-memory directory opens");
-        Disk { durable: MemStore::default(), pending: VecDeque::new(), snapshots }
+        Disk::empty(MemStore::new())
     }
 }
 
 impl Disk {
+    fn empty(durable: MemStore) -> Self {
+        let snapshots = Snapshots::open(MemBlobs::new()).expect("an empty in-memory directory opens");
+        Disk { durable, pending: VecDeque::new(), snapshots }
+    }
+
+    /// The disk is lost and replaced by an empty one of a member that is
+    /// not founding: log, promise, incarnations, snapshots, partly fetched
+    /// snapshots and pending writes are all gone.
+    pub fn wipe(&mut self) {
+        *self = Disk::empty(MemStore::wiped());
+        assert!(self.lost() && self.pending.is_empty(), "a wiped disk is empty and rebuilding");
+        assert!(matches!(self.snapshots.newest(), Ok(None)), "a wiped disk holds no snapshot");
+    }
+
+    /// True from a wipe until the replica's rebuild is durable: the disk
+    /// holds none of the promises and accepts this replica ever made.
+    pub fn lost(&self) -> bool {
+        self.durable.recovering()
+    }
+
     /// Queues a write that completes at `done_at` (or after the previous one).
     pub fn write(&mut self, batch: WriteBatch, done_at: u64) {
         let done_at = self.pending.back().map_or(done_at, |(last, _)| done_at.max(*last));

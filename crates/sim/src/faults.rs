@@ -1,6 +1,10 @@
 //! The fault menu, and the mix one seed chooses from it ("swarm" testing:
 //! each seed turns some faults on, at its own rates, so different seeds
 //! stress different combinations).
+//!
+//! Disk wipes are drawn from a stream of their own (see
+//! [`FaultPlan::choose`]), so a seed whose mix has them off runs exactly as
+//! it did before they existed.
 
 use chorus_server::machine::SnapshotPolicy;
 use rand::Rng;
@@ -45,11 +49,16 @@ pub struct FaultPlan {
     pub snapshot_crash: f64,
     /// Bytes per snapshot transfer chunk: small, so transfers take several.
     pub snapshot_chunk_bytes: usize,
+    /// Chance that a crashed replica restarts on an empty disk (its disk
+    /// lost: a non-founding member that must rebuild before it votes), as
+    /// long as fewer than `replicas - quorum` other disks are lost.
+    pub wipe: f64,
 }
 
 impl FaultPlan {
-    /// The mix for one seed.
-    pub fn choose(rng: &mut ChaCha8Rng) -> Self {
+    /// The mix for one seed: `rng` chooses every fault but disk wipes,
+    /// `wipe_rng` (the wipes' own stream) chooses those.
+    pub fn choose(rng: &mut ChaCha8Rng, wipe_rng: &mut ChaCha8Rng) -> Self {
         let on = |rng: &mut ChaCha8Rng, chance: f64| rng.random_bool(chance);
         let replicas = if on(rng, 0.3) { 5 } else { 3 };
         FaultPlan {
@@ -70,6 +79,7 @@ impl FaultPlan {
             snapshot_ticks_max: rng.random_range(1..40),
             snapshot_crash: if on(rng, 0.4) { rng.random_range(0.0..0.01) } else { 0.0 },
             snapshot_chunk_bytes: rng.random_range(16..2048),
+            wipe: if wipe_rng.random_bool(0.4) { wipe_rng.random_range(0.05..0.5) } else { 0.0 },
         }
     }
 
@@ -85,6 +95,7 @@ impl FaultPlan {
             client_crash: 0.0,
             disk_ticks_max: 1,
             snapshot_crash: 0.0,
+            wipe: 0.0,
             ..self.clone()
         }
     }

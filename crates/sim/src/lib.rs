@@ -9,7 +9,9 @@
 //! delay/reordering, partitions, for Paxos and snapshot transfer messages)
 //! and simulated client connections ([`links::Links`]). Hosts start, write
 //! snapshots, fetch and install peers' snapshots through the runtime's own
-//! code; [`coverage::Coverage`] counts how often each of those paths ran. Simulated clients
+//! code; a restart may find its disk wiped, and the replica must rebuild
+//! from its peers before it votes. [`coverage::Coverage`] counts how often
+//! each of those paths ran. Simulated clients
 //! ([`client::SimClient`]) run a random workload with the client library's
 //! retry rules and its own delivery filter and acknowledgement tracker.
 //!
@@ -45,6 +47,9 @@ pub enum Plant {
     DedupOutsideLog,
     /// Clients advance the read position before showing a message.
     AckBeforeShown,
+    /// A replica restarting on a wiped disk votes at once, as a blank
+    /// founding member, instead of rebuilding first.
+    WipedVotesAtOnce,
 }
 
 /// Turns planted bugs on (or off) for this thread.
@@ -57,6 +62,7 @@ pub(crate) mod plant {
             Some(Plant::ReplyBeforePersist) => bugs::REPLY_BEFORE_PERSIST,
             Some(Plant::SkipRecovery) => bugs::SKIP_RECOVERY,
             Some(Plant::DedupOutsideLog) => bugs::DEDUP_OUTSIDE_LOG,
+            Some(Plant::WipedVotesAtOnce) => bugs::WIPED_VOTES_AT_ONCE,
             Some(Plant::AckBeforeShown) | None => 0,
         };
         chorus_plant::set(flags);

@@ -1,7 +1,7 @@
 //! `chorus-sim`: run one seed (`--seed S`) or sweep many (`--seeds N
 //! [--first-seed S]`); every failure prints the seed, the command that
 //! replays it, and the events that led to it. A sweep ends with how often
-//! the snapshot paths were taken.
+//! the snapshot and disk-wipe paths were taken.
 
 use chorus_sim::{run_seed, Coverage, Failure, Options, Plant};
 use clap::Parser;
@@ -25,6 +25,10 @@ struct Args {
     /// Bound on the liveness phase, in ticks.
     #[arg(long, default_value_t = Options::default().liveness_ticks)]
     liveness_ticks: u64,
+    /// Chance, in percent, that a restart finds its disk wiped, for every
+    /// seed (default: each seed's own mix).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    wipe_percent: Option<u8>,
     /// Plant a bug (debug builds only) to see the checkers catch it.
     #[arg(long, value_enum)]
     plant: Option<Plant>,
@@ -35,7 +39,12 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let options = Options { fault_ticks: args.fault_ticks, liveness_ticks: args.liveness_ticks, plant: args.plant };
+    let options = Options {
+        fault_ticks: args.fault_ticks,
+        liveness_ticks: args.liveness_ticks,
+        plant: args.plant,
+        wipe_percent: args.wipe_percent,
+    };
     let (first, count) = match (args.seed, args.seeds) {
         (Some(seed), _) => (seed, 1),
         (None, count) => (args.first_seed.unwrap_or_else(rand::random), count.unwrap_or(1)),
@@ -51,9 +60,9 @@ fn main() {
                 coverage += report.coverage;
                 if args.verbose || count == 1 {
                     println!(
-                        "seed {seed}: ok ({} replicas, {} clients, {} ticks, {} slots, {} operations, {} crashes, {} partitions)",
+                        "seed {seed}: ok ({} replicas, {} clients, {} ticks, {} slots, {} operations, {} crashes, {} partitions, {} disks wiped)",
                         report.plan.replicas, report.plan.clients, report.ticks, report.slots, report.operations,
-                        report.crashes, report.partitions
+                        report.crashes, report.partitions, report.coverage.disks_wiped
                     );
                 }
             }
@@ -69,7 +78,7 @@ fn main() {
         count - failures,
         events as f64 / seconds.max(1e-9)
     );
-    println!("snapshot coverage (passing runs): {coverage}");
+    println!("coverage (passing runs): {coverage}");
     if failures > 0 {
         std::process::exit(1);
     }
@@ -85,10 +94,11 @@ fn print_failure(failure: &Failure, args: &Args) {
             )
         })
         .unwrap_or_default();
+    let wipes = args.wipe_percent.map(|percent| format!(" --wipe-percent {percent}")).unwrap_or_default();
     println!("seed {}: FAILED at t={}: {}", failure.seed, failure.tick, failure.violation);
     println!("  plan: {:?}", failure.plan);
     println!(
-        "  replay: cargo run -p chorus-sim -- --seed {} --fault-ticks {} --liveness-ticks {}{plant}",
+        "  replay: cargo run -p chorus-sim -- --seed {} --fault-ticks {} --liveness-ticks {}{wipes}{plant}",
         failure.seed, args.fault_ticks, args.liveness_ticks
     );
     println!("  last events:\n{}", failure.trace);

@@ -26,11 +26,14 @@ pub struct Options {
     /// The bound within which a healed cluster must converge.
     pub liveness_ticks: u64,
     pub plant: Option<Plant>,
+    /// Replaces the seed's chance, in percent, that a restart finds its
+    /// disk wiped (tests of the wipe paths raise it; `None`: the seed's).
+    pub wipe_percent: Option<u8>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { fault_ticks: 3_000, liveness_ticks: 4_000, plant: None }
+        Options { fault_ticks: 3_000, liveness_ticks: 4_000, plant: None, wipe_percent: None }
     }
 }
 
@@ -64,6 +67,8 @@ pub struct Failure {
 pub struct World {
     seed: u64,
     rng: ChaCha8Rng,
+    /// Disk wipe decisions, apart from `rng` (see [`crate::faults`]).
+    wipe_rng: ChaCha8Rng,
     plan: FaultPlan,
     options: Options,
     now: u64,
@@ -85,10 +90,18 @@ pub struct World {
 /// may have been invoked long before).
 const LIVENESS_GRACE_TICKS: u64 = crate::client::OPERATION_TICKS;
 
+/// The ChaCha stream that decides disk wipes (the main one is stream 0).
+const WIPE_STREAM: u64 = 1;
+
 impl World {
     pub fn new(seed: u64, options: Options) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let plan = FaultPlan::choose(&mut rng);
+        let mut wipe_rng = ChaCha8Rng::seed_from_u64(seed);
+        wipe_rng.set_stream(WIPE_STREAM);
+        let mut plan = FaultPlan::choose(&mut rng, &mut wipe_rng);
+        if let Some(percent) = options.wipe_percent {
+            plan.wipe = f64::from(percent.min(100)) / 100.0;
+        }
         let hosts = (0..plan.replicas)
             .map(|id| {
                 let rate = 1.0 + rng.random_range(-plan.skew..=plan.skew);
@@ -115,6 +128,7 @@ impl World {
         World {
             seed,
             rng,
+            wipe_rng,
             roles: vec![None; plan.replicas],
             plan,
             options,
@@ -240,7 +254,9 @@ impl World {
         let pending = self.hosts[id].disk.pending();
         let survivors = if self.rng.random_bool(0.5) { self.rng.random_range(0..=pending) } else { 0 };
         self.count_snapshot_crash(id);
+        let lost = self.hosts[id].disk.lost();
         self.hosts[id].crash(survivors, &mut self.rng);
+        self.count_rebuild(id, lost);
         self.hosts[id].down_until = self.now + down;
         self.links.up[id] = false;
         self.links.close_where(|_, replica| replica == id);
@@ -261,9 +277,41 @@ impl World {
         }
     }
 
-    /// Restarts a replica from its disk; the snapshot it loads must hold
-    /// the state every replica had at its slot.
+    /// Counts a rebuild that became durable: replica `id`'s disk was lost
+    /// (`was_lost`) and is no longer.
+    fn count_rebuild(&mut self, id: usize, was_lost: bool) {
+        if was_lost && !self.hosts[id].disk.lost() {
+            self.report.coverage.rebuilds_finished += 1;
+            self.trace.note(self.now, format!("replica {id}'s rebuild is durable"));
+        }
+    }
+
+    /// With the plan's chance, replica `id` (about to restart) lost its
+    /// disk. Spared when `replicas - quorum` other disks are lost already:
+    /// a majority of lost disks loses chosen values, which no protocol
+    /// survives and the system does not promise to.
+    fn maybe_wipe(&mut self, id: usize) {
+        if !self.wipe_rng.random_bool(self.plan.wipe) {
+            return;
+        }
+        let replicas = self.hosts.len();
+        let lost_max = replicas - (replicas / 2 + 1);
+        let lost_others = self.hosts.iter().enumerate().filter(|(other, h)| *other != id && h.disk.lost()).count();
+        assert!(lost_others <= lost_max, "more disks lost than the bound allows");
+        if lost_others == lost_max {
+            self.trace.note(self.now, format!("replica {id}'s disk spared: {lost_others} other(s) lost"));
+            return;
+        }
+        self.hosts[id].disk.wipe();
+        self.checks.wiped(id);
+        self.report.coverage.disks_wiped += 1;
+        self.trace.note(self.now, format!("replica {id}'s disk is wiped: it restarts empty and must rebuild"));
+    }
+
+    /// Restarts a replica from its disk (which may first be wiped); the
+    /// snapshot it loads must hold the state every replica had at its slot.
     fn restart(&mut self, id: usize) -> Result<(), Violation> {
+        self.maybe_wipe(id);
         let started = self.hosts[id]
             .start(&mut self.rng)
             .map_err(|error| Violation::new("restart", format!("replica {id} cannot start from its disk: {error}")))?;
@@ -407,11 +455,14 @@ impl World {
     }
 
     fn complete_writes(&mut self) {
-        for host in &mut self.hosts {
-            if let (Some(id), Some(machine)) = (host.disk.complete(self.now), host.machine.as_mut()) {
-                machine.step(Event::Persisted(id), &mut self.links);
+        for id in 0..self.hosts.len() {
+            let host = &mut self.hosts[id];
+            let lost = host.disk.lost();
+            if let (Some(write), Some(machine)) = (host.disk.complete(self.now), host.machine.as_mut()) {
+                machine.step(Event::Persisted(write), &mut self.links);
                 self.report.events += 1;
             }
+            self.count_rebuild(id, lost);
         }
     }
 
@@ -458,6 +509,7 @@ impl World {
         for id in 0..self.hosts.len() {
             let host = &mut self.hosts[id];
             let Some(machine) = host.machine.as_mut() else { continue };
+            let rebuilding = machine.replica().role() == Role::Recovering;
             let effects = machine.process(&mut self.links);
             let applied = machine.take_applied();
             let promised = machine.replica().status().promised;
@@ -465,7 +517,7 @@ impl World {
                 let latency = self.rng.random_range(0..=self.plan.disk_ticks_max);
                 host.disk.write(write, self.now + latency);
             }
-            self.send_paxos(id, effects.messages);
+            self.send_paxos(id, rebuilding, effects.messages)?;
             self.snapshot_effects(id, effects.snapshot, effects.fetch);
             self.report.slots = self.report.slots.max(applied.last().map_or(0, |s| s.slot));
             let incarnation = self.hosts[id].incarnation;
@@ -475,12 +527,14 @@ impl World {
         Ok(())
     }
 
-    /// Sends replica `id`'s Paxos messages, showing each to the checkers.
-    fn send_paxos(&mut self, id: usize, messages: Vec<Envelope>) {
+    /// Sends replica `id`'s Paxos messages, showing each to the checkers;
+    /// `rebuilding`: the replica was rebuilding when it produced them.
+    fn send_paxos(&mut self, id: usize, rebuilding: bool, messages: Vec<Envelope>) -> Result<(), Violation> {
         for envelope in messages {
-            self.checks.sent(id, &envelope);
+            self.checks.sent(id, rebuilding, &envelope)?;
             self.net.send(&mut self.rng, &self.plan, self.now, Packet::Paxos(envelope));
         }
+        Ok(())
     }
 
     /// Starts the snapshot write and the fetch replica `id`'s machine asked
@@ -557,8 +611,8 @@ impl World {
         self.hosts.iter().filter_map(|h| h.machine.as_ref()).max_by_key(|m| m.replica().status().applied_through)
     }
 
-    /// Every replica up with the same applied state, one leader, every
-    /// mailbox drained and every client quiet.
+    /// Every replica up and done rebuilding with the same applied state,
+    /// one leader, every mailbox drained and every client quiet.
     fn converged(&self) -> bool {
         let machines: Vec<&Machine> = self.hosts.iter().filter_map(|h| h.machine.as_ref()).collect();
         if machines.len() != self.hosts.len() || !self.clients.iter().all(|c| c.quiet()) {
@@ -570,9 +624,10 @@ impl World {
                 && m.chat().digest() == first.chat().digest()
         });
         let leaders = machines.iter().filter(|m| m.replica().role() == Role::Leader).count();
+        let rebuilt = machines.iter().all(|m| m.replica().role() != Role::Recovering);
         let names = first.chat().list(None).map(|l| l.names).unwrap_or_default();
         let drained = names.iter().all(|n| first.chat().mailbox(n, 0, 1).is_ok_and(|m| m.is_empty()));
-        same && leaders == 1 && drained
+        same && leaders == 1 && drained && rebuilt
     }
 
     fn liveness_report(&self) -> String {

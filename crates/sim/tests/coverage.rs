@@ -1,7 +1,8 @@
-//! The snapshot paths are exercised, not silently skipped: over a fixed
-//! range of seeds, snapshots are written and the log compacted, fetched
-//! from peers and installed, loaded at restarts (also past the log's
-//! chosen prefix), and replicas crash in the middle of each.
+//! The snapshot and disk-loss paths are exercised, not silently skipped:
+//! over a fixed range of seeds, snapshots are written and the log
+//! compacted, fetched from peers and installed, loaded at restarts (also
+//! past the log's chosen prefix), replicas crash in the middle of each,
+//! and disks are wiped and their replicas finish rebuilding.
 
 use chorus_sim::{run_seed, Coverage, Options};
 
@@ -13,7 +14,7 @@ const SEEDS: std::ops::Range<u64> = 0..40;
 const OPTIONAL: &[&str] = &["fetches failed"];
 
 #[test]
-fn every_snapshot_path_is_taken() {
+fn every_snapshot_and_wipe_path_is_taken() {
     let mut total = Coverage::default();
     for seed in SEEDS {
         match run_seed(seed, Options::default()) {

@@ -27,6 +27,12 @@ impl MemStore {
         MemStore { state: DurableState { recovering: true, ..DurableState::default() } }
     }
 
+    /// True while the store is a lost disk's replacement whose rebuild is
+    /// not yet durable (a `recovered` write clears it).
+    pub fn recovering(&self) -> bool {
+        self.state.recovering
+    }
+
     /// A copy of everything persisted so far: what survives a crash.
     pub fn durable(&self) -> DurableState {
         self.state.clone()

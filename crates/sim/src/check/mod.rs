@@ -8,6 +8,7 @@ mod delivery;
 mod exactly_once;
 pub mod linearizable;
 mod promises;
+mod rebuilding_abstains;
 mod state_hash;
 
 use crate::client::{Finished, Observation};
@@ -71,9 +72,17 @@ impl Checks {
         self.state_hash.installed(replica, slot, digest)
     }
 
-    /// A Paxos message replica `replica` sent to a peer.
-    pub fn sent(&mut self, replica: usize, envelope: &Envelope) {
+    /// A Paxos message replica `replica` sent to a peer; `rebuilding`: it
+    /// was rebuilding after a disk loss when it produced the message.
+    pub fn sent(&mut self, replica: usize, rebuilding: bool, envelope: &Envelope) -> Result<(), Violation> {
+        rebuilding_abstains::sent(replica, rebuilding, envelope)?;
         self.promises.sent(replica, envelope);
+        Ok(())
+    }
+
+    /// Replica `replica`'s disk was wiped: it restarts on an empty one.
+    pub fn wiped(&mut self, replica: usize) {
+        self.promises.disk_lost(replica);
     }
 
     /// The promise replica `replica` holds now (after a step or a restart).

@@ -2,7 +2,10 @@
 //! grows, and across restarts a replica never holds a promise below a
 //! ballot it has already vouched for in a Promise or Accepted message. (A
 //! promise lost in a crash before anything was sent about it is harmless,
-//! and allowed.)
+//! and allowed.) A wiped disk resets that floor: the replica's next
+//! incarnation may hold a promise below one its lost incarnation vouched
+//! for, and is kept safe by incarnation numbers instead (peers drop the
+//! lost incarnation's votes once they know of the new one).
 
 use super::Violation;
 use chorus_paxos::{Ballot, Envelope, Message};
@@ -24,6 +27,12 @@ impl Promises {
         };
         let floor = self.floor.entry(replica).or_default();
         *floor = (*floor).max(ballot);
+    }
+
+    /// Replica `replica` lost its disk: what it vouched for before no
+    /// longer binds it.
+    pub fn disk_lost(&mut self, replica: usize) {
+        self.floor.remove(&replica);
     }
 
     pub fn holds(&mut self, replica: usize, incarnation: u64, promised: Ballot) -> Result<(), Violation> {
