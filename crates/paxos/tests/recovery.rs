@@ -169,14 +169,7 @@ fn a_candidate_drops_promises_of_a_lost_incarnation() {
     // already recorded incarnation 1 of it.
     r.step(envelope(1, 0, Message::Recover { incarnation: 1, nonce: 3 }));
     r.step(Event::Persisted(write.id));
-    let promise = Message::Promise {
-        ballot,
-        from_slot: 1,
-        entries: vec![],
-        truncated: false,
-        chosen_through: 0,
-        incarnations: Incarnations::default(),
-    };
+    let promise = empty_promise(ballot);
     r.step(envelope(1, 0, promise));
     assert_eq!(r.role(), Role::Candidate, "counted a promise of the lost incarnation");
 }

@@ -78,16 +78,22 @@ pub fn elect(r: &mut Replica) -> Ballot {
     let ballot = Ballot::new(round, me);
     let ready = r.ready();
     r.step(Event::Persisted(ready.write.expect("own promise is written").id));
-    let promise = Message::Promise {
+    let promise = empty_promise(ballot);
+    r.step(envelope(peer, me, promise));
+    assert_eq!(r.role(), Role::Leader);
+    r.ready();
+    ballot
+}
+
+/// A promise for `ballot` from slot 1 that reports nothing accepted, from a
+/// replica that never lost its disk.
+pub fn empty_promise(ballot: Ballot) -> Message {
+    Message::Promise {
         ballot,
         from_slot: 1,
         entries: vec![],
         truncated: false,
         chosen_through: 0,
-        incarnations: Default::default(),
-    };
-    r.step(envelope(peer, me, promise));
-    assert_eq!(r.role(), Role::Leader);
-    r.ready();
-    ballot
+        incarnations: Incarnations::default(),
+    }
 }
