@@ -81,8 +81,7 @@ fn pre_vote_is_refused_for_a_round_not_above_the_promise_or_a_shorter_log() {
     let chosen = Entry { ballot: Ballot::new(1, 2), value: batch(b"a"), chosen: true };
     let entries = BTreeMap::from([(1, chosen.clone()), (2, chosen)]);
     let promised = Ballot::new(3, 2);
-    let mut r =
-        replica(1, DurableState { promised, entries, chosen_through: 2, compacted_through: 0, ..Default::default() });
+    let mut r = replica(1, DurableState { promised, entries, chosen_through: 2, ..Default::default() });
     assert_eq!(r.ready().committed.len(), 2);
     let asks = [(2, 2, false), (3, 2, false), (4, 1, false), (4, 2, true), (5, 3, true)];
     for (round, chosen_through, granted) in asks {
@@ -175,16 +174,7 @@ fn log_of(count: u64, bytes: usize) -> BTreeMap<Slot, Entry> {
 /// Sends a prepare to replica 1 holding `log`, makes the promise durable,
 /// and returns the promise it sends.
 fn promise_for(log: BTreeMap<Slot, Entry>) -> Envelope {
-    let mut r = replica(
-        1,
-        DurableState {
-            promised: Ballot::new(1, 1),
-            entries: log,
-            chosen_through: 0,
-            compacted_through: 0,
-            ..Default::default()
-        },
-    );
+    let mut r = replica(1, DurableState { promised: Ballot::new(1, 1), entries: log, ..Default::default() });
     let ballot = Ballot::new(2, 0);
     r.step(envelope(0, 1, prepare(ballot)));
     assert_eq!(r.ready(), only_write(WriteBatch { id: 1, promised: Some(ballot), ..WriteBatch::default() }));
@@ -268,13 +258,7 @@ fn promise_from_a_replica_further_ahead_starts_a_catch_up_and_its_chosen_values_
 fn value_a_promise_reports_chosen_is_learned_not_proposed_again() {
     // Replica 0 accepted "v" under 2.2 after it was chosen under 1.1.
     let own = BTreeMap::from([(1, accepted(Ballot::new(2, 2), batch(b"v")))]);
-    let (mut r, ballot) = candidate(DurableState {
-        promised: Ballot::new(2, 2),
-        entries: own,
-        chosen_through: 0,
-        compacted_through: 0,
-        ..Default::default()
-    });
+    let (mut r, ballot) = candidate(DurableState { promised: Ballot::new(2, 2), entries: own, ..Default::default() });
     let chosen = Entry { ballot: Ballot::new(1, 1), value: batch(b"v"), chosen: true };
     r.step(envelope(1, 0, promise(ballot, vec![(1, chosen)], 0)));
     assert_eq!(r.role(), Role::Leader);
@@ -290,13 +274,7 @@ fn value_a_promise_reports_chosen_is_learned_not_proposed_again() {
 #[test]
 fn new_leader_adopts_a_peers_value_accepted_under_a_higher_ballot_than_its_own() {
     let own = BTreeMap::from([(1, accepted(Ballot::new(1, 1), batch(b"low")))]);
-    let (mut r, ballot) = candidate(DurableState {
-        promised: Ballot::new(2, 2),
-        entries: own,
-        chosen_through: 0,
-        compacted_through: 0,
-        ..Default::default()
-    });
+    let (mut r, ballot) = candidate(DurableState { promised: Ballot::new(2, 2), entries: own, ..Default::default() });
     r.step(envelope(1, 0, promise(ballot, vec![(1, accepted(Ballot::new(2, 2), batch(b"high")))], 0)));
     let entries = vec![(1, batch(b"high"))];
     let write = WriteBatch { id: 2, entries: vec![(1, accepted(ballot, batch(b"high")))], ..WriteBatch::default() };

@@ -114,16 +114,7 @@ fn accept_is_acknowledged_after_the_entries_are_durable_and_learns_chosen() {
 fn chosen_prefix_under_another_ballot_is_fetched_not_assumed() {
     let mut entries = BTreeMap::new();
     entries.insert(1, Entry { ballot: Ballot::new(1, 1), value: batch(b"stale"), chosen: false });
-    let mut r = replica(
-        2,
-        DurableState {
-            promised: Ballot::new(1, 1),
-            entries,
-            chosen_through: 0,
-            compacted_through: 0,
-            ..Default::default()
-        },
-    );
+    let mut r = replica(2, DurableState { promised: Ballot::new(1, 1), entries, ..Default::default() });
     let ballot = Ballot::new(2, 0);
     r.step(envelope(0, 2, Message::Heartbeat { ballot, chosen_through: 1, read_round: 0 }));
     let ready = r.ready();

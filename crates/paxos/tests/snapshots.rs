@@ -16,8 +16,7 @@ fn chosen(value: Value) -> Entry {
 /// Replica `id` holding slots 1..=count chosen, applied and drained.
 fn with_chosen(id: ReplicaId, count: Slot) -> Replica {
     let entries: BTreeMap<Slot, Entry> = (1..=count).map(|slot| (slot, chosen(batch(&[slot as u8])))).collect();
-    let durable =
-        DurableState { promised: OLD, entries, chosen_through: count, compacted_through: 0, ..Default::default() };
+    let durable = DurableState { promised: OLD, entries, chosen_through: count, ..Default::default() };
     let mut r = replica(id, durable);
     assert_eq!(r.ready().committed.len() as u64, count);
     r
