@@ -6,7 +6,7 @@ mod agreement;
 mod chosen_stable;
 mod delivery;
 mod exactly_once;
-pub mod linearizable;
+pub use chorus_lincheck as linearizable;
 mod promises;
 mod rebuilding_abstains;
 mod state_hash;

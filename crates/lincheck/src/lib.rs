@@ -1,3 +1,6 @@
+//! `chorus-lincheck`: the linearizability checker ([`check`]) for account
+//! histories ([`Operation`], [`AccountOp`], [`AccountResult`]).
+//!
 //! Linearizability of account operations: does some single order of the
 //! operations, each placed inside its own time window, explain every reply?
 //!
@@ -71,15 +74,17 @@
 //! failed.
 //!
 //! Replies the real service has beyond this model (too many accounts, a full
-//! mailbox, a truncated list) have no `AccountResult`: the simulator keeps
-//! such operations out of the history or away from those limits.
+//! mailbox, a truncated list) have no `AccountResult`: the simulator and the
+//! chaos harness keep such operations out of the history or away from those
+//! limits.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 use regex::Regex;
 
-/// A simulated clock reading; the simulator's unit of time.
+/// A clock reading in the history's own unit: simulator ticks, or
+/// microseconds since the start of a chaos run. Only their order matters.
 pub type Tick = u64;
 
 /// Most search steps (candidate placements tried) before [`check`] gives up
@@ -128,7 +133,7 @@ pub enum AccountResult {
 /// One operation of the history, with the ticks that bound it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operation {
-    /// The simulated client that issued it (for explanations only).
+    /// The client that issued it (for explanations only).
     pub client: usize,
     /// What was asked.
     pub op: AccountOp,
@@ -188,7 +193,8 @@ impl std::error::Error for CheckError {}
 ///
 /// # Panics
 ///
-/// When an operation completes before it was invoked (a simulator bug).
+/// When an operation completes before it was invoked (a bug in the
+/// recording harness).
 pub fn check(history: &[Operation]) -> Result<(), CheckError> {
     check_counting_steps(history, SEARCH_STEPS_MAX).map(|_steps| ())
 }
@@ -913,7 +919,7 @@ mod tests {
 
     #[test]
     #[should_panic(expected = "completes before it is invoked")]
-    fn completion_before_invocation_is_a_simulator_bug() {
+    fn completion_before_invocation_is_a_harness_bug() {
         let _ = check(&[done(0, create("a"), 5, 4, AccountResult::Ok)]);
     }
 
