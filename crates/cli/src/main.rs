@@ -1,10 +1,13 @@
 //! `chorus`: run a local cluster (`up`), one replica (`server`), the chat
-//! client (`chat`) or a cluster status probe (`status`).
+//! client (`chat`), a cluster status probe (`status`) or the chaos harness
+//! (`chaos`).
 
+mod chaos;
 mod chat;
 mod status;
 mod up;
 
+use anyhow::Context;
 use chorus_server::machine::SnapshotPolicy;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -62,6 +65,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a local cluster under load and faults, then check what the
+    /// clients saw (see docs/TESTING.md, "Chaos runs"). Exits 1 on a violation.
+    Chaos(chaos::ChaosArgs),
     /// Show every replica's state.
     Status {
         /// The cluster file.
@@ -104,13 +110,19 @@ impl SnapshotArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let planted = planted_bugs()?;
+    chorus_plant::set(planted);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(move || chorus_plant::set(planted))
+        .build()?;
     match cli.command {
         Command::Up { replicas, dir, port, snapshots } => {
             runtime.block_on(up::run(replicas, dir, port, snapshots.to_args()))
         }
         Command::Server { cluster, id, new_cluster, snapshots } => {
             init_logging();
+            ignore_file_size_signal();
             if new_cluster {
                 chorus_server::found(&chorus_proto::ClusterFile::load(&cluster)?, id)?;
             }
@@ -118,6 +130,32 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Chat { cluster, json } => runtime.block_on(chat::run(&cluster, json)),
         Command::Status { cluster, json } => runtime.block_on(status::run(&cluster, json)),
+        Command::Chaos(args) => runtime.block_on(chaos::run(args)),
+    }
+}
+
+/// Bugs to plant on every runtime thread, from `CHORUS_PLANT` (comma
+/// separated names): only debug builds have them, so the chaos tests can
+/// show their checkers catch a real bug in real processes.
+fn planted_bugs() -> anyhow::Result<u32> {
+    let Ok(names) = std::env::var("CHORUS_PLANT") else { return Ok(0) };
+    anyhow::ensure!(cfg!(debug_assertions), "CHORUS_PLANT is set, but planted bugs exist only in debug builds");
+    let mut flags = 0;
+    for name in names.split(',').filter(|name| !name.is_empty()) {
+        flags |=
+            chorus_plant::from_name(name).with_context(|| format!("CHORUS_PLANT: no planted bug called {name:?}"))?;
+    }
+    Ok(flags)
+}
+
+/// A write past the file size limit (`RLIMIT_FSIZE`) fails with EFBIG
+/// instead of killing the process with SIGXFSZ, so the replica reports a
+/// failed write and stops as it does on a full disk.
+fn ignore_file_size_signal() {
+    // SAFETY: called once at start, before any thread that could race on
+    // signal dispositions; SIG_IGN is always a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
 

@@ -17,6 +17,18 @@ pub mod bugs {
     pub const WIPED_VOTES_AT_ONCE: u32 = 1 << 3;
 }
 
+/// The flag of the bug called `name` (kebab case, as the simulator's
+/// `--plant` and the server's `CHORUS_PLANT` spell it).
+pub fn from_name(name: &str) -> Option<u32> {
+    match name {
+        "reply-before-persist" => Some(bugs::REPLY_BEFORE_PERSIST),
+        "skip-recovery" => Some(bugs::SKIP_RECOVERY),
+        "dedup-outside-log" => Some(bugs::DEDUP_OUTSIDE_LOG),
+        "wiped-votes-at-once" => Some(bugs::WIPED_VOTES_AT_ONCE),
+        _ => None,
+    }
+}
+
 #[cfg(debug_assertions)]
 thread_local! {
     static ACTIVE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };

@@ -1,0 +1,352 @@
+//! The cluster under test: real `chorus server` processes, each behind
+//! fault-injecting proxies ([`ChaosCluster`]).
+//!
+//! # Wiring
+//!
+//! Replica `i` reads its own cluster file, `cluster-i.toml`. Its own entry
+//! holds its real addresses; every other replica `j`'s peer address in it
+//! is the proxy for the directed link `i → j`, so everything `i` sends `j`
+//! (consensus and snapshot transfer alike: a replica sends on the
+//! connection it opened) crosses that proxy. Clients use `clients.toml`,
+//! whose client addresses are one proxy per replica. The harness itself
+//! reads status and digests on the real client addresses, around the
+//! proxies.
+//!
+//! # Processes
+//!
+//! Each replica is a child process with its output in `replica-i.log`. It
+//! dies with the harness (`PR_SET_PDEATHSIG`). `kill -9` waits until the
+//! process is reaped, `SIGSTOP`/`SIGCONT` pause it, and a full disk is a
+//! soft `RLIMIT_FSIZE` set on the running process: no file may grow past
+//! its current size, so a write that needs space fails as on a full device.
+
+use crate::proxy::{Faults, Flow, Proxy};
+use anyhow::Context;
+use chorus_paxos::{ReplicaId, Role};
+use chorus_proto::{ClusterFile, ReplicaAddress, StateDigest, StatusReport};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// Longest wait for one status or digest answer.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// One replica process and what the harness did to it.
+#[derive(Debug)]
+struct Process {
+    child: Option<Child>,
+    paused: bool,
+}
+
+/// A cluster of real replicas behind proxies, in a directory of its own.
+pub struct ChaosCluster {
+    exe: PathBuf,
+    dir: PathBuf,
+    real: ClusterFile,
+    /// Directed replica links, `(from, to)`.
+    links: BTreeMap<(ReplicaId, ReplicaId), Proxy>,
+    /// In front of each replica's client port, by id.
+    client_proxies: Vec<Proxy>,
+    processes: Vec<Process>,
+    /// Extra flags for every `chorus server`.
+    server_args: Vec<String>,
+}
+
+impl ChaosCluster {
+    /// Writes the cluster files, starts the proxies and every replica (as
+    /// founders of a new cluster).
+    pub async fn start(exe: &Path, dir: &Path, replicas: usize, server_args: Vec<String>) -> anyhow::Result<Self> {
+        let real = ClusterFile::local(replicas, free_ports(2 * replicas)?);
+        let mut links = BTreeMap::new();
+        for from in ids(replicas) {
+            for to in ids(replicas).filter(|&to| to != from) {
+                links.insert((from, to), Proxy::start(real.replicas[usize::from(to)].peer_addr).await?);
+            }
+        }
+        let mut client_proxies = Vec::new();
+        for replica in &real.replicas {
+            client_proxies.push(Proxy::start(replica.client_addr).await?);
+        }
+        let processes = (0..replicas).map(|_| Process { child: None, paused: false }).collect();
+        let mut cluster = ChaosCluster {
+            exe: exe.to_owned(),
+            dir: dir.to_owned(),
+            real,
+            links,
+            client_proxies,
+            processes,
+            server_args,
+        };
+        cluster.write_files()?;
+        for id in ids(replicas) {
+            cluster.spawn(id, true)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn size(&self) -> usize {
+        self.real.replicas.len()
+    }
+
+    pub fn quorum(&self) -> usize {
+        self.size() / 2 + 1
+    }
+
+    /// The addresses clients use: every client port behind its proxy.
+    pub fn client_addresses(&self) -> Vec<ReplicaAddress> {
+        let mut replicas = self.real.replicas.clone();
+        for (replica, proxy) in replicas.iter_mut().zip(&self.client_proxies) {
+            replica.client_addr = proxy.addr();
+        }
+        replicas
+    }
+
+    fn write_files(&self) -> anyhow::Result<()> {
+        for id in ids(self.size()) {
+            let mut file = self.real.clone();
+            for peer in file.replicas.iter_mut().filter(|r| r.id != id) {
+                peer.peer_addr = self.links[&(id, peer.id)].addr();
+            }
+            write(&self.dir.join(format!("cluster-{id}.toml")), &file.to_toml())?;
+        }
+        let clients = ClusterFile { replicas: self.client_addresses() };
+        write(&self.dir.join("clients.toml"), &clients.to_toml())?;
+        write(&self.dir.join("cluster.toml"), &self.real.to_toml())
+    }
+
+    /// Starts replica `id` (it must not be running).
+    pub fn spawn(&mut self, id: ReplicaId, founding: bool) -> anyhow::Result<()> {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("replica-{id}.log")))?;
+        let mut command = Command::new(&self.exe);
+        command
+            .arg("server")
+            .arg("--cluster")
+            .arg(self.dir.join(format!("cluster-{id}.toml")))
+            .args(["--id", &id.to_string()])
+            .args(&self.server_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        if founding {
+            command.arg("--new-cluster");
+        }
+        die_with_parent(&mut command);
+        let child = command.spawn().with_context(|| format!("starting replica {id}"))?;
+        self.processes[usize::from(id)] = Process { child: Some(child), paused: false };
+        Ok(())
+    }
+
+    /// True while replica `id`'s process runs (paused counts as running).
+    pub fn is_running(&mut self, id: ReplicaId) -> bool {
+        match self.processes[usize::from(id)].child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// `kill -9`, then waits until the process is gone.
+    pub async fn kill(&mut self, id: ReplicaId) {
+        let process = &mut self.processes[usize::from(id)];
+        if let Some(mut child) = process.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        process.paused = false;
+    }
+
+    /// Restarts replica `id` if its process is not running.
+    pub fn restart(&mut self, id: ReplicaId) -> anyhow::Result<bool> {
+        if self.is_running(id) {
+            return Ok(false);
+        }
+        self.processes[usize::from(id)].child = None;
+        self.spawn(id, false)?;
+        Ok(true)
+    }
+
+    /// Kills replica `id` and deletes its data directory: a lost disk.
+    pub async fn wipe(&mut self, id: ReplicaId) -> anyhow::Result<()> {
+        self.kill(id).await;
+        let data = self.data_dir(id);
+        std::fs::remove_dir_all(&data).with_context(|| format!("deleting {}", data.display()))
+    }
+
+    /// Where replica `id` keeps its durable state.
+    pub fn data_dir(&self, id: ReplicaId) -> PathBuf {
+        self.dir.join(&self.real.replicas[usize::from(id)].data_dir)
+    }
+
+    /// `SIGSTOP` (`pause == true`) or `SIGCONT`.
+    pub fn pause(&mut self, id: ReplicaId, pause: bool) {
+        let process = &mut self.processes[usize::from(id)];
+        if let Some(pid) = process.child.as_ref().and_then(Child::id) {
+            signal(pid, if pause { libc::SIGSTOP } else { libc::SIGCONT });
+            process.paused = pause;
+        }
+    }
+
+    /// Limits (or, with `None`, frees) how large replica `id` may make any
+    /// file: its store file's current size, so no file may grow.
+    pub fn limit_disk(&mut self, id: ReplicaId, full: bool) -> anyhow::Result<()> {
+        let Some(pid) = self.processes[usize::from(id)].child.as_ref().and_then(Child::id) else {
+            return Ok(());
+        };
+        let store = self.data_dir(id).join("chorus.redb");
+        let limit = if full { std::fs::metadata(&store).map_or(0, |m| m.len()) } else { libc::RLIM_INFINITY };
+        set_file_size_limit(pid, limit)
+    }
+
+    /// The proxy carrying what `from` sends `to`.
+    pub fn link(&self, from: ReplicaId, to: ReplicaId) -> &Proxy {
+        &self.links[&(from, to)]
+    }
+
+    /// The proxy in front of replica `id`'s client port.
+    pub fn client_proxy(&self, id: ReplicaId) -> &Proxy {
+        &self.client_proxies[usize::from(id)]
+    }
+
+    /// Stalls every link between `a` and `b` in both directions.
+    pub fn cut(&self, a: &[ReplicaId], b: &[ReplicaId], faults: Faults) {
+        for &x in a {
+            for &y in b.iter().filter(|&&y| y != x) {
+                self.link(x, y).set(faults);
+                self.link(y, x).set(faults);
+            }
+        }
+    }
+
+    /// Every proxy back to normal and every paused replica resumed.
+    pub fn heal_network(&mut self) {
+        for proxy in self.links.values().chain(&self.client_proxies) {
+            proxy.heal();
+        }
+        for id in ids(self.size()) {
+            if self.processes[usize::from(id)].paused {
+                self.pause(id, false);
+            }
+        }
+    }
+
+    /// Every replica's status, `None` where it did not answer.
+    pub async fn statuses(&self) -> Vec<Option<StatusReport>> {
+        let probes = self.real.replicas.iter().map(|r| chorus_client::fetch_status(r.client_addr, PROBE_TIMEOUT));
+        join_all(probes).await.into_iter().map(Result::ok).collect()
+    }
+
+    /// Every replica's state digest, `None` where it did not answer.
+    pub async fn digests(&self) -> Vec<Option<StateDigest>> {
+        let probes = self.real.replicas.iter().map(|r| chorus_client::fetch_digest(r.client_addr, PROBE_TIMEOUT));
+        join_all(probes).await.into_iter().map(Result::ok).collect()
+    }
+
+    /// The replica that says it leads, if exactly one answers so.
+    pub async fn leader(&self) -> Option<ReplicaId> {
+        let leaders: Vec<ReplicaId> =
+            self.statuses().await.into_iter().flatten().filter(|s| s.role == Role::Leader).map(|s| s.id).collect();
+        match leaders.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
+    /// Kills every replica (the end of a run).
+    pub async fn stop(&mut self) {
+        for id in ids(self.size()) {
+            self.kill(id).await;
+        }
+        for proxy in self.links.values().chain(&self.client_proxies) {
+            proxy.stop();
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// A flow that moves nothing, both ways.
+pub const STALLED: Faults = Faults { to_target: Flow::Stalled, from_target: Flow::Stalled, refuse: false };
+
+/// Resets every connection and refuses new ones.
+pub const REFUSED: Faults = Faults { to_target: Flow::Open, from_target: Flow::Open, refuse: true };
+
+/// Replica ids `0..n`.
+pub fn ids(n: usize) -> impl Iterator<Item = ReplicaId> + Clone {
+    (0..n).map(|i| ReplicaId::try_from(i).expect("at most REPLICAS_MAX replicas"))
+}
+
+/// Runs the futures concurrently, keeping their order.
+async fn join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("a probe task does not panic"));
+    }
+    out
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A base port with `count` free ports after it on 127.0.0.1.
+fn free_ports(count: usize) -> anyhow::Result<u16> {
+    for _ in 0..1000 {
+        let base = 20_000 + rand::random_range(0..40_000u16);
+        let end = base.checked_add(u16::try_from(count)?).context("port range")?;
+        if (base..end).all(|port| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).is_ok()) {
+            return Ok(base);
+        }
+    }
+    anyhow::bail!("found no {count} free consecutive ports on 127.0.0.1")
+}
+
+/// The child gets SIGKILL when the harness dies, so no replica outlives a
+/// crashed or killed harness.
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child's own
+    // process attributes; nothing else runs between fork and exec here.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn signal(pid: u32, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with a pid of our own child; a stale pid only
+        // yields ESRCH, which is ignored (the process is gone).
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+/// Sets the soft `RLIMIT_FSIZE` of a running process (the hard limit stays).
+fn set_file_size_limit(pid: u32, bytes: u64) -> anyhow::Result<()> {
+    let pid = libc::pid_t::try_from(pid)?;
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: prlimit(2) reads `old` and writes the limits of our own child;
+    // the pointers are to live locals.
+    let read = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut old) };
+    anyhow::ensure!(read == 0, "reading the file size limit: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit { rlim_cur: bytes.min(old.rlim_max), rlim_max: old.rlim_max };
+    // SAFETY: as above.
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &new, std::ptr::null_mut()) };
+    anyhow::ensure!(set == 0, "setting the file size limit: {}", std::io::Error::last_os_error());
+    Ok(())
+}
