@@ -123,8 +123,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Faults of the given kinds (every kind when `kinds` is empty), enough
-    /// to fill `seconds`. With every kind, the first three are always a
+    /// Faults of the given kinds (every kind when `kinds` is empty), more
+    /// than enough to fill `seconds`; a plan is a prefix of any longer
+    /// plan of the same seed. With every kind, the first three are always a
     /// leader kill, a partition isolating the leader and a leader pause, so
     /// even the shortest run has each of them.
     pub fn new(seed: u64, seconds: u64, kinds: &[Kind]) -> Plan {
@@ -134,11 +135,13 @@ impl Plan {
             some => (some, &[]),
         };
         let mut faults: Vec<Fault> = opening.iter().map(|&kind| Fault::random(kind, &mut rng)).collect();
-        let mut planned: u64 = faults.iter().map(|f| (f.hold + f.quiet).as_secs() + 1).sum();
-        while planned < seconds {
+        // Twice the time the holds and gaps add up to: injecting and healing
+        // take time too, and the run stops the plan when its time is up.
+        let mut planned: u64 = faults.iter().map(|f| (f.hold + f.quiet).as_secs()).sum();
+        while planned < 2 * seconds {
             let kind = kinds[rng.random_range(0..kinds.len())];
             let fault = Fault::random(kind, &mut rng);
-            planned += (fault.hold + fault.quiet).as_secs() + 1;
+            planned += (fault.hold + fault.quiet).as_secs();
             faults.push(fault);
         }
         Plan { faults }
