@@ -59,16 +59,40 @@ impl ChaosCluster {
     /// Writes the cluster files, starts the proxies and every replica (as
     /// founders of a new cluster).
     pub async fn start(exe: &Path, dir: &Path, replicas: usize, server_args: Vec<String>) -> anyhow::Result<Self> {
+        ChaosCluster::start_wired(exe, dir, replicas, server_args, true).await
+    }
+
+    /// The same cluster without proxies: every replica and client talks to
+    /// the real addresses (for benchmarks). The link faults are not
+    /// available on it; kills and pauses are.
+    pub async fn start_direct(
+        exe: &Path,
+        dir: &Path,
+        replicas: usize,
+        server_args: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        ChaosCluster::start_wired(exe, dir, replicas, server_args, false).await
+    }
+
+    async fn start_wired(
+        exe: &Path,
+        dir: &Path,
+        replicas: usize,
+        server_args: Vec<String>,
+        proxied: bool,
+    ) -> anyhow::Result<Self> {
         let real = ClusterFile::local(replicas, free_ports(2 * replicas)?);
         let mut links = BTreeMap::new();
-        for from in ids(replicas) {
-            for to in ids(replicas).filter(|&to| to != from) {
-                links.insert((from, to), Proxy::start(real.replicas[usize::from(to)].peer_addr).await?);
-            }
-        }
         let mut client_proxies = Vec::new();
-        for replica in &real.replicas {
-            client_proxies.push(Proxy::start(replica.client_addr).await?);
+        if proxied {
+            for from in ids(replicas) {
+                for to in ids(replicas).filter(|&to| to != from) {
+                    links.insert((from, to), Proxy::start(real.replicas[usize::from(to)].peer_addr).await?);
+                }
+            }
+            for replica in &real.replicas {
+                client_proxies.push(Proxy::start(replica.client_addr).await?);
+            }
         }
         let processes = (0..replicas).map(|_| Process { child: None, paused: false }).collect();
         let mut cluster = ChaosCluster {
@@ -95,7 +119,8 @@ impl ChaosCluster {
         self.size() / 2 + 1
     }
 
-    /// The addresses clients use: every client port behind its proxy.
+    /// The addresses clients use: every client port behind its proxy
+    /// (the real ones on a direct cluster).
     pub fn client_addresses(&self) -> Vec<ReplicaAddress> {
         let mut replicas = self.real.replicas.clone();
         for (replica, proxy) in replicas.iter_mut().zip(&self.client_proxies) {
@@ -108,7 +133,9 @@ impl ChaosCluster {
         for id in ids(self.size()) {
             let mut file = self.real.clone();
             for peer in file.replicas.iter_mut().filter(|r| r.id != id) {
-                peer.peer_addr = self.links[&(id, peer.id)].addr();
+                if let Some(link) = self.links.get(&(id, peer.id)) {
+                    peer.peer_addr = link.addr();
+                }
             }
             write(&self.dir.join(format!("cluster-{id}.toml")), &file.to_toml())?;
         }
@@ -147,6 +174,11 @@ impl ChaosCluster {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
         }
+    }
+
+    /// The process id of replica `id`, while it runs.
+    pub fn pid(&self, id: ReplicaId) -> Option<u32> {
+        self.processes[usize::from(id)].child.as_ref().and_then(Child::id)
     }
 
     /// `kill -9`, then waits until the process is gone.

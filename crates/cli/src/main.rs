@@ -1,7 +1,8 @@
 //! `chorus`: run a local cluster (`up`), one replica (`server`), the chat
-//! client (`chat`), a cluster status probe (`status`) or the chaos harness
-//! (`chaos`).
+//! client (`chat`), a cluster status probe (`status`), the benchmark
+//! (`bench`) or the chaos harness (`chaos`).
 
+mod bench;
 mod chaos;
 mod chat;
 mod status;
@@ -65,6 +66,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure acknowledged sends per second and latency with C closed-loop
+    /// clients (see docs/BENCHMARKS.md).
+    Bench(bench::BenchArgs),
     /// Run a local cluster under load and faults, then check what the
     /// clients saw (see docs/TESTING.md, "Chaos runs"). Exits 1 on a violation.
     Chaos(chaos::ChaosArgs),
@@ -131,6 +135,7 @@ fn main() -> anyhow::Result<()> {
         Command::Chat { cluster, json } => runtime.block_on(chat::run(&cluster, json)),
         Command::Status { cluster, json } => runtime.block_on(status::run(&cluster, json)),
         Command::Chaos(args) => runtime.block_on(chaos::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }
 

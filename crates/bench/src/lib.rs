@@ -1,0 +1,183 @@
+//! `chorus-bench`: the closed-loop benchmark behind `chorus bench`.
+//!
+//! [`bench`] runs one measurement per client count of [`Options::clients`]
+//! against a cluster: its own local 3-replica cluster in a temporary
+//! directory (the chaos harness's `ChaosCluster`, without proxies), or one
+//! described by a cluster file. Each measurement ([`load`]) is C clients in
+//! a closed loop, and yields [`stats::Figures`]: acknowledged sends per
+//! second, acknowledgement latency and delivery latency (HDR histograms),
+//! and optionally the failover gap after a leader kill. [`plot`] draws a
+//! sweep as SVG.
+
+pub mod load;
+pub mod plot;
+pub mod stats;
+
+use chorus_chaos::cluster::ChaosCluster;
+use chorus_proto::{ClusterFile, ReplicaAddress};
+use load::{ClientFigures, Run};
+use stats::{Figures, Latencies};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Barrier;
+
+/// Load before measuring starts.
+const WARM_UP: Duration = Duration::from_secs(1);
+/// Longest wait for a leader on the benchmark's own cluster.
+const LEADER_WAIT: Duration = Duration::from_secs(20);
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The `chorus` binary (for the benchmark's own cluster).
+    pub exe: PathBuf,
+    /// An existing cluster; `None` starts a local 3-replica one.
+    pub cluster: Option<PathBuf>,
+    /// One measurement per entry.
+    pub clients: Vec<usize>,
+    pub duration: Duration,
+    pub payload: usize,
+    /// Own cluster only: SIGKILL the leader this long into the measurement.
+    pub kill_leader_at: Option<Duration>,
+}
+
+/// Where the load goes.
+enum Target {
+    Own { cluster: ChaosCluster, _dir: tempfile::TempDir },
+    External(ClusterFile),
+}
+
+impl Target {
+    async fn new(options: &Options) -> anyhow::Result<Target> {
+        match &options.cluster {
+            Some(path) => Ok(Target::External(ClusterFile::load(path)?)),
+            None => {
+                let dir = tempfile::Builder::new().prefix("chorus-bench-").tempdir()?;
+                let cluster = ChaosCluster::start_direct(&options.exe, dir.path(), 3, Vec::new()).await?;
+                wait_for_leader(&cluster).await?;
+                Ok(Target::Own { cluster, _dir: dir })
+            }
+        }
+    }
+
+    fn replicas(&self) -> Vec<ReplicaAddress> {
+        match self {
+            Target::Own { cluster, .. } => cluster.client_addresses(),
+            Target::External(file) => file.replicas.clone(),
+        }
+    }
+}
+
+/// Runs every measurement, calling `each` with its figures as it finishes.
+pub async fn bench(options: &Options, mut each: impl FnMut(&Figures)) -> anyhow::Result<Vec<Figures>> {
+    anyhow::ensure!(
+        options.kill_leader_at.is_none() || options.cluster.is_none(),
+        "--kill-leader-at needs the benchmark's own cluster (no --cluster)"
+    );
+    let mut target = Target::new(options).await?;
+    let mut all = Vec::new();
+    for (round, &clients) in options.clients.iter().enumerate() {
+        let figures = measure(options, &mut target, clients, round).await?;
+        each(&figures);
+        all.push(figures);
+    }
+    if let Target::Own { cluster, .. } = &mut target {
+        cluster.stop().await;
+    }
+    Ok(all)
+}
+
+async fn measure(options: &Options, target: &mut Target, clients: usize, round: usize) -> anyhow::Result<Figures> {
+    let tag = std::process::id() % 10_000;
+    // With one client, a second (idle) user receives its messages.
+    let names = (0..clients.max(2)).map(|i| format!("b{tag}r{round}u{i}")).collect::<Vec<_>>();
+    let run = Arc::new(Run {
+        replicas: target.replicas(),
+        names: names[..clients].to_vec(),
+        payload: options.payload,
+        origin: Instant::now(),
+        window_start: u64::MAX.into(),
+        window_end: u64::MAX.into(),
+        acked: 0.into(),
+        last_ack_us: 0.into(),
+        killed_at_us: u64::MAX.into(),
+        last_ack_before_kill_us: 0.into(),
+        first_ack_after_kill_us: 0.into(),
+    });
+    if clients == 1 {
+        let extra = chorus_client::Client::connect(run.replicas.clone()).await?;
+        extra.create(&names[1]).await?;
+    }
+    let (ready, go) = (Arc::new(Barrier::new(clients + 1)), Arc::new(Barrier::new(clients + 1)));
+    let load = tokio::spawn(load::run_clients(run.clone(), ready.clone(), go.clone()));
+    ready.wait().await;
+    let start = run.now_us() + WARM_UP.as_micros() as u64;
+    run.window_start.store(start, Ordering::Relaxed);
+    run.window_end.store(start + options.duration.as_micros() as u64, Ordering::Relaxed);
+    go.wait().await;
+    let killer = kill_leader_later(options, target, &run);
+    let progress = progress(&run, options.duration);
+    let ((), per_client) = tokio::join!(killer, async { load.await? });
+    progress.finish_and_clear();
+    Ok(summarize(clients, options, &run, &per_client?))
+}
+
+async fn kill_leader_later(options: &Options, target: &mut Target, run: &Run) {
+    let (Some(at), Target::Own { cluster, .. }) = (options.kill_leader_at, target) else { return };
+    let when = run.origin + Duration::from_micros(run.window().0) + at;
+    tokio::time::sleep_until(when.into()).await;
+    let Some(leader) = cluster.leader().await else {
+        eprintln!("no leader to kill at {at:?}");
+        return;
+    };
+    cluster.kill(leader).await;
+    // After the process is reaped: replies still in flight from the old
+    // leader count as before the kill; any later one comes from the new.
+    run.last_ack_before_kill_us.store(run.last_ack_us.load(Ordering::Relaxed), Ordering::Relaxed);
+    run.killed_at_us.store(run.now_us(), Ordering::Relaxed);
+}
+
+fn progress(run: &Arc<Run>, duration: Duration) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(duration.as_secs().max(1));
+    let run = run.clone();
+    let ticker = bar.clone();
+    tokio::spawn(async move {
+        while !ticker.is_finished() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let elapsed = run.now_us().saturating_sub(run.window().0) as f64 / 1e6;
+            ticker.set_position(elapsed as u64);
+            let rate = run.acked.load(Ordering::Relaxed) as f64 / elapsed.max(0.001);
+            ticker.set_message(format!("{rate:.0} acks/s"));
+        }
+    });
+    bar
+}
+
+fn summarize(clients: usize, options: &Options, run: &Run, per_client: &[ClientFigures]) -> Figures {
+    let mut acks = Latencies::default();
+    let mut deliveries = Latencies::default();
+    for figures in per_client {
+        acks.merge(&figures.acks);
+        deliveries.merge(&figures.deliveries);
+    }
+    let mut figures = Figures::new(clients, options.payload, options.duration.as_secs_f64(), &acks, &deliveries);
+    figures.errors = per_client.iter().map(|f| f.errors).sum();
+    let killed = run.killed_at_us.load(Ordering::Relaxed);
+    if killed != u64::MAX {
+        let first_after = run.first_ack_after_kill_us.load(Ordering::Relaxed);
+        let before = run.last_ack_before_kill_us.load(Ordering::Relaxed);
+        figures.failover_gap_ms = (first_after > 0).then(|| (first_after - before) as f64 / 1e3);
+    }
+    figures
+}
+
+async fn wait_for_leader(cluster: &ChaosCluster) -> anyhow::Result<()> {
+    let deadline = Instant::now() + LEADER_WAIT;
+    while cluster.leader().await.is_none() {
+        anyhow::ensure!(Instant::now() < deadline, "no leader within {LEADER_WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

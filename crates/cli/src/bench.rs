@@ -1,0 +1,70 @@
+//! `chorus bench`: the closed-loop benchmark (`chorus-bench`).
+
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of `chorus bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A running cluster to measure; without it the benchmark starts its own
+    /// local 3-replica cluster in a temporary directory and stops it after.
+    #[arg(long)]
+    cluster: Option<PathBuf>,
+    /// Concurrent clients, each signed in as its own user.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    clients: u64,
+    /// Seconds measured per run (after a 1 s warm-up).
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    duration: f64,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    payload: u64,
+    /// Several client counts, one run each (overrides --clients).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    sweep: Vec<u64>,
+    /// Write an SVG plot of throughput and latency against clients here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Own cluster only: SIGKILL the leader this many seconds into the
+    /// measurement and report the clients' failover gap.
+    #[arg(long, value_parser = seconds)]
+    kill_leader_at: Option<f64>,
+    /// One JSON object per run, one per line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err("give seconds between 0 and 86400".into()),
+    }
+}
+
+/// Runs the benchmark and prints its figures.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let clients = if args.sweep.is_empty() { vec![args.clients] } else { args.sweep.clone() };
+    let options = chorus_bench::Options {
+        exe: std::env::current_exe()?,
+        cluster: args.cluster,
+        clients: clients.into_iter().map(|c| c as usize).collect(),
+        duration: Duration::from_secs_f64(args.duration),
+        payload: args.payload as usize,
+        kill_leader_at: args.kill_leader_at.map(Duration::from_secs_f64),
+    };
+    let json = args.json;
+    let runs = chorus_bench::bench(&options, |figures| {
+        if json {
+            println!("{}", serde_json::to_string(figures).expect("figures serialize"));
+        } else {
+            println!("{}", figures.render());
+        }
+    })
+    .await?;
+    if let Some(path) = args.plot {
+        chorus_bench::plot::write_svg(&path, &runs)?;
+        eprintln!("plot written to {}", path.display());
+    }
+    Ok(())
+}
