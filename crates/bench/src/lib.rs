@@ -39,6 +39,8 @@ pub struct Options {
     pub clients: Vec<usize>,
     pub duration: Duration,
     pub payload: usize,
+    /// Recipients connected for delivery; false leaves every message queued.
+    pub online: bool,
     /// Own cluster only: SIGKILL the leader this long into the measurement.
     pub kill_leader_at: Option<Duration>,
 }
@@ -97,6 +99,7 @@ async fn measure(options: &Options, target: &mut Target, clients: usize, round: 
         replicas: target.replicas(),
         names: names[..clients].to_vec(),
         payload: options.payload,
+        online: options.online,
         origin: Instant::now(),
         window_start: u64::MAX.into(),
         window_end: u64::MAX.into(),

@@ -1,5 +1,5 @@
-//! The closed loop: C clients, each signed in as its own user and
-//! connected for delivery, each sending to the next user and waiting for
+//! The closed loop: C clients, each signed in as its own user and (unless
+//! recipients are offline) connected for delivery, each sending to the next user and waiting for
 //! the durable acknowledgement before its next send.
 //!
 //! A message's text starts with the microsecond (on the benchmark's clock)
@@ -25,6 +25,8 @@ pub struct Run {
     pub replicas: Vec<ReplicaAddress>,
     pub names: Vec<String>,
     pub payload: usize,
+    /// Recipients connected for delivery (false: every message stays queued).
+    pub online: bool,
     pub origin: Instant,
     /// Microseconds since `origin` when measuring starts and stops; set
     /// once every client is set up, before any sends.
@@ -109,8 +111,10 @@ async fn sign_in(run: &Run, index: usize) -> anyhow::Result<Client> {
 async fn closed_loop(run: &Run, index: usize, client: Client) -> ClientFigures {
     let me = &run.names[index];
     let to = &run.names[(index + 1) % run.names.len()];
-    let receiver = tokio::spawn(receive(run.origin, run.window(), client.clone(), me.clone()));
-    let _ = client.subscribe(me).await;
+    let receiver = run.online.then(|| tokio::spawn(receive(run.origin, run.window(), client.clone(), me.clone())));
+    if run.online {
+        let _ = client.subscribe(me).await;
+    }
     let mut figures = ClientFigures::default();
     loop {
         let start = run.now_us();
@@ -133,8 +137,10 @@ async fn closed_loop(run: &Run, index: usize, client: Client) -> ClientFigures {
             }
         }
     }
-    if let Ok(deliveries) = receiver.await {
-        figures.deliveries = deliveries;
+    if let Some(receiver) = receiver {
+        if let Ok(deliveries) = receiver.await {
+            figures.deliveries = deliveries;
+        }
     }
     figures
 }

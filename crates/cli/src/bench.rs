@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// measurement and report the clients' failover gap.
     #[arg(long, value_parser = seconds)]
     kill_leader_at: Option<f64>,
+    /// Leave the recipients offline: nobody is connected for delivery, so
+    /// every message stays queued (measures sends alone).
+    #[arg(long)]
+    offline_recipients: bool,
     /// One JSON object per run, one per line.
     #[arg(long)]
     json: bool,
@@ -51,6 +55,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         clients: clients.into_iter().map(|c| c as usize).collect(),
         duration: Duration::from_secs_f64(args.duration),
         payload: args.payload as usize,
+        online: !args.offline_recipients,
         kill_leader_at: args.kill_leader_at.map(Duration::from_secs_f64),
     };
     let json = args.json;

@@ -12,11 +12,16 @@ use chorus_limits::{CLIENT_FRAME_BYTES_MAX, CLIENT_REQUESTS_IN_FLIGHT_MAX};
 use chorus_proto::{
     encode_frame, read_frame, write_frame, ClientFrame, Hello, Peer, Request, RequestError, Response, ServerFrame,
 };
+use tokio::io::BufReader;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 
 use crate::delivery::Deliveries;
+
+/// Bytes read from the socket at once: every frame that has arrived, in
+/// one read (larger frames are read straight into their own buffer).
+const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// A replica's answer to one request.
 pub(crate) type ReplyResult = Result<Response, RequestError>;
@@ -209,7 +214,8 @@ async fn write_loop(
 
 /// Reads frames until the replica closes, the socket fails or the client
 /// is dropped, then closes the connection and reports the loss.
-async fn read_loop(mut reader: OwnedReadHalf, shared: Arc<Shared>, mut wiring: Wiring) {
+async fn read_loop(reader: OwnedReadHalf, shared: Arc<Shared>, mut wiring: Wiring) {
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let mut buffer = Vec::new();
     let reason = loop {
         let frame = tokio::select! {

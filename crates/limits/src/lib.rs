@@ -42,6 +42,11 @@ pub const PEER_FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub const CLIENT_CONNECTIONS_MAX: usize = 16_384;
 /// Frames queued towards one client before the replica drops that slow client.
 pub const CLIENT_OUTBOUND_FRAMES_MAX: usize = 1024;
+/// Read buffer of one client connection on a replica: small, since a
+/// replica holds many mostly idle connections.
+pub const CLIENT_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Read buffer of one connection from a peer replica.
+pub const PEER_READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Requests one client connection may have in flight at once.
 pub const CLIENT_REQUESTS_IN_FLIGHT_MAX: usize = 64;
 /// Messages queued towards one peer before newer ones are dropped

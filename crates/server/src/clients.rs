@@ -7,7 +7,7 @@ use chorus_limits as limits;
 use chorus_proto::{encode_frame, read_frame, ClientFrame, FrameError, Hello, Peer, RequestError, ServerFrame};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -55,7 +55,10 @@ async fn refuse(mut stream: TcpStream, reason: &str) {
 
 async fn serve(stream: TcpStream, conn: ConnId, inbox: mpsc::Sender<Input>) -> Result<(), FrameError> {
     stream.set_nodelay(true)?;
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    // Buffered: one read takes in every frame that has arrived, instead of
+    // two reads (prefix, body) per frame.
+    let mut reader = BufReader::with_capacity(limits::CLIENT_READ_BUFFER_BYTES, reader);
     let mut buf = Vec::new();
     let max = limits::CLIENT_FRAME_BYTES_MAX;
     let hello: Hello = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut reader, max, &mut buf)).await {
@@ -90,7 +93,7 @@ async fn serve(stream: TcpStream, conn: ConnId, inbox: mpsc::Sender<Input>) -> R
 }
 
 async fn read_loop(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
     conn: ConnId,
     inbox: &mpsc::Sender<Input>,
     tx: &mpsc::Sender<ServerFrame>,

@@ -7,7 +7,7 @@ use chorus_paxos::ReplicaId;
 use chorus_proto::{encode_frame, read_frame, FrameError, Hello, Peer, PeerFrame};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -105,12 +105,13 @@ pub async fn listen(listener: TcpListener, me: ReplicaId, replicas: usize, inbox
 }
 
 async fn serve_peer(
-    mut stream: TcpStream,
+    stream: TcpStream,
     me: ReplicaId,
     replicas: usize,
     inbox: mpsc::Sender<Input>,
 ) -> Result<(), FrameError> {
     stream.set_nodelay(true)?;
+    let mut stream = BufReader::with_capacity(limits::PEER_READ_BUFFER_BYTES, stream);
     let mut buf = Vec::new();
     let max = limits::PEER_FRAME_BYTES_MAX;
     let hello: Hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream, max, &mut buf))
