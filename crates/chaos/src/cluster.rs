@@ -243,7 +243,7 @@ impl ChaosCluster {
         &self.client_proxies[usize::from(id)]
     }
 
-    /// Stalls every link between `a` and `b` in both directions.
+    /// Sets `faults` on every link between `a` and `b`, both directions.
     pub fn cut(&self, a: &[ReplicaId], b: &[ReplicaId], faults: Faults) {
         for &x in a {
             for &y in b.iter().filter(|&&y| y != x) {
