@@ -2,6 +2,7 @@
 //! deadlines), and the two background tasks: the supervisor that
 //! re-establishes a lost subscription and the acknowledger.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::backoff::Backoff;
 use crate::connection::{AttemptError, Connection, Wiring};
 use crate::delivery::{Deliveries, Delivery};
 use crate::error::ClientError;
-use crate::limits::{ACK_RETRY_DELAY, BACKOFF_MAX, DELIVERY_QUEUE_MAX};
+use crate::limits::{ACK_INTERVAL, ACK_RETRY_DELAY, BACKOFF_MAX, DELIVERY_QUEUE_MAX};
 
 /// Timing knobs; the defaults suit a cluster on one network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +132,8 @@ struct Inner {
     acks: Mutex<AckTracker>,
     /// Wakes the acknowledger.
     ack_wanted: Arc<Notify>,
+    /// Set by `flush`: acknowledge now, without waiting out `ACK_INTERVAL`.
+    ack_urgent: AtomicBool,
     /// Bumped whenever an acknowledgement is confirmed (or given up on).
     ack_progress: watch::Sender<u64>,
     /// Wakes the supervisor when a connection is lost.
@@ -176,6 +179,7 @@ impl Client {
             delivery_stream: Mutex::new(Some(delivery_rx)),
             acks: Mutex::new(AckTracker::default()),
             ack_wanted: Arc::new(Notify::new()),
+            ack_urgent: AtomicBool::new(false),
             ack_progress: watch::channel(0).0,
             connection_lost: Arc::new(Notify::new()),
             closing: watch::channel(()).0,
@@ -277,6 +281,7 @@ impl Client {
             if !lock(&self.inner.acks).pending() {
                 return Ok(());
             }
+            self.inner.ack_urgent.store(true, Ordering::Relaxed);
             self.inner.ack_wanted.notify_one();
             match tokio::time::timeout_at(deadline, progress.changed()).await {
                 Ok(Ok(())) => continue,
@@ -604,6 +609,7 @@ async fn supervise(inner: Weak<Inner>, lost: Arc<Notify>, mut closing: watch::Re
 /// Background: acknowledges the highest shown id of each account, one
 /// acknowledgement in flight at a time; failures are retried later.
 async fn acknowledge(inner: Weak<Inner>, wanted: Arc<Notify>, mut closing: watch::Receiver<()>) {
+    let mut last_sent: Option<Instant> = None;
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
@@ -616,6 +622,19 @@ async fn acknowledge(inner: Weak<Inner>, wanted: Arc<Notify>, mut closing: watch
                 _ = closing.changed() => return,
             }
         };
+        let urgent = strong.ack_urgent.swap(false, Ordering::Relaxed);
+        if let Some(due) = last_sent.map(|sent| sent + ACK_INTERVAL).filter(|&due| !urgent && Instant::now() < due) {
+            // Messages keep coming: one acknowledgement per interval covers
+            // them all (a flush does not wait).
+            drop(strong);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = wanted.notified() => {}
+                _ = closing.changed() => return,
+            }
+            continue;
+        }
+        last_sent = Some(Instant::now());
         let request = Request::Ack { name: name.clone(), through };
         let acknowledged = match strong.call(&request).await {
             Ok(Response::Acked) | Ok(Response::Outcome(Outcome::Acked)) => {

@@ -20,7 +20,8 @@
 //!   delivered message, so the application sees no gap and no repeat.
 //! - **Read position.** [`Client::shown`] tells the library a message was
 //!   shown; a background task acknowledges the highest shown id (never
-//!   more), and [`Client::flush`] waits for those acknowledgements.
+//!   more; at most once per [`limits::ACK_INTERVAL`] while messages keep
+//!   coming), and [`Client::flush`] acknowledges at once and waits.
 //!
 //! [`DeliveryFilter`] and [`AckTracker`] are pure (no I/O, no clock): the
 //! deterministic simulator drives these same types.
@@ -64,6 +65,13 @@ pub mod limits {
     pub const BACKOFF_FIRST: Duration = Duration::from_millis(20);
     /// Longest pause between attempts.
     pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
+    /// Shortest time between two acknowledgements while shown messages
+    /// keep coming: one acknowledgement then covers every message shown in
+    /// the interval, instead of one consensus command per message.
+    /// [`crate::Client::flush`] does not wait for it. A client that dies
+    /// without flushing may see up to this much of its last shown messages
+    /// again in its next session.
+    pub const ACK_INTERVAL: Duration = Duration::from_millis(20);
     /// Pause before retrying a failed acknowledgement.
     pub const ACK_RETRY_DELAY: Duration = Duration::from_millis(200);
     /// Frames one `fetch_status` exchange reads before giving up on a reply.

@@ -268,6 +268,28 @@ async fn only_shown_messages_are_acknowledged() {
 }
 
 #[tokio::test]
+async fn messages_shown_in_a_stream_share_acknowledgements() {
+    let (leader, client, mut stream) = subscribed_client().await;
+    let ids: Vec<MessageId> = (1..=50).collect();
+    leader.push(deliver(&ids, "bob")).await;
+    let started = tokio::time::Instant::now();
+    for expected in ids {
+        assert_eq!(next_id(&mut stream).await, expected);
+        client.shown("bob", expected);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed();
+    client.flush().await.expect("acknowledged");
+    let acknowledged = acks(&leader.received());
+    assert_eq!(acknowledged.last(), Some(&50));
+    // At most one per ACK_INTERVAL while the stream lasts, plus the first
+    // and the flush; one per message before the interval existed.
+    let bound = elapsed.as_millis() / chorus_client::limits::ACK_INTERVAL.as_millis() + 2;
+    assert!(acknowledged.len() as u128 <= bound, "{} acks in {elapsed:?}: {acknowledged:?}", acknowledged.len());
+    assert!(acknowledged.len() < 25, "{acknowledged:?}");
+}
+
+#[tokio::test]
 async fn status_is_fetched_from_one_replica() {
     let report = StatusReport {
         id: 0,
