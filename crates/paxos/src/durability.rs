@@ -57,9 +57,24 @@ impl Pipeline {
         self.pending.recovered = true;
     }
 
+    /// True when the pending batch carries only a new `chosen_through`.
+    /// Such a batch is not handed out on its own: it rides with the next
+    /// write. Nothing waits on it (what is chosen is a fact of the cluster,
+    /// learnable again after a restart), and an fsync for it alone would
+    /// double the commits of a lightly loaded replica.
+    fn only_chosen(&self) -> bool {
+        let batch = &self.pending;
+        batch.chosen_through.is_some()
+            && batch.promised.is_none()
+            && batch.entries.is_empty()
+            && batch.compact_through.is_none()
+            && batch.incarnations.is_none()
+            && !batch.recovered
+    }
+
     /// The id of the newest write the current state depends on.
     fn barrier(&self) -> WriteId {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || self.only_chosen() {
             self.next_id - 1
         } else {
             self.next_id
@@ -79,7 +94,7 @@ impl Pipeline {
 
     /// Hands out the pending batch, if any.
     pub(crate) fn take_write(&mut self) -> Option<WriteBatch> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || self.only_chosen() {
             return None;
         }
         let mut batch = std::mem::take(&mut self.pending);
@@ -125,5 +140,19 @@ mod tests {
         assert_eq!(pipeline.persisted(1), vec![work.clone(), work.clone()]);
         assert_eq!(pipeline.defer(work.clone()), Some(work));
         assert_eq!(pipeline.persisted(1), vec![]);
+    }
+
+    #[test]
+    fn a_new_chosen_mark_alone_waits_for_the_next_write() {
+        let mut pipeline = Pipeline::new();
+        pipeline.set_chosen_through(5);
+        assert_eq!(pipeline.take_write(), None, "no fsync for the chosen mark alone");
+        let work = Deferred::SelfPromise { ballot: Ballot::new(1, 0) };
+        assert_eq!(pipeline.defer(work.clone()), Some(work), "nothing waits on the chosen mark");
+        pipeline.set_chosen_through(7);
+        pipeline.set_promised(Ballot::new(2, 0));
+        let batch = pipeline.take_write().expect("a batch");
+        assert_eq!((batch.id, batch.chosen_through, batch.promised), (1, Some(7), Some(Ballot::new(2, 0))));
+        assert_eq!(pipeline.take_write(), None);
     }
 }

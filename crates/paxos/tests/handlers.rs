@@ -101,12 +101,9 @@ fn accept_is_acknowledged_after_the_entries_are_durable_and_learns_chosen() {
     // A heartbeat saying slot 1 is chosen under the same ballot commits it.
     r.step(envelope(0, 2, Message::Heartbeat { ballot, chosen_through: 1, read_round: 0 }));
     let ack = Message::HeartbeatAck { ballot, read_round: 0, chosen_through: 0 };
-    let expected = Ready {
-        write: Some(WriteBatch { id: 2, chosen_through: Some(1), ..WriteBatch::default() }),
-        messages: vec![out(2, 0, ack)],
-        committed: vec![(1, batch(b"x"))],
-        ..Ready::default()
-    };
+    // The chosen mark alone is not written; it rides with the next write.
+    let expected =
+        Ready { write: None, messages: vec![out(2, 0, ack)], committed: vec![(1, batch(b"x"))], ..Ready::default() };
     assert_eq!(r.ready(), expected);
 }
 
@@ -205,7 +202,9 @@ fn leader_commits_on_a_majority_counting_itself_only_once_durable() {
     r.step(Event::Persisted(write.id));
     let ready = r.ready();
     assert_eq!(ready.committed, vec![(1, batch(b"cmd"))]);
-    assert_eq!(ready.write.expect("chosen prefix is written").chosen_through, Some(1));
+    assert_eq!(ready.write, None, "the chosen prefix alone waits for the next write");
+    r.propose(b"next".to_vec()).expect("the leader takes proposals");
+    assert_eq!(r.ready().write.expect("the next entry is written").chosen_through, Some(1));
 }
 
 #[test]

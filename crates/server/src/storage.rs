@@ -8,6 +8,7 @@ use chorus_chat::ChatState;
 use chorus_paxos::{DurableState, Slot, WriteBatch};
 use chorus_store::{LogStore, RedbStore, StoreError, DATABASE_FILE_NAME};
 use std::path::Path;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// What a replica starts from: its store, the state loaded from it, and
@@ -66,9 +67,49 @@ fn set_store_aside(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
 /// Most batches folded into one transaction.
 const BATCHES_PER_COMMIT_MAX: usize = 1024;
 
+/// How long a busy storage thread waits after the first batch before it
+/// commits, so that the batches arriving meanwhile share one fsync.
+const LINGER: Duration = Duration::from_micros(400);
+
+/// The thread lingers only when at least this many more batches are
+/// expected during [`LINGER`], at the recent arrival rate: a lone client
+/// never waits.
+const LINGER_WHEN_EXPECTING: f64 = 1.0;
+
+/// Weight of the newest commit in the arrival-rate average.
+const RATE_WEIGHT: f64 = 0.2;
+
+/// Decides whether to wait for more batches before a commit, from the rate
+/// at which batches have been arriving (batches per second, averaged over
+/// recent commits).
+struct Pacer {
+    rate: f64,
+    last_commit: Instant,
+}
+
+impl Pacer {
+    fn new() -> Self {
+        Pacer { rate: 0.0, last_commit: Instant::now() }
+    }
+
+    /// True when more batches are likely to arrive within [`LINGER`].
+    fn should_linger(&self) -> bool {
+        self.rate * LINGER.as_secs_f64() >= LINGER_WHEN_EXPECTING
+    }
+
+    /// Records a commit of `batches` batches starting now.
+    fn committing(&mut self, batches: usize) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last_commit).as_secs_f64().max(1e-6);
+        self.rate = RATE_WEIGHT * (batches as f64 / elapsed) + (1.0 - RATE_WEIGHT) * self.rate;
+        self.last_commit = now;
+    }
+}
+
 /// Starts the thread. It takes batches from `writes` in order, commits all
-/// that are queued in one transaction, and reports `Input::Persisted` with
-/// the last id (or `Input::StorageFailed`, after which it stops).
+/// that are queued in one transaction (after lingering briefly when
+/// batches arrive fast), and reports `Input::Persisted` with the last id
+/// (or `Input::StorageFailed`, after which it stops).
 pub fn spawn<S: LogStore + 'static>(
     mut store: S,
     mut writes: mpsc::Receiver<WriteBatch>,
@@ -78,7 +119,11 @@ pub fn spawn<S: LogStore + 'static>(
         .name("chorus-storage".into())
         .spawn(move || {
             let mut batches = Vec::new();
+            let mut pacer = Pacer::new();
             while let Some(first) = writes.blocking_recv() {
+                if pacer.should_linger() {
+                    std::thread::sleep(LINGER);
+                }
                 batches.clear();
                 batches.push(first);
                 while batches.len() < BATCHES_PER_COMMIT_MAX {
@@ -87,6 +132,7 @@ pub fn spawn<S: LogStore + 'static>(
                         Err(_) => break,
                     }
                 }
+                pacer.committing(batches.len());
                 let last = batches.last().expect("one batch at least").id;
                 let report = match store.persist(&batches) {
                     Ok(()) => Input::Persisted(last),
