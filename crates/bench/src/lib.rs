@@ -6,12 +6,14 @@
 //! described by a cluster file. Each measurement ([`load`]) is C clients in
 //! a closed loop, and yields [`stats::Figures`]: acknowledged sends per
 //! second, acknowledgement latency and delivery latency (HDR histograms),
-//! and optionally the failover gap after a leader kill. [`plot`] draws a
-//! sweep as SVG.
+//! and optionally the failover gap after a leader kill; [`usage`] adds
+//! what the replicas spent (CPU per acknowledged send, resident memory)
+//! when they run on this machine. [`plot`] draws a sweep as SVG.
 
 pub mod load;
 pub mod plot;
 pub mod stats;
+pub mod usage;
 
 use chorus_chaos::cluster::ChaosCluster;
 use chorus_proto::{ClusterFile, ReplicaAddress};
@@ -43,7 +45,13 @@ pub struct Options {
     pub online: bool,
     /// Own cluster only: SIGKILL the leader this long into the measurement.
     pub kill_leader_at: Option<Duration>,
+    /// Extra clients, each signed in as its own user and connected for
+    /// delivery, that stay idle through every measurement.
+    pub idle_clients: usize,
 }
+
+/// Idle clients connecting at once.
+const IDLE_CONNECTS_AT_ONCE: usize = 64;
 
 /// Where the load goes.
 enum Target {
@@ -79,9 +87,13 @@ pub async fn bench(options: &Options, mut each: impl FnMut(&Figures)) -> anyhow:
         "--kill-leader-at needs the benchmark's own cluster (no --cluster)"
     );
     let mut target = Target::new(options).await?;
+    let replicas = usage::Replicas::find(&target.replicas()).await;
+    let _idle = connect_idle(&target.replicas(), options.idle_clients).await?;
     let mut all = Vec::new();
     for (round, &clients) in options.clients.iter().enumerate() {
-        let figures = measure(options, &mut target, clients, round).await?;
+        let mut figures = measure(options, &mut target, &replicas, clients, round).await?;
+        figures.idle_clients = options.idle_clients;
+        figures.replica_rss_mib = replicas.rss_mib();
         each(&figures);
         all.push(figures);
     }
@@ -91,7 +103,13 @@ pub async fn bench(options: &Options, mut each: impl FnMut(&Figures)) -> anyhow:
     Ok(all)
 }
 
-async fn measure(options: &Options, target: &mut Target, clients: usize, round: usize) -> anyhow::Result<Figures> {
+async fn measure(
+    options: &Options,
+    target: &mut Target,
+    replicas: &usage::Replicas,
+    clients: usize,
+    round: usize,
+) -> anyhow::Result<Figures> {
     let tag = std::process::id() % 10_000;
     // With one client, a second (idle) user receives its messages.
     let names = (0..clients.max(2)).map(|i| format!("b{tag}r{round}u{i}")).collect::<Vec<_>>();
@@ -122,9 +140,48 @@ async fn measure(options: &Options, target: &mut Target, clients: usize, round: 
     go.wait().await;
     let killer = kill_leader_later(options, target, &run);
     let progress = progress(&run, options.duration);
-    let ((), per_client) = tokio::join!(killer, async { load.await? });
+    let cpu = cpu_in_window(replicas, &run);
+    let ((), cpu, per_client) = tokio::join!(killer, cpu, async { load.await? });
     progress.finish_and_clear();
-    Ok(summarize(clients, options, &run, &per_client?))
+    let mut figures = summarize(clients, options, &run, &per_client?);
+    if !replicas.is_empty() && figures.ops > 0 {
+        figures.replica_cpu_us_per_op = Some((cpu as f64 / figures.ops as f64 * 10.0).round() / 10.0);
+    }
+    Ok(figures)
+}
+
+/// Microseconds of CPU the replicas spent inside the measured window.
+async fn cpu_in_window(replicas: &usage::Replicas, run: &Run) -> u64 {
+    let (start, end) = run.window();
+    tokio::time::sleep_until((run.origin + Duration::from_micros(start)).into()).await;
+    let before = replicas.cpu_micros();
+    tokio::time::sleep_until((run.origin + Duration::from_micros(end)).into()).await;
+    replicas.cpu_micros().saturating_sub(before)
+}
+
+/// Connects `count` clients, each creating its own user and subscribing
+/// to it; they stay connected (and idle) while the result is held.
+async fn connect_idle(replicas: &[ReplicaAddress], count: usize) -> anyhow::Result<Vec<chorus_client::Client>> {
+    let tag = std::process::id() % 10_000;
+    let mut clients = Vec::with_capacity(count);
+    let mut pending = tokio::task::JoinSet::new();
+    for index in 0..count {
+        if pending.len() == IDLE_CONNECTS_AT_ONCE {
+            clients.push(pending.join_next().await.expect("a task is pending")??);
+        }
+        let replicas = replicas.to_vec();
+        pending.spawn(async move {
+            let client = chorus_client::Client::connect(replicas).await?;
+            let name = format!("b{tag}i{index}");
+            client.create(&name).await?;
+            client.subscribe(&name).await?;
+            anyhow::Ok(client)
+        });
+    }
+    while let Some(client) = pending.join_next().await {
+        clients.push(client??);
+    }
+    Ok(clients)
 }
 
 async fn kill_leader_later(options: &Options, target: &mut Target, run: &Run) {

@@ -73,6 +73,20 @@ pub struct Figures {
     /// With a leader kill: last acknowledgement before it to the first after.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failover_gap_ms: Option<f64>,
+    /// CPU time of all replicas within the window per acknowledged send
+    /// (replicas on this machine only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_cpu_us_per_op: Option<f64>,
+    /// Resident memory of each replica on this machine after the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replica_rss_mib: Vec<f64>,
+    /// Extra clients connected for delivery and idle during the run.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub idle_clients: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 impl Figures {
@@ -102,6 +116,9 @@ impl Figures {
             delivery_p999_us: deliveries.at(0.999),
             errors: 0,
             failover_gap_ms: None,
+            replica_cpu_us_per_op: None,
+            replica_rss_mib: Vec::new(),
+            idle_clients: 0,
         }
     }
 
@@ -119,6 +136,15 @@ impl Figures {
         }
         if let Some(gap) = self.failover_gap_ms {
             line += &format!("  failover gap {gap:.1} ms");
+        }
+        if let Some(cpu) = self.replica_cpu_us_per_op {
+            line += &format!("  replica cpu {cpu:.1} us/send");
+        }
+        if !self.replica_rss_mib.is_empty() {
+            line += &format!("  replica rss {:?} MiB", self.replica_rss_mib);
+        }
+        if self.idle_clients > 0 {
+            line += &format!("  idle clients {}", self.idle_clients);
         }
         line
     }

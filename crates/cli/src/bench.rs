@@ -34,9 +34,17 @@ pub struct BenchArgs {
     /// every message stays queued (measures sends alone).
     #[arg(long)]
     offline_recipients: bool,
+    /// Also connect this many idle clients, each signed in as its own user
+    /// and connected for delivery, for the whole benchmark.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=16_000))]
+    idle_clients: u64,
     /// One JSON object per run, one per line.
     #[arg(long)]
     json: bool,
+    /// Runtime threads driving the clients. One (the default) takes the
+    /// least CPU from a cluster on the same machine.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub threads: u64,
 }
 
 fn seconds(text: &str) -> Result<f64, String> {
@@ -57,6 +65,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         payload: args.payload as usize,
         online: !args.offline_recipients,
         kill_leader_at: args.kill_leader_at.map(Duration::from_secs_f64),
+        idle_clients: args.idle_clients as usize,
     };
     let json = args.json;
     let runs = chorus_bench::bench(&options, |figures| {

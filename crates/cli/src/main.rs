@@ -54,6 +54,11 @@ enum Command {
         /// replica of a cluster that has run: it could lose acknowledged data.
         #[arg(long)]
         new_cluster: bool,
+        /// Runtime threads serving clients and peers. One (the default)
+        /// costs the least CPU per message: no wake-ups cross threads. The
+        /// store always writes on a thread of its own.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+        threads: u64,
         #[command(flatten)]
         snapshots: SnapshotArgs,
     },
@@ -116,15 +121,18 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let planted = planted_bugs()?;
     chorus_plant::set(planted);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_start(move || chorus_plant::set(planted))
-        .build()?;
+    let threads = match &cli.command {
+        Command::Server { threads, .. } => Some(*threads),
+        Command::Bench(args) => Some(args.threads),
+        _ => None,
+    };
+    raise_open_files_limit();
+    let runtime = runtime(threads, planted)?;
     match cli.command {
         Command::Up { replicas, dir, port, snapshots } => {
             runtime.block_on(up::run(replicas, dir, port, snapshots.to_args()))
         }
-        Command::Server { cluster, id, new_cluster, snapshots } => {
+        Command::Server { cluster, id, new_cluster, snapshots, .. } => {
             init_logging();
             ignore_file_size_signal();
             if new_cluster {
@@ -139,6 +147,21 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The tokio runtime: one thread for `Some(1)`, that many workers for
+/// `Some(n)`, one per core for `None`.
+fn runtime(threads: Option<u64>, planted: u32) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n as usize);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().on_thread_start(move || chorus_plant::set(planted)).build()
+}
+
 /// Bugs to plant on every runtime thread, from `CHORUS_PLANT` (comma
 /// separated names): only debug builds have them, so the chaos tests can
 /// show their checkers catch a real bug in real processes.
@@ -151,6 +174,20 @@ fn planted_bugs() -> anyhow::Result<u32> {
             chorus_plant::from_name(name).with_context(|| format!("CHORUS_PLANT: no planted bug called {name:?}"))?;
     }
     Ok(flags)
+}
+
+/// Raises the soft limit on open files to the hard limit: a replica holds
+/// a socket per client (up to `CLIENT_CONNECTIONS_MAX`) and the benchmark
+/// one per simulated client, past the usual soft limit of 1,024.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// A write past the file size limit (`RLIMIT_FSIZE`) fails with EFBIG

@@ -18,15 +18,26 @@ pub enum FrameError {
 
 /// Encodes `value` as one frame (length prefix included).
 pub fn encode_frame<T: Serialize>(value: &T, max_bytes: usize) -> Result<Vec<u8>, FrameError> {
-    let mut out = vec![0u8; 4];
-    let mut out =
-        postcard::to_extend(value, std::mem::take(&mut out)).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    let payload = out.len() - 4;
-    if payload > max_bytes {
-        return Err(FrameError::TooLarge { bytes: payload, max: max_bytes });
-    }
-    out[..4].copy_from_slice(&(payload as u32).to_be_bytes());
+    let mut out = Vec::new();
+    encode_frame_into(value, max_bytes, &mut out)?;
     Ok(out)
+}
+
+/// Appends `value` as one frame (length prefix included) to `out`; on an
+/// error `out` is left as it was.
+pub fn encode_frame_into<T: Serialize>(value: &T, max_bytes: usize, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let encoded = postcard::to_io(value, &mut *out).map(|_| ()).map_err(|e| FrameError::Malformed(e.to_string()));
+    let payload = out.len() - start - 4;
+    let checked =
+        if payload > max_bytes { Err(FrameError::TooLarge { bytes: payload, max: max_bytes }) } else { Ok(()) };
+    if let Err(error) = encoded.and(checked) {
+        out.truncate(start);
+        return Err(error);
+    }
+    out[start..start + 4].copy_from_slice(&(payload as u32).to_be_bytes());
+    Ok(())
 }
 
 /// Decodes one payload (without its length prefix); trailing bytes are an error.
@@ -71,6 +82,23 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &[u8]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn frames_append_to_one_buffer_and_a_refused_one_leaves_it_unchanged() {
+        let mut out = Vec::new();
+        encode_frame_into(&"first".to_string(), 64, &mut out).expect("fits");
+        encode_frame_into(&"second".to_string(), 64, &mut out).expect("fits");
+        let before = out.clone();
+        let refused = encode_frame_into(&"x".repeat(100), 64, &mut out);
+        assert!(matches!(refused, Err(FrameError::TooLarge { max: 64, .. })));
+        assert_eq!(out, before);
+        let mut reader: &[u8] = &out;
+        let mut buf = Vec::new();
+        let first: String = read_frame(&mut reader, 64, &mut buf).await.expect("decodes");
+        let second: String = read_frame(&mut reader, 64, &mut buf).await.expect("decodes");
+        assert_eq!((first.as_str(), second.as_str()), ("first", "second"));
+        assert!(reader.is_empty());
+    }
 
     #[tokio::test]
     async fn frames_round_trip_and_oversized_lengths_are_refused_before_reading() {

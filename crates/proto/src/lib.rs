@@ -21,5 +21,5 @@ mod frame;
 mod messages;
 
 pub use cluster::{ClusterFile, ClusterFileError, ReplicaAddress};
-pub use frame::{decode_payload, encode_frame, read_frame, write_frame, FrameError};
+pub use frame::{decode_payload, encode_frame, encode_frame_into, read_frame, write_frame, FrameError};
 pub use messages::*;

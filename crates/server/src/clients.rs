@@ -4,10 +4,12 @@
 use crate::machine::ConnId;
 use crate::node::Input;
 use chorus_limits as limits;
-use chorus_proto::{encode_frame, read_frame, ClientFrame, FrameError, Hello, Peer, RequestError, ServerFrame};
+use chorus_proto::{
+    encode_frame, encode_frame_into, read_frame, ClientFrame, FrameError, Hello, Peer, RequestError, ServerFrame,
+};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -119,26 +121,34 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<ServerFrame>) {
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+/// Bytes of frames gathered into one write.
+const WRITE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A connection's write buffer larger than this is released after use, so
+/// a burst does not pin memory on a connection that then idles.
+const WRITE_BUFFER_KEPT_BYTES: usize = 4 * 1024;
+
+/// Writes every frame queued for the connection, as many as fit in one
+/// chunk per write. An idle connection holds no buffer.
+async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<ServerFrame>) {
+    let mut out = Vec::new();
     while let Some(frame) = rx.recv().await {
-        if write_one(&mut writer, &frame).await.is_err() {
+        out.clear();
+        if encode_frame_into(&frame, limits::CLIENT_FRAME_BYTES_MAX, &mut out).is_err() {
             return;
         }
-        while let Ok(more) = rx.try_recv() {
-            if write_one(&mut writer, &more).await.is_err() {
+        while out.len() < WRITE_CHUNK_BYTES {
+            let Ok(more) = rx.try_recv() else { break };
+            if encode_frame_into(&more, limits::CLIENT_FRAME_BYTES_MAX, &mut out).is_err() {
                 return;
             }
         }
-        if writer.flush().await.is_err() {
+        if writer.write_all(&out).await.is_err() {
             return;
+        }
+        if out.capacity() > WRITE_BUFFER_KEPT_BYTES {
+            out = Vec::new();
         }
     }
     let _ = writer.shutdown().await;
-}
-
-async fn write_one(writer: &mut BufWriter<OwnedWriteHalf>, frame: &ServerFrame) -> Result<(), FrameError> {
-    let bytes = encode_frame(frame, limits::CLIENT_FRAME_BYTES_MAX)?;
-    writer.write_all(&bytes).await?;
-    Ok(())
 }
