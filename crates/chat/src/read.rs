@@ -30,7 +30,8 @@ impl ChatState {
         };
         let floor = after.max(account.acked_through);
         let start = account.mailbox.binary_search_by(|message| order_by_floor(message.id, floor)).unwrap_err();
-        let messages: Vec<Message> = account.mailbox.skip(start).iter().take(max).cloned().collect();
+        let messages: Vec<Message> =
+            account.mailbox.skip(start).iter().take(max).map(|queued| queued.to_message(name)).collect();
         assert!(messages.len() <= max);
         assert!(messages.first().is_none_or(|message| message.id > floor));
         Ok(messages)

@@ -30,11 +30,12 @@ const SNAPSHOT_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Scratch postcard's reader decodes each string into before copying it
 /// out, in bytes; a string longer than this does not decode. The longest
-/// string a state holds is a message text. Names are ASCII; the longest
+/// string a state holds is a queued message's body (the sender's name,
+/// then the text). Names are ASCII; the longest
 /// other string is a cached `NameInvalid` error, which echoes at most
 /// `NAME_CHARS_MAX` characters of any script (4 bytes each) plus a
 /// one-sentence reason.
-const SNAPSHOT_SCRATCH_BYTES: usize = MESSAGE_TEXT_BYTES_MAX;
+const SNAPSHOT_SCRATCH_BYTES: usize = NAME_CHARS_MAX + MESSAGE_TEXT_BYTES_MAX;
 
 const _: () = assert!(SNAPSHOT_SCRATCH_BYTES >= 4 * NAME_CHARS_MAX + 256);
 
@@ -108,15 +109,16 @@ impl ChatState {
             if validate_name(name).is_err() {
                 return Err("an account name breaks the naming rule");
             }
-            check_account(name, account, self.last_message_id)?;
+            check_account(account, self.last_message_id)?;
         }
         self.sessions.check(CLIENT_SESSIONS_MAX, self.applied_count)
     }
 }
 
-/// Checks one account's mailbox: bounded, addressed to it, ids increasing,
-/// above its ack cursor and not past the last assigned id.
-fn check_account(name: &str, account: &Account, last_message_id: u64) -> Result<(), &'static str> {
+/// Checks one account's mailbox: bounded, each message from a valid name
+/// with a text `send` would take, ids increasing, above its ack cursor and
+/// not past the last assigned id.
+fn check_account(account: &Account, last_message_id: u64) -> Result<(), &'static str> {
     if account.mailbox.len() > MAILBOX_MESSAGES_MAX {
         return Err("a mailbox holds more messages than the mailbox limit");
     }
@@ -125,8 +127,11 @@ fn check_account(name: &str, account: &Account, last_message_id: u64) -> Result<
     }
     let mut previous_id = account.acked_through;
     for message in &account.mailbox {
-        if message.to != name {
-            return Err("a queued message is addressed to another account");
+        if validate_name(message.from()).is_err() {
+            return Err("a queued message's sender breaks the naming rule");
+        }
+        if message.text().is_empty() || message.text().len() > MESSAGE_TEXT_BYTES_MAX {
+            return Err("a queued message's text is empty or over the size limit");
         }
         if message.id <= previous_id || message.id > last_message_id {
             return Err("queued message ids are out of order or out of range");

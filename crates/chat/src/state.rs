@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
 use crate::session::SessionTable;
-use crate::types::{Applied, Command, Message, MessageId, Millis, Outcome, Proposal, StateEvent};
+use crate::types::{Applied, Command, Message, MessageId, Millis, Outcome, Proposal, Queued, StateEvent};
 use crate::validate::{validate, validate_name};
 
 /// A reply plus the side effect other connections must hear about.
@@ -41,7 +41,7 @@ pub struct ChatState {
 pub(crate) struct Account {
     /// Messages not yet acknowledged, oldest (lowest id) first.
     #[serde(deserialize_with = "crate::bounded::vector::<_, _, MAILBOX_MESSAGES_MAX>")]
-    pub(crate) mailbox: Vector<Message>,
+    pub(crate) mailbox: Vector<Queued>,
     /// Highest id the owner acknowledged; nothing at or below it is queued.
     pub(crate) acked_through: MessageId,
 }
@@ -200,9 +200,9 @@ impl ChatState {
             return Err(ChatError::MailboxFull { name: to.to_string() });
         }
         assert!(recipient.acked_through <= self.last_message_id, "acks are clamped");
+        recipient.mailbox.push_back(Queued::new(next_id, from, at_millis, text));
         let message =
             Message { id: next_id, from: from.to_string(), to: to.to_string(), at_millis, text: text.to_string() };
-        recipient.mailbox.push_back(message.clone());
         assert!(recipient.mailbox.len() <= mailbox_messages_max);
         self.last_message_id = next_id;
         Ok(message)

@@ -141,7 +141,10 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(chorus_server::run_from_file(&cluster, id, snapshots.policy()))
         }
         Command::Chat { cluster, json } => runtime.block_on(chat::run(&cluster, json)),
-        Command::Status { cluster, json } => runtime.block_on(status::run(&cluster, json)),
+        Command::Status { cluster, json } => {
+            die_quietly_on_closed_stdout();
+            runtime.block_on(status::run(&cluster, json))
+        }
         Command::Chaos(args) => runtime.block_on(chaos::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
@@ -187,6 +190,18 @@ fn raise_open_files_limit() {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
+    }
+}
+
+/// `chorus status | head -1` ends quietly, as Unix tools do, instead of
+/// panicking when stdout closes: the default SIGPIPE action again (Rust
+/// ignores the signal). Sockets are unaffected: they write with
+/// MSG_NOSIGNAL.
+fn die_quietly_on_closed_stdout() {
+    // SAFETY: setting a signal disposition is thread-safe, and SIG_DFL is
+    // always a valid one.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -91,8 +91,9 @@ pub const CATCHUP_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Default: take a snapshot once this many slots were applied since the last.
 pub const SNAPSHOT_EVERY_SLOTS_DEFAULT: u64 = 100_000;
 /// Default: take a snapshot once this many bytes of commands were applied
-/// since the last (whichever of the two comes first).
-pub const SNAPSHOT_EVERY_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// since the last (whichever of the two comes first). The log held in
+/// memory between snapshots is about this large.
+pub const SNAPSHOT_EVERY_BYTES_DEFAULT: u64 = 32 * 1024 * 1024;
 /// Slots kept in the log below a snapshot, so a replica that is only a
 /// little behind catches up from the log instead of fetching a snapshot.
 pub const LOG_RETAINED_SLOTS: u64 = 1024;

@@ -25,6 +25,11 @@
 //! chosen values ([`Message::CatchupRequest`]). Linearizable reads use a
 //! read index confirmed by a heartbeat round.
 //!
+//! A new chosen prefix (`WriteBatch::chosen_through`) is never written on
+//! its own: it rides with the next write. Nothing waits for it to be
+//! durable, and after a restart a replica learns again what was chosen
+//! above its durable mark, so a lagging mark costs catch-up, not safety.
+//!
 //! Randomness (election timeouts) comes from a generator seeded by
 //! [`Config::seed`]; the same seed and the same events give the same output.
 

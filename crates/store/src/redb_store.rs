@@ -32,8 +32,9 @@ pub const FORMAT_VERSION: u64 = 2;
 
 /// Most bytes redb may keep in its page cache. The whole log is read into
 /// memory once at start-up and only appended to afterwards, so a large cache
-/// buys nothing.
-const CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// buys nothing; a 64 MiB cache filled up with written pages and cost
+/// resident memory (docs/BENCHMARKS.md, "Memory").
+const CACHE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// redb's 2-phase commit costs a second fsync per commit. Off: the 1-phase
 /// commit is crash-safe through its checksummed commit slots.

@@ -7,6 +7,7 @@ use chorus_limits::{MAILBOX_MESSAGES_MAX, MESSAGE_TEXT_BYTES_MAX, NAME_CHARS_MAX
 use super::*;
 use crate::snapshot::Fnv1a;
 use crate::state::Account;
+use crate::types::Queued;
 use crate::{decode_proposal, encode_proposal, DecodeError, SnapshotError};
 
 /// FNV-1a of `bytes`, written in one piece.
@@ -109,10 +110,17 @@ fn an_inconsistent_snapshot_is_refused() {
     let error = SnapshotError::Inconsistent { reason: "an ack cursor is past the last assigned message id" };
     assert_eq!(ChatState::from_snapshot(&cursor_ahead.to_snapshot()), Err(error));
 
-    let mut misaddressed = busy_state();
-    misaddressed.accounts.get_mut("bob").unwrap().mailbox[0].to = "alice".to_string();
-    let error = SnapshotError::Inconsistent { reason: "a queued message is addressed to another account" };
-    assert_eq!(ChatState::from_snapshot(&misaddressed.to_snapshot()), Err(error));
+    let mut bad_sender = busy_state();
+    let first = &mut bad_sender.accounts.get_mut("bob").unwrap().mailbox[0];
+    *first = Queued::new(first.id, "not valid", first.at_millis, "hi");
+    let error = SnapshotError::Inconsistent { reason: "a queued message's sender breaks the naming rule" };
+    assert_eq!(ChatState::from_snapshot(&bad_sender.to_snapshot()), Err(error));
+
+    let mut empty_text = busy_state();
+    let first = &mut empty_text.accounts.get_mut("bob").unwrap().mailbox[0];
+    *first = Queued::new(first.id, "alice", first.at_millis, "");
+    let error = SnapshotError::Inconsistent { reason: "a queued message's text is empty or over the size limit" };
+    assert_eq!(ChatState::from_snapshot(&empty_text.to_snapshot()), Err(error));
 }
 
 #[test]
@@ -186,10 +194,20 @@ fn the_longest_strings_a_state_holds_round_trip() {
 
 #[test]
 fn a_text_longer_than_any_valid_one_does_not_decode() {
-    let mut state = busy_state();
-    state.accounts.get_mut("bob").unwrap().mailbox[0].text = "x".repeat(MESSAGE_TEXT_BYTES_MAX + 1);
+    let with_text = |text: &str| {
+        let mut state = busy_state();
+        let first = &mut state.accounts.get_mut("bob").unwrap().mailbox[0];
+        *first = Queued::new(first.id, "alice", first.at_millis, text);
+        state
+    };
+    // A body (name and text) longer than the decoder's scratch stops decoding...
+    let state = with_text(&"x".repeat(MESSAGE_TEXT_BYTES_MAX + NAME_CHARS_MAX));
     let result = ChatState::read_snapshot(&streamed(&state)[..]);
     assert!(matches!(result, Err(SnapshotError::Malformed { .. })), "{result:?}");
+    // ...and a shorter one with a text over the limit fails the check.
+    let state = with_text(&"x".repeat(MESSAGE_TEXT_BYTES_MAX + 1));
+    let error = SnapshotError::Inconsistent { reason: "a queued message's text is empty or over the size limit" };
+    assert_eq!(ChatState::read_snapshot(&streamed(&state)[..]), Err(error));
 }
 
 #[test]
