@@ -47,7 +47,7 @@ pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>) {
 }
 
 /// Tells a client why it is refused, then closes.
-async fn refuse(mut stream: TcpStream, reason: &str) {
+async fn refuse(mut stream: impl tokio::io::AsyncWrite + Unpin, reason: &str) {
     let error = RequestError::BadRequest(reason.to_string());
     let frame = ServerFrame::Reply { request_id: 0, result: Err(error) };
     if let Ok(bytes) = encode_frame(&frame, limits::CLIENT_FRAME_BYTES_MAX) {
@@ -57,15 +57,23 @@ async fn refuse(mut stream: TcpStream, reason: &str) {
 
 async fn serve(stream: TcpStream, conn: ConnId, inbox: mpsc::Sender<Input>) -> Result<(), FrameError> {
     stream.set_nodelay(true)?;
-    let (reader, writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
     // Buffered: one read takes in every frame that has arrived, instead of
     // two reads (prefix, body) per frame.
     let mut reader = BufReader::with_capacity(limits::CLIENT_READ_BUFFER_BYTES, reader);
     let mut buf = Vec::new();
     let max = limits::CLIENT_FRAME_BYTES_MAX;
     let hello: Hello = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut reader, max, &mut buf)).await {
-        Ok(hello) => hello?,
-        Err(_) => return Err(FrameError::Malformed("no hello in time".into())),
+        Ok(Ok(hello)) => hello,
+        Ok(Err(error @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)))) => {
+            refuse(&mut writer, &format!("bad hello: {error}")).await;
+            return Err(error);
+        }
+        Ok(Err(error)) => return Err(error),
+        Err(_) => {
+            refuse(&mut writer, "no hello in time").await;
+            return Err(FrameError::Malformed("no hello in time".into()));
+        }
     };
     let (tx, rx) = mpsc::channel(limits::CLIENT_OUTBOUND_FRAMES_MAX);
     let refusal = match (hello.check(), hello.peer) {

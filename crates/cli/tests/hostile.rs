@@ -1,0 +1,231 @@
+//! Hostile input against real replicas: random bytes, a huge length
+//! prefix, a truncated frame, a wrong protocol version, a sender that
+//! dribbles one byte a second, a flood of connections, and strangers on
+//! the peer port. After each attack every replica still runs (same pid),
+//! ordinary clients are served, and the replicated state is unchanged.
+
+mod common;
+
+use chorus_proto::{encode_frame, Hello, Peer, PROTOCOL_VERSION};
+use common::{ChatClient, Cluster};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Connections opened at once by the flood.
+const FLOOD_CONNECTIONS: usize = 1_000;
+
+/// A cluster with one account holding one queued message, and what every
+/// attack must leave as it was.
+struct Target {
+    cluster: Cluster,
+    client: ChatClient,
+    pids: Vec<u64>,
+    digests: Vec<(u64, u64)>,
+}
+
+impl Target {
+    fn start() -> Target {
+        let cluster = Cluster::start(3);
+        let mut client = cluster.client();
+        assert_eq!(client.command("create mallory-target")["ok"], true);
+        assert_eq!(client.command("send mallory-target kept")["ok"], true);
+        let pids = pids(&cluster);
+        let digests = settled_digests(&cluster);
+        Target { cluster, client, pids, digests }
+    }
+
+    fn client_addr(&self, id: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.cluster.port + id))
+    }
+
+    fn peer_addr(&self, id: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.cluster.port + self.cluster.replicas as u16 + id))
+    }
+
+    fn leader_client_addr(&self) -> SocketAddr {
+        self.client_addr(self.cluster.wait_for_leader(Duration::from_secs(10)) as u16)
+    }
+
+    /// Every replica runs as before, an ordinary client is served, and
+    /// the state is what it was.
+    fn assert_unharmed(&mut self, attack: &str) {
+        assert_eq!(pids(&self.cluster), self.pids, "{attack}: a replica exited");
+        let started = Instant::now();
+        let listed = self.client.command("list mallory");
+        assert_eq!(listed["names"], serde_json::json!(["mallory-target"]), "{attack}: {listed}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{attack}: a list took {:?}", started.elapsed());
+        assert_eq!(settled_digests(&self.cluster), self.digests, "{attack}: the state changed");
+    }
+}
+
+fn pids(cluster: &Cluster) -> Vec<u64> {
+    cluster.status().iter().map(|row| row["pid"].as_u64().expect("every replica answers")).collect()
+}
+
+/// (applied slot, digest) of every replica once all three agree.
+fn settled_digests(cluster: &Cluster) -> Vec<(u64, u64)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let digests: Vec<(u64, u64)> = (0..cluster.replicas as u16)
+            .map(|id| {
+                let addr = SocketAddr::from(([127, 0, 0, 1], cluster.port + id));
+                let digest = runtime.block_on(chorus_client::fetch_digest(addr, Duration::from_secs(2)));
+                digest.map_or((0, 0), |d| (d.applied_through, d.digest))
+            })
+            .collect();
+        if digests.iter().all(|d| d.1 == digests[0].1 && d.0 > 0) {
+            // Applied slots may differ by no-ops; the state may not.
+            return vec![(0, digests[0].1); digests.len()];
+        }
+        assert!(Instant::now() < deadline, "replicas did not converge: {digests:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connects");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream
+}
+
+fn hello(peer: Peer) -> Vec<u8> {
+    encode_frame(&Hello::new(peer), 1024).expect("hello encodes")
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    received
+}
+
+/// True when the server closed (or reset) the connection, false when it
+/// is still open when the read timeout expires.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut received = Vec::new();
+    match stream.read_to_end(&mut received) {
+        Ok(_) => true,
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+fn random_bytes(count: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn hostile_clients_and_strangers_change_nothing() {
+    let mut target = Target::start();
+    let leader = target.leader_client_addr();
+
+    // Random bytes, before and after a valid hello.
+    for (seed, with_hello) in [(1, false), (2, true), (3, true)] {
+        let mut stream = connect(leader);
+        if with_hello {
+            stream.write_all(&hello(Peer::Client)).expect("hello sent");
+        }
+        let _ = stream.write_all(&random_bytes(64 * 1024, seed));
+        read_until_closed(&mut stream);
+    }
+    target.assert_unharmed("random bytes");
+
+    // A length prefix of 4 GiB: refused from the prefix alone, no allocation.
+    let rss_before = rss_kib(target.pids[target.cluster.wait_for_leader(Duration::from_secs(5)) as usize]);
+    for with_hello in [false, true] {
+        let mut stream = connect(leader);
+        if with_hello {
+            stream.write_all(&hello(Peer::Client)).expect("hello sent");
+        }
+        stream.write_all(&u32::MAX.to_be_bytes()).expect("prefix sent");
+        let answer = read_until_closed(&mut stream);
+        assert!(String::from_utf8_lossy(&answer).contains("exceeds the limit"), "a clear error: {answer:?}");
+    }
+    let rss_after = rss_kib(target.pids[target.cluster.wait_for_leader(Duration::from_secs(5)) as usize]);
+    assert!(rss_after < rss_before + 64 * 1024, "memory grew from {rss_before} to {rss_after} KiB");
+    target.assert_unharmed("huge length prefix");
+
+    // A truncated frame: the prefix promises 100 bytes, 10 arrive, then EOF.
+    let mut stream = connect(leader);
+    stream.write_all(&hello(Peer::Client)).expect("hello sent");
+    stream.write_all(&100u32.to_be_bytes()).expect("prefix sent");
+    stream.write_all(&[7; 10]).expect("part sent");
+    stream.shutdown(std::net::Shutdown::Write).expect("half close");
+    read_until_closed(&mut stream);
+    target.assert_unharmed("truncated frame");
+
+    // A wrong protocol version gets a version error, then the door.
+    let mut stream = connect(leader);
+    let mut wrong = Hello::new(Peer::Client);
+    wrong.version = PROTOCOL_VERSION.wrapping_add(7);
+    stream.write_all(&encode_frame(&wrong, 1024).expect("encodes")).expect("hello sent");
+    let answer = read_until_closed(&mut stream);
+    assert!(!answer.is_empty(), "the replica says why it refuses the version");
+    target.assert_unharmed("wrong protocol version");
+
+    // A slow sender dribbling its hello, one byte a second, while an
+    // ordinary client works: the replica closes it at its hello deadline.
+    let mut slow = connect(leader);
+    let dribble = hello(Peer::Client);
+    let started = Instant::now();
+    let mut closed = false;
+    for byte in dribble.iter().cycle().take(12) {
+        if slow.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        assert_eq!(target.client.command("list mallory")["names"], serde_json::json!(["mallory-target"]));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    slow.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    closed = closed || closed_by_server(&mut slow);
+    assert!(closed, "a dribbling hello is cut off");
+    assert!(started.elapsed() < Duration::from_secs(9), "cut off only after {:?}", started.elapsed());
+    target.assert_unharmed("slow sender");
+
+    // A flood of silent connections does not stall ordinary clients.
+    let flood: Vec<TcpStream> = (0..FLOOD_CONNECTIONS).filter_map(|_| TcpStream::connect(leader).ok()).collect();
+    assert!(flood.len() > FLOOD_CONNECTIONS / 2, "only {} connections opened", flood.len());
+    target.assert_unharmed("connection flood");
+    drop(flood);
+
+    // Strangers on the peer port: random bytes, a client hello, and a
+    // replica id this cluster does not have.
+    for id in 0..target.cluster.replicas as u16 {
+        let peer_port = target.peer_addr(id);
+        let mut stream = connect(peer_port);
+        let _ = stream.write_all(&random_bytes(16 * 1024, 10 + u64::from(id)));
+        read_until_closed(&mut stream);
+        for stranger in [Peer::Client, Peer::Replica(99)] {
+            let mut stream = connect(peer_port);
+            stream.write_all(&hello(stranger)).expect("hello sent");
+            let _ = stream.write_all(&random_bytes(1024, 20 + u64::from(id)));
+            read_until_closed(&mut stream);
+        }
+    }
+    target.assert_unharmed("strangers on the peer port");
+
+    // Every replica's client port, not only the leader's.
+    for id in 0..target.cluster.replicas as u16 {
+        let mut stream = connect(target.client_addr(id));
+        stream.write_all(&hello(Peer::Client)).expect("hello sent");
+        let _ = stream.write_all(&random_bytes(8 * 1024, 30 + u64::from(id)));
+        read_until_closed(&mut stream);
+    }
+    target.assert_unharmed("random bytes to every replica");
+}
+
+fn rss_kib(pid: u64) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("replica status");
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("VmRSS line");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmRSS value")
+}
