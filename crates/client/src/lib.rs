@@ -27,16 +27,18 @@
 //! deterministic simulator drives these same types.
 //!
 //! [`fetch_status`] asks one replica for its [`chorus_proto::StatusReport`],
-//! without a session.
+//! without a session. [`command::parse`] reads one line of the chat
+//! client's command language into a [`command::Parsed`].
 //!
 //! Modules: `client` (the API and the call loop), `connection` (one TCP
 //! connection: a reader task routing replies and deliveries, a writer task),
 //! `delivery` (the de-duplicating filter), `acks` (read-position tracking),
-//! `backoff`, `status`.
+//! `backoff`, `status`, `command`.
 
 mod acks;
 mod backoff;
 mod client;
+pub mod command;
 mod connection;
 mod delivery;
 mod error;
