@@ -1,12 +1,13 @@
 //! Hostile input against real replicas: random bytes, a huge length
 //! prefix, a truncated frame, a wrong protocol version, a sender that
-//! dribbles one byte a second, a flood of connections, and strangers on
+//! dribbles one byte a second, a request left half-sent, a flood of
+//! requests on one connection, a flood of connections, and strangers on
 //! the peer port. After each attack every replica still runs (same pid),
 //! ordinary clients are served, and the replicated state is unchanged.
 
 mod common;
 
-use chorus_proto::{encode_frame, Hello, Peer, PROTOCOL_VERSION};
+use chorus_proto::{encode_frame, ClientFrame, Hello, Peer, Request, RequestError, ServerFrame, PROTOCOL_VERSION};
 use common::{ChatClient, Cluster};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,6 +15,10 @@ use std::time::{Duration, Instant};
 
 /// Connections opened at once by the flood.
 const FLOOD_CONNECTIONS: usize = 1_000;
+
+/// Requests pipelined on one connection by the request flood (well past
+/// the burst and a second's worth of the per-connection rate).
+const FLOOD_REQUESTS: usize = 30_000;
 
 /// A cluster with one account holding one queued message, and what every
 /// attack must leave as it was.
@@ -192,6 +197,28 @@ fn hostile_clients_and_strangers_change_nothing() {
     assert!(started.elapsed() < Duration::from_secs(9), "cut off only after {:?}", started.elapsed());
     target.assert_unharmed("slow sender");
 
+    // A request started after the hello but never finished: closed at the
+    // frame deadline with a reason, while an ordinary client is served.
+    let mut half = connect(leader);
+    half.write_all(&hello(Peer::Client)).expect("hello sent");
+    half.write_all(&[0, 0, 0, 10, 1, 2, 3]).expect("part of a frame sent");
+    let started = Instant::now();
+    assert_eq!(target.client.command("list mallory")["names"], serde_json::json!(["mallory-target"]));
+    half.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    let answer = read_until_closed(&mut half);
+    let waited = started.elapsed();
+    assert!(String::from_utf8_lossy(&answer).contains("took longer"), "a reason: {answer:?}");
+    assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(14), "closed after {waited:?}");
+    target.assert_unharmed("half-sent request");
+
+    // A flood of requests on one connection is answered Busy past the rate
+    // limit, without starving anyone else.
+    let (sent, busy) = request_flood(leader, FLOOD_REQUESTS);
+    assert_eq!(sent, FLOOD_REQUESTS);
+    eprintln!("request flood: {busy} of {FLOOD_REQUESTS} pipelined requests answered Busy");
+    assert!(busy > 0 && busy < FLOOD_REQUESTS, "{busy} of {FLOOD_REQUESTS} requests refused as busy");
+    target.assert_unharmed("request flood");
+
     // A flood of silent connections does not stall ordinary clients.
     let flood: Vec<TcpStream> = (0..FLOOD_CONNECTIONS).filter_map(|_| TcpStream::connect(leader).ok()).collect();
     assert!(flood.len() > FLOOD_CONNECTIONS / 2, "only {} connections opened", flood.len());
@@ -222,6 +249,34 @@ fn hostile_clients_and_strangers_change_nothing() {
         read_until_closed(&mut stream);
     }
     target.assert_unharmed("random bytes to every replica");
+}
+
+/// Pipelines `count` status requests on one connection while reading the
+/// replies; returns (replies, of which `Busy`).
+fn request_flood(addr: SocketAddr, count: usize) -> (usize, usize) {
+    let mut stream = connect(addr);
+    let mut requests = hello(Peer::Client);
+    for request_id in 1..=count as u64 {
+        let frame = ClientFrame { request_id, request: Request::Status };
+        requests.extend_from_slice(&encode_frame(&frame, 1024).expect("encodes"));
+    }
+    let mut writer = stream.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || writer.write_all(&requests).expect("requests sent"));
+    let (mut replies, mut busy) = (0, 0);
+    while replies < count {
+        let mut prefix = [0; 4];
+        stream.read_exact(&mut prefix).expect("a reply arrives");
+        let mut payload = vec![0; u32::from_be_bytes(prefix) as usize];
+        stream.read_exact(&mut payload).expect("the reply's body arrives");
+        match chorus_proto::decode_payload::<ServerFrame>(&payload).expect("a server frame") {
+            ServerFrame::Reply { result: Err(RequestError::Busy), .. } => busy += 1,
+            ServerFrame::Reply { result: Ok(_), .. } => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+        replies += 1;
+    }
+    sender.join().expect("sender thread");
+    (replies, busy)
 }
 
 fn rss_kib(pid: u64) -> u64 {

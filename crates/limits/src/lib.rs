@@ -49,6 +49,15 @@ pub const CLIENT_READ_BUFFER_BYTES: usize = 4 * 1024;
 pub const PEER_READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Requests one client connection may have in flight at once.
 pub const CLIENT_REQUESTS_IN_FLIGHT_MAX: usize = 64;
+/// Requests per second one client connection may send, on average; past
+/// it a replica answers `Busy` without doing the work.
+pub const CLIENT_REQUESTS_PER_SECOND_MAX: u32 = 10_000;
+/// Requests one client connection may send in a burst above that rate.
+pub const CLIENT_REQUESTS_BURST_MAX: u32 = 1_000;
+/// Once the first byte of a client frame has arrived, the rest must
+/// arrive within this many milliseconds (an idle connection may wait
+/// for ever; a half-sent frame may not).
+pub const CLIENT_FRAME_DEADLINE_MILLIS: u64 = 10_000;
 /// Messages queued towards one peer before newer ones are dropped
 /// (Paxos tolerates loss; the queue must not grow without bound).
 pub const PEER_OUTBOUND_MESSAGES_MAX: usize = 4096;

@@ -8,8 +8,8 @@ use chorus_proto::{
     encode_frame, encode_frame_into, read_frame, ClientFrame, FrameError, Hello, Peer, RequestError, ServerFrame,
 };
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -109,8 +109,9 @@ async fn read_loop(
     tx: &mpsc::Sender<ServerFrame>,
     buf: &mut Vec<u8>,
 ) -> Result<(), FrameError> {
+    let mut rate = RateLimit::new(limits::CLIENT_REQUESTS_PER_SECOND_MAX, limits::CLIENT_REQUESTS_BURST_MAX);
     loop {
-        let frame: ClientFrame = match read_frame(reader, limits::CLIENT_FRAME_BYTES_MAX, buf).await {
+        let frame: ClientFrame = match read_request(reader, buf).await {
             Ok(frame) => frame,
             Err(FrameError::Closed) => return Ok(()),
             Err(error @ (FrameError::TooLarge { .. } | FrameError::Malformed(_))) => {
@@ -123,9 +124,64 @@ async fn read_loop(
             }
             Err(error) => return Err(error),
         };
+        if !rate.allow(Instant::now()) {
+            // Waiting for room in the queue slows the flood down to what the
+            // client reads; one that stops reading is closed.
+            let reply = ServerFrame::Reply { request_id: frame.request_id, result: Err(RequestError::Busy) };
+            if !matches!(tokio::time::timeout(REFUSAL_WAIT, tx.send(reply)).await, Ok(Ok(()))) {
+                return Err(FrameError::Malformed("too many requests, and their refusals are not read".into()));
+            }
+            continue;
+        }
         if inbox.send(Input::Request { conn, frame }).await.is_err() {
             return Ok(());
         }
+    }
+}
+
+/// Longest wait for room to queue a `Busy` refusal.
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+
+/// Reads the next request. Waiting for it to start has no deadline (a
+/// recipient may idle for days); once its first byte is here, the whole
+/// frame must arrive within `CLIENT_FRAME_DEADLINE_MILLIS`.
+async fn read_request(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    buf: &mut Vec<u8>,
+) -> Result<ClientFrame, FrameError> {
+    if reader.fill_buf().await?.is_empty() {
+        return Err(FrameError::Closed);
+    }
+    let deadline = Duration::from_millis(limits::CLIENT_FRAME_DEADLINE_MILLIS);
+    match tokio::time::timeout(deadline, read_frame(reader, limits::CLIENT_FRAME_BYTES_MAX, buf)).await {
+        Ok(result) => result,
+        Err(_) => Err(FrameError::Malformed(format!("a request took longer than {deadline:?} to arrive"))),
+    }
+}
+
+/// A token bucket: `rate` requests a second on average, `burst` at once.
+struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        RateLimit { tokens: f64::from(burst), rate: f64::from(rate), burst: f64::from(burst), last: Instant::now() }
+    }
+
+    /// Takes a token if one is left at `now`.
+    fn allow(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
     }
 }
 
@@ -159,4 +215,21 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<ServerFra
         }
     }
     let _ = writer.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut rate = RateLimit::new(100, 10);
+        rate.last = start;
+        assert_eq!((0..20).filter(|_| rate.allow(start)).count(), 10, "the burst, then nothing");
+        let later = start + Duration::from_millis(50);
+        assert_eq!((0..20).filter(|_| rate.allow(later)).count(), 5, "50 ms at 100/s");
+        let much_later = later + Duration::from_secs(60);
+        assert_eq!((0..20).filter(|_| rate.allow(much_later)).count(), 10, "never more than the burst");
+    }
 }
