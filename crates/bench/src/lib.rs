@@ -65,7 +65,9 @@ impl Target {
             Some(path) => Ok(Target::External(ClusterFile::load(path)?)),
             None => {
                 let dir = tempfile::Builder::new().prefix("chorus-bench-").tempdir()?;
-                let cluster = ChaosCluster::start_direct(&options.exe, dir.path(), 3, Vec::new()).await?;
+                // Every simulated client connects from this machine's address.
+                let per_address = format!("--connections-per-address={}", chorus_limits::CLIENT_CONNECTIONS_MAX);
+                let cluster = ChaosCluster::start_direct(&options.exe, dir.path(), 3, vec![per_address]).await?;
                 wait_for_leader(&cluster).await?;
                 Ok(Target::Own { cluster, _dir: dir })
             }

@@ -37,7 +37,7 @@ enum Command {
         #[arg(long, default_value_t = 7100)]
         port: u16,
         #[command(flatten)]
-        snapshots: SnapshotArgs,
+        replica: ReplicaArgs,
     },
     /// Run one replica as the cluster file describes.
     Server {
@@ -60,7 +60,7 @@ enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
         threads: u64,
         #[command(flatten)]
-        snapshots: SnapshotArgs,
+        replica: ReplicaArgs,
     },
     /// The chat client: reads commands from standard input.
     Chat {
@@ -88,24 +88,29 @@ enum Command {
     },
 }
 
-/// When replicas snapshot their state and compact their logs.
+/// Settings of every replica: when it snapshots its state and compacts its
+/// log, and how many connections one address may hold.
 #[derive(Args, Clone, Copy, Debug)]
-struct SnapshotArgs {
+struct ReplicaArgs {
     /// Snapshot after this many log slots were applied since the last one.
     #[arg(long, default_value_t = chorus_limits::SNAPSHOT_EVERY_SLOTS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every_slots: u64,
     /// ...or after this many bytes of commands, whichever comes first.
     #[arg(long, default_value_t = chorus_limits::SNAPSHOT_EVERY_BYTES_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every_bytes: u64,
+    /// Most client connections one address may hold on a replica.
+    #[arg(long, default_value_t = chorus_limits::CLIENT_CONNECTIONS_PER_ADDRESS_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=chorus_limits::CLIENT_CONNECTIONS_MAX as u64))]
+    connections_per_address: u64,
 }
 
-impl SnapshotArgs {
-    fn policy(self) -> SnapshotPolicy {
-        SnapshotPolicy {
+impl ReplicaArgs {
+    fn options(self) -> chorus_server::Options {
+        let snapshots = SnapshotPolicy {
             every_slots: self.snapshot_every_slots,
             every_bytes: self.snapshot_every_bytes,
             ..SnapshotPolicy::default()
-        }
+        };
+        chorus_server::Options { snapshots, connections_per_address: self.connections_per_address as usize }
     }
 
     /// The same flags, for a child `chorus server`.
@@ -113,6 +118,7 @@ impl SnapshotArgs {
         vec![
             format!("--snapshot-every-slots={}", self.snapshot_every_slots),
             format!("--snapshot-every-bytes={}", self.snapshot_every_bytes),
+            format!("--connections-per-address={}", self.connections_per_address),
         ]
     }
 }
@@ -129,16 +135,16 @@ fn main() -> anyhow::Result<()> {
     raise_open_files_limit();
     let runtime = runtime(threads, planted)?;
     match cli.command {
-        Command::Up { replicas, dir, port, snapshots } => {
-            runtime.block_on(up::run(replicas, dir, port, snapshots.to_args()))
+        Command::Up { replicas, dir, port, replica } => {
+            runtime.block_on(up::run(replicas, dir, port, replica.to_args()))
         }
-        Command::Server { cluster, id, new_cluster, snapshots, .. } => {
+        Command::Server { cluster, id, new_cluster, replica, .. } => {
             init_logging();
             ignore_file_size_signal();
             if new_cluster {
                 chorus_server::found(&chorus_proto::ClusterFile::load(&cluster)?, id)?;
             }
-            runtime.block_on(chorus_server::run_from_file(&cluster, id, snapshots.policy()))
+            runtime.block_on(chorus_server::run_from_file(&cluster, id, replica.options()))
         }
         Command::Chat { cluster, json } => runtime.block_on(chat::run(&cluster, json)),
         Command::Status { cluster, json } => {

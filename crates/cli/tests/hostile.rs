@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// Connections opened at once by the flood.
 const FLOOD_CONNECTIONS: usize = 1_000;
 
+/// The cluster's limit on connections from one address.
+const PER_ADDRESS: usize = 200;
+
 /// Requests pipelined on one connection by the request flood (well past
 /// the burst and a second's worth of the per-connection rate).
 const FLOOD_REQUESTS: usize = 30_000;
@@ -31,7 +34,7 @@ struct Target {
 
 impl Target {
     fn start() -> Target {
-        let cluster = Cluster::start(3);
+        let cluster = Cluster::start_with(3, &["--connections-per-address", &PER_ADDRESS.to_string()]);
         let mut client = cluster.client();
         assert_eq!(client.command("create mallory-target")["ok"], true);
         assert_eq!(client.command("send mallory-target kept")["ok"], true);
@@ -104,6 +107,14 @@ fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     let mut received = Vec::new();
     let _ = stream.read_to_end(&mut received);
     received
+}
+
+/// True when the replica refused this connection for its address.
+fn refused_for_address(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).expect("non-blocking");
+    let mut received = [0; 512];
+    let read = (&*stream).read(&mut received);
+    read.is_ok_and(|n| String::from_utf8_lossy(&received[..n]).contains("too many connections from your address"))
 }
 
 /// True when the server closed (or reset) the connection, false when it
@@ -219,11 +230,18 @@ fn hostile_clients_and_strangers_change_nothing() {
     assert!(busy > 0 && busy < FLOOD_REQUESTS, "{busy} of {FLOOD_REQUESTS} requests refused as busy");
     target.assert_unharmed("request flood");
 
-    // A flood of silent connections does not stall ordinary clients.
+    // A flood of silent connections from one address: past the cluster's
+    // per-address limit they are refused with a reason; the ordinary
+    // client, already connected, is served meanwhile.
     let flood: Vec<TcpStream> = (0..FLOOD_CONNECTIONS).filter_map(|_| TcpStream::connect(leader).ok()).collect();
-    assert!(flood.len() > FLOOD_CONNECTIONS / 2, "only {} connections opened", flood.len());
-    target.assert_unharmed("connection flood");
+    assert_eq!(target.client.command("list mallory")["names"], serde_json::json!(["mallory-target"]));
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = flood.iter().filter(|stream| refused_for_address(stream)).count();
+    let admitted = flood.len() - refused;
+    assert!(admitted <= PER_ADDRESS && admitted + 2 >= PER_ADDRESS - 2, "{admitted} admitted, limit {PER_ADDRESS}");
     drop(flood);
+    std::thread::sleep(Duration::from_millis(300));
+    target.assert_unharmed("connection flood");
 
     // Strangers on the peer port: random bytes, a client hello, and a
     // replica id this cluster does not have.

@@ -40,6 +40,9 @@ pub const CLIENT_FRAME_BYTES_MAX: usize = 512 * 1024;
 pub const PEER_FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Most client connections one replica serves at once.
 pub const CLIENT_CONNECTIONS_MAX: usize = 16_384;
+/// Default for the most client connections one address may hold on a
+/// replica (`--connections-per-address`).
+pub const CLIENT_CONNECTIONS_PER_ADDRESS_DEFAULT: usize = 1_024;
 /// Frames queued towards one client before the replica drops that slow client.
 pub const CLIENT_OUTBOUND_FRAMES_MAX: usize = 1024;
 /// Read buffer of one client connection on a replica: small, since a

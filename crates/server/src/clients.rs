@@ -7,7 +7,9 @@ use chorus_limits as limits;
 use chorus_proto::{
     encode_frame, encode_frame_into, read_frame, ClientFrame, FrameError, Hello, Peer, RequestError, ServerFrame,
 };
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -17,9 +19,11 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 /// Time a new connection has to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Accepts clients until the core goes away.
-pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>) {
+/// Accepts clients until the core goes away: at most
+/// `CLIENT_CONNECTIONS_MAX` in all and `per_address` from one address.
+pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>, per_address: usize) {
     let permits = Arc::new(Semaphore::new(limits::CLIENT_CONNECTIONS_MAX));
+    let addresses = Arc::new(Mutex::new(AddressCounts::default()));
     let mut next_conn: ConnId = 1;
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -34,6 +38,10 @@ pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>) {
             tokio::spawn(refuse(stream, "too many connections to this replica; try another"));
             continue;
         };
+        let Some(held) = AddressCounts::take(&addresses, addr.ip(), per_address) else {
+            tokio::spawn(refuse(stream, "too many connections from your address"));
+            continue;
+        };
         let conn = next_conn;
         next_conn += 1;
         let inbox = inbox.clone();
@@ -41,8 +49,43 @@ pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>) {
             if let Err(error) = serve(stream, conn, inbox).await {
                 tracing::debug!(%addr, conn, %error, "client connection closed");
             }
-            drop(permit);
+            drop((permit, held));
         });
+    }
+}
+
+/// Connections held per client address.
+#[derive(Debug, Default)]
+struct AddressCounts(HashMap<IpAddr, usize>);
+
+/// One connection counted against its address until dropped.
+struct AddressSlot {
+    counts: Arc<Mutex<AddressCounts>>,
+    ip: IpAddr,
+}
+
+impl AddressCounts {
+    /// Counts one more connection from `ip`, unless it holds `max` already.
+    fn take(counts: &Arc<Mutex<AddressCounts>>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut guard = counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = guard.0.entry(ip).or_insert(0);
+        if *held >= max {
+            return None;
+        }
+        *held += 1;
+        Some(AddressSlot { counts: counts.clone(), ip })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut guard = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = guard.0.get_mut(&self.ip) {
+            *held -= 1;
+            if *held == 0 {
+                guard.0.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -220,6 +263,20 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<ServerFra
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_are_counted_per_address_until_dropped() {
+        let counts = Arc::new(Mutex::new(AddressCounts::default()));
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let first = AddressCounts::take(&counts, a, 2).expect("first");
+        let second = AddressCounts::take(&counts, a, 2).expect("second");
+        assert!(AddressCounts::take(&counts, a, 2).is_none(), "a third from the same address");
+        assert!(AddressCounts::take(&counts, b, 2).is_some(), "another address is not affected");
+        drop(first);
+        let third = AddressCounts::take(&counts, a, 2).expect("a slot was freed");
+        drop((second, third));
+        assert!(counts.lock().unwrap().0.is_empty(), "no entry left for idle addresses");
+    }
 
     #[test]
     fn the_rate_limit_allows_a_burst_then_the_rate() {

@@ -30,6 +30,8 @@ pub mod storage;
 mod subscriptions;
 pub mod transfer;
 
+pub use node::Options;
+
 use anyhow::Context;
 use chorus_paxos::ReplicaId;
 use chorus_proto::ClusterFile;
@@ -49,13 +51,12 @@ pub fn found(cluster: &ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
 
 /// Runs replica `id` of the cluster described by the file at `path` until
 /// it fails or the process receives Ctrl-C / SIGTERM.
-/// `policy` says when to take snapshots.
-pub async fn run_from_file(path: &Path, id: ReplicaId, policy: machine::SnapshotPolicy) -> anyhow::Result<()> {
+pub async fn run_from_file(path: &Path, id: ReplicaId, options: Options) -> anyhow::Result<()> {
     let cluster = ClusterFile::load(path)?;
     cluster.replica(id).with_context(|| format!("replica {id} is not in {}", path.display()))?;
     let shutdown = shutdown_signal();
     tokio::select! {
-        result = node::run_with(cluster, id, policy) => result,
+        result = node::run_with(cluster, id, options) => result,
         () = shutdown => {
             tracing::info!(replica = id, "stopping on signal");
             Ok(())

@@ -87,15 +87,33 @@ struct Node {
     ticks: u64,
 }
 
+/// A replica's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// When to take snapshots.
+    pub snapshots: SnapshotPolicy,
+    /// Most client connections one address may hold.
+    pub connections_per_address: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            snapshots: SnapshotPolicy::default(),
+            connections_per_address: limits::CLIENT_CONNECTIONS_PER_ADDRESS_DEFAULT,
+        }
+    }
+}
+
 /// Opens the store, binds the ports and runs the replica until it fails,
-/// with the default snapshot policy.
+/// with the default settings.
 pub async fn run(cluster: ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
-    run_with(cluster, id, SnapshotPolicy::default()).await
+    run_with(cluster, id, Options::default()).await
 }
 
 /// Opens the store, loads the newest snapshot, binds the ports and runs the
 /// replica until it fails.
-pub async fn run_with(cluster: ClusterFile, id: ReplicaId, policy: SnapshotPolicy) -> anyhow::Result<()> {
+pub async fn run_with(cluster: ClusterFile, id: ReplicaId, options: Options) -> anyhow::Result<()> {
     let me = cluster.replica(id).context("replica not in cluster file")?.clone();
     let snapshot_dir = snapshotting::snapshot_dir(&me.data_dir);
     let (store, durable, snapshot_slot, chat) = storage::open_local_state(&me.data_dir, &snapshot_dir, id)?;
@@ -115,7 +133,7 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, policy: SnapshotPolic
         .collect();
     let snapshots = SnapshotThreads::start(snapshot_dir, id, peers.clone(), inbox_tx.clone())?;
     tokio::spawn(peers::listen(peer_listener, id, cluster.replicas.len(), inbox_tx.clone()));
-    tokio::spawn(clients::listen(client_listener, inbox_tx));
+    tokio::spawn(clients::listen(client_listener, inbox_tx, options.connections_per_address));
     let ids = cluster.replicas.iter().map(|r| r.id).collect();
     let config = Config::new(id, ids, rand::random());
     let chosen = durable.chosen_through;
@@ -133,8 +151,9 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, policy: SnapshotPolic
         );
     }
     let replica = Replica::new(config, durable, snapshot_slot);
-    let mut machine =
-        Machine::new(replica, rand::random()).with_snapshot(snapshot_slot, chat).with_snapshot_policy(policy);
+    let mut machine = Machine::new(replica, rand::random())
+        .with_snapshot(snapshot_slot, chat)
+        .with_snapshot_policy(options.snapshots);
     machine.set_pid(std::process::id());
     tracing::info!(replica = id, client = %me.client_addr, peer = %me.peer_addr, chosen, snapshot_slot, "replica started");
     let connections = Connections(BTreeMap::new());
