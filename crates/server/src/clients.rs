@@ -105,19 +105,7 @@ async fn serve(stream: TcpStream, conn: ConnId, inbox: mpsc::Sender<Input>) -> R
     // two reads (prefix, body) per frame.
     let mut reader = BufReader::with_capacity(limits::CLIENT_READ_BUFFER_BYTES, reader);
     let mut buf = Vec::new();
-    let max = limits::CLIENT_FRAME_BYTES_MAX;
-    let hello: Hello = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut reader, max, &mut buf)).await {
-        Ok(Ok(hello)) => hello,
-        Ok(Err(error @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)))) => {
-            refuse(&mut writer, &format!("bad hello: {error}")).await;
-            return Err(error);
-        }
-        Ok(Err(error)) => return Err(error),
-        Err(_) => {
-            refuse(&mut writer, "no hello in time").await;
-            return Err(FrameError::Malformed("no hello in time".into()));
-        }
-    };
+    let hello = read_hello(&mut reader, &mut writer, &mut buf).await?;
     let (tx, rx) = mpsc::channel(limits::CLIENT_OUTBOUND_FRAMES_MAX);
     let refusal = match (hello.check(), hello.peer) {
         (Err(error), _) => Some(error),
@@ -143,6 +131,28 @@ async fn serve(stream: TcpStream, conn: ConnId, inbox: mpsc::Sender<Input>) -> R
     drop(tx);
     writer_task.abort();
     result
+}
+
+/// Reads the connection's hello within `HELLO_TIMEOUT`; a malformed,
+/// oversized or late one is answered with the reason before the close.
+async fn read_hello(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: &mut OwnedWriteHalf,
+    buf: &mut Vec<u8>,
+) -> Result<Hello, FrameError> {
+    let max = limits::CLIENT_FRAME_BYTES_MAX;
+    match tokio::time::timeout(HELLO_TIMEOUT, read_frame(reader, max, buf)).await {
+        Ok(Ok(hello)) => Ok(hello),
+        Ok(Err(error @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)))) => {
+            refuse(writer, &format!("bad hello: {error}")).await;
+            Err(error)
+        }
+        Ok(Err(error)) => Err(error),
+        Err(_) => {
+            refuse(writer, "no hello in time").await;
+            Err(FrameError::Malformed("no hello in time".into()))
+        }
+    }
 }
 
 async fn read_loop(
