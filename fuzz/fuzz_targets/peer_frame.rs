@@ -6,5 +6,5 @@ use chorus_proto::{Hello, PeerFrame};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    chorus_fuzz::read_stream::<Hello, PeerFrame>(data, 1024 * 1024);
+    chorus_fuzz::read_stream::<Hello, PeerFrame>(data, chorus_limits::PEER_FRAME_BYTES_MAX);
 });

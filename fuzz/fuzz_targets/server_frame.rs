@@ -6,5 +6,5 @@ use chorus_proto::ServerFrame;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    chorus_fuzz::read_stream::<ServerFrame, ServerFrame>(data, 1024 * 1024);
+    chorus_fuzz::read_stream::<ServerFrame, ServerFrame>(data, chorus_limits::CLIENT_FRAME_BYTES_MAX);
 });

@@ -259,6 +259,27 @@ fn hostile_clients_and_strangers_change_nothing() {
     }
     target.assert_unharmed("strangers on the peer port");
 
+    // Many peer connections each claiming a 16 MiB frame and sending 100
+    // bytes of it: memory follows the bytes sent, not the bytes claimed.
+    let leader_id = target.cluster.wait_for_leader(Duration::from_secs(5)) as u16;
+    let leader_pid = target.pids[usize::from(leader_id)];
+    let rss_before = rss_kib(leader_pid);
+    let other = (leader_id + 1) % target.cluster.replicas as u16;
+    let claims: Vec<TcpStream> = (0..40)
+        .filter_map(|_| {
+            let mut stream = TcpStream::connect(target.peer_addr(leader_id)).ok()?;
+            stream.write_all(&hello(Peer::Replica(other as u8))).ok()?;
+            stream.write_all(&(chorus_limits::PEER_FRAME_BYTES_MAX as u32).to_be_bytes()).ok()?;
+            stream.write_all(&[0; 100]).ok()?;
+            Some(stream)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_during = rss_kib(leader_pid);
+    drop(claims);
+    assert!(rss_during < rss_before + 32 * 1024, "peer claims grew memory from {rss_before} to {rss_during} KiB");
+    target.assert_unharmed("large claims on the peer port");
+
     // Every replica's client port, not only the leader's.
     for id in 0..target.cluster.replicas as u16 {
         let mut stream = connect(target.client_addr(id));

@@ -38,6 +38,11 @@ pub const DELIVERY_MESSAGES_PER_FRAME_MAX: usize = 64;
 pub const CLIENT_FRAME_BYTES_MAX: usize = 512 * 1024;
 /// Largest frame exchanged between replicas, in bytes (length prefix excluded).
 pub const PEER_FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Largest hello frame, client or replica (a hello is about ten bytes).
+pub const HELLO_BYTES_MAX: usize = 64;
+/// Most inbound connections on a replica's peer port at once (its peers
+/// need one each, plus some left over from reconnections).
+pub const PEER_CONNECTIONS_MAX: usize = 8 * REPLICAS_MAX;
 /// Most client connections one replica serves at once.
 pub const CLIENT_CONNECTIONS_MAX: usize = 16_384;
 /// Default for the most client connections one address may hold on a

@@ -50,7 +50,9 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameErr
 }
 
 /// Reads one frame. `Err(Closed)` on a clean end of stream before a frame
-/// starts; the length is checked before the payload buffer grows.
+/// starts. The length is checked before anything else is read, and the
+/// buffer grows only as bytes arrive: a sender that claims a large frame
+/// and sends little holds little memory.
 pub async fn read_frame<R, T>(reader: &mut R, max_bytes: usize, buf: &mut Vec<u8>) -> Result<T, FrameError>
 where
     R: AsyncRead + Unpin,
@@ -67,8 +69,10 @@ where
         return Err(FrameError::TooLarge { bytes, max: max_bytes });
     }
     buf.clear();
-    buf.resize(bytes, 0);
-    reader.read_exact(buf).await?;
+    let read = (&mut *reader).take(bytes as u64).read_to_end(buf).await?;
+    if read < bytes {
+        return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     decode_payload(buf)
 }
 
@@ -113,6 +117,15 @@ mod tests {
         let result: Result<u8, _> = read_frame(&mut reader, 64, &mut buf).await;
         assert!(matches!(result, Err(FrameError::TooLarge { bytes, max: 64 }) if bytes == u32::MAX as usize));
         assert!(buf.capacity() < 1024, "no allocation for a refused length");
+
+        // A length within the limit but a short body: memory follows the
+        // bytes that came, not the bytes claimed.
+        let mut claimed = (1_000_000u32).to_be_bytes().to_vec();
+        claimed.extend_from_slice(&[0; 10]);
+        let mut reader: &[u8] = &claimed;
+        let result: Result<u8, _> = read_frame(&mut reader, 2_000_000, &mut buf).await;
+        assert!(matches!(result, Err(FrameError::Io(_))), "{result:?}");
+        assert!(buf.capacity() < 64 * 1024, "{} bytes held for 10 received", buf.capacity());
     }
 
     #[tokio::test]

@@ -140,8 +140,7 @@ async fn read_hello(
     writer: &mut OwnedWriteHalf,
     buf: &mut Vec<u8>,
 ) -> Result<Hello, FrameError> {
-    let max = limits::CLIENT_FRAME_BYTES_MAX;
-    match tokio::time::timeout(HELLO_TIMEOUT, read_frame(reader, max, buf)).await {
+    match tokio::time::timeout(HELLO_TIMEOUT, read_frame(reader, limits::HELLO_BYTES_MAX, buf)).await {
         Ok(Ok(hello)) => Ok(hello),
         Ok(Err(error @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)))) => {
             refuse(writer, &format!("bad hello: {error}")).await;

@@ -6,10 +6,11 @@ use chorus_limits as limits;
 use chorus_paxos::ReplicaId;
 use chorus_proto::{encode_frame, read_frame, FrameError, Hello, Peer, PeerFrame};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 /// Time allowed for a connect or a hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -84,8 +85,10 @@ async fn write_peer_frame(writer: &mut BufWriter<TcpStream>, frame: PeerFrame) -
     }
 }
 
-/// Accepts peer connections and feeds their messages into the core.
+/// Accepts peer connections (at most `PEER_CONNECTIONS_MAX` at once) and
+/// feeds their messages into the core.
 pub async fn listen(listener: TcpListener, me: ReplicaId, replicas: usize, inbox: mpsc::Sender<Input>) {
+    let permits = Arc::new(Semaphore::new(limits::PEER_CONNECTIONS_MAX));
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -95,11 +98,16 @@ pub async fn listen(listener: TcpListener, me: ReplicaId, replicas: usize, inbox
                 continue;
             }
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%addr, "too many connections on the peer port; closing this one");
+            continue;
+        };
         let inbox = inbox.clone();
         tokio::spawn(async move {
             if let Err(error) = serve_peer(stream, me, replicas, inbox).await {
                 tracing::debug!(%addr, %error, "peer connection closed");
             }
+            drop(permit);
         });
     }
 }
@@ -113,14 +121,15 @@ async fn serve_peer(
     stream.set_nodelay(true)?;
     let mut stream = BufReader::with_capacity(limits::PEER_READ_BUFFER_BYTES, stream);
     let mut buf = Vec::new();
-    let max = limits::PEER_FRAME_BYTES_MAX;
-    let hello: Hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream, max, &mut buf))
-        .await
-        .map_err(|_| FrameError::Malformed("no hello in time".into()))??;
+    let hello: Hello =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream, limits::HELLO_BYTES_MAX, &mut buf))
+            .await
+            .map_err(|_| FrameError::Malformed("no hello in time".into()))??;
     let from = match (hello.check(), hello.peer) {
         (Ok(()), Peer::Replica(id)) if usize::from(id) < replicas && id != me => id,
         _ => return Err(FrameError::Malformed("not a replica of this cluster".into())),
     };
+    let max = limits::PEER_FRAME_BYTES_MAX;
     loop {
         let input = match read_frame(&mut stream, max, &mut buf).await? {
             PeerFrame::Paxos(envelope) if envelope.from == from && envelope.to == me => Input::Peer(envelope),
