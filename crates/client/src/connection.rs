@@ -194,14 +194,18 @@ impl Connection {
     }
 }
 
-/// Writes queued frames until the handle is dropped or the socket fails.
+/// Writes queued frames until the handle is dropped or the socket fails;
+/// frames queued together go out in one write.
 async fn write_loop(
     mut writer: OwnedWriteHalf,
     mut frames: mpsc::Receiver<Vec<u8>>,
     shared: Arc<Shared>,
     wiring: Wiring,
 ) {
-    while let Some(frame) = frames.recv().await {
+    while let Some(mut frame) = frames.recv().await {
+        while let Ok(more) = frames.try_recv() {
+            frame.extend_from_slice(&more);
+        }
         if let Err(error) = write_frame(&mut writer, &frame).await {
             tracing::debug!(%error, "connection write failed");
             shared.close(format!("write failed: {error}"));
