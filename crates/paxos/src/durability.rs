@@ -63,13 +63,7 @@ impl Pipeline {
     /// learnable again after a restart), and an fsync for it alone would
     /// double the commits of a lightly loaded replica.
     fn only_chosen(&self) -> bool {
-        let batch = &self.pending;
-        batch.chosen_through.is_some()
-            && batch.promised.is_none()
-            && batch.entries.is_empty()
-            && batch.compact_through.is_none()
-            && batch.incarnations.is_none()
-            && !batch.recovered
+        self.pending.is_only_chosen_mark()
     }
 
     /// The id of the newest write the current state depends on.

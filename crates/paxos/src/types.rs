@@ -132,12 +132,21 @@ pub struct WriteBatch {
 impl WriteBatch {
     /// True when the batch carries nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.promised.is_none()
-            && self.entries.is_empty()
-            && self.chosen_through.is_none()
-            && self.compact_through.is_none()
-            && self.incarnations.is_none()
-            && !self.recovered
+        self.chosen_through.is_none() && !self.sets_more_than_chosen()
+    }
+
+    /// True when the batch carries a new `chosen_through` and nothing else.
+    pub fn is_only_chosen_mark(&self) -> bool {
+        self.chosen_through.is_some() && !self.sets_more_than_chosen()
+    }
+
+    /// True when the batch sets any field besides `chosen_through`.
+    fn sets_more_than_chosen(&self) -> bool {
+        self.promised.is_some()
+            || !self.entries.is_empty()
+            || self.compact_through.is_some()
+            || self.incarnations.is_some()
+            || self.recovered
     }
 }
 
