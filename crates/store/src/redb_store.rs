@@ -101,13 +101,16 @@ impl RedbStore {
     fn open_as(dir: &Path, replica: u8, founding: bool) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|error| io_error("creating", dir, error))?;
         let path = dir.join(DATABASE_FILE_NAME);
-        let database = Builder::new()
-            .set_cache_size(CACHE_BYTES_MAX)
-            .set_check_integrity_on_open(true)
-            .create(&path)
-            .map_err(from_redb)?;
-        let store = RedbStore { database, encode_buffer: Vec::new(), failure: None };
-        store.check_or_record_identity(replica, founding)?;
+        let store = unless_the_engine_panics(|| {
+            let database = Builder::new()
+                .set_cache_size(CACHE_BYTES_MAX)
+                .set_check_integrity_on_open(true)
+                .create(&path)
+                .map_err(from_redb)?;
+            let store = RedbStore { database, encode_buffer: Vec::new(), failure: None };
+            store.check_or_record_identity(replica, founding)?;
+            Ok(store)
+        })?;
         // The file is durable; now make its name durable, always, since a
         // previous run may have crashed between creating it and this point.
         sync_directory(dir)?;
@@ -266,7 +269,7 @@ impl RedbStore {
 
 impl LogStore for RedbStore {
     fn load(&mut self) -> Result<DurableState, StoreError> {
-        self.read_state()
+        unless_the_engine_panics(|| self.read_state())
     }
 
     fn persist(&mut self, batches: &[WriteBatch]) -> Result<(), StoreError> {
@@ -282,6 +285,22 @@ impl LogStore for RedbStore {
         }
         result
     }
+}
+
+/// Runs `reading` (opening or reading a file that may be damaged) and turns
+/// a panic inside the engine into `Corrupt`: a damaged file must cost the
+/// replica its local data (it rebuilds from its peers), never the process.
+/// The fuzz target `store_recovery` found a file that makes redb's debug
+/// assertions fire on open.
+fn unless_the_engine_panics<T>(reading: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(reading)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        Err(corrupt(format!("the storage engine panicked reading this file: {message}")))
+    })
 }
 
 /// Sorts a redb error into the store's error kinds.

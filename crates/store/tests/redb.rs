@@ -223,3 +223,15 @@ fn log_record_inside_the_compacted_prefix_is_corrupt() {
     let mut store = RedbStore::open_founding(dir.path(), 1).unwrap();
     assert!(matches!(store.load(), Err(StoreError::Corrupt(message)) if message.contains("compacted through 3")));
 }
+
+/// Found by the `store_recovery` fuzz target: a file whose tree points at a
+/// page outside its region made redb panic while opening it. A damaged file
+/// is an error the replica recovers from, never a crash.
+#[test]
+fn a_file_that_makes_the_engine_panic_is_corrupt_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let damaged = include_bytes!("data/page-outside-its-region.redb");
+    std::fs::write(dir.path().join(DATABASE_FILE_NAME), damaged).unwrap();
+    let opened = RedbStore::open(dir.path(), 0).and_then(|mut store| store.load());
+    assert!(matches!(opened, Err(StoreError::Corrupt(_))), "{opened:?}");
+}
