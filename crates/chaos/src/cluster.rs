@@ -25,7 +25,6 @@ use anyhow::Context;
 use chorus_paxos::{ReplicaId, Role};
 use chorus_proto::{ClusterFile, ReplicaAddress, StateDigest, StatusReport};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -81,7 +80,7 @@ impl ChaosCluster {
         server_args: Vec<String>,
         proxied: bool,
     ) -> anyhow::Result<Self> {
-        let real = ClusterFile::local(replicas, free_ports(2 * replicas)?);
+        let real = ClusterFile::local(replicas, crate::ports::free_ports(u16::try_from(2 * replicas)?)?);
         let mut links = BTreeMap::new();
         let mut client_proxies = Vec::new();
         if proxied {
@@ -329,18 +328,6 @@ where
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-}
-
-/// A base port with `count` free ports after it on 127.0.0.1.
-fn free_ports(count: usize) -> anyhow::Result<u16> {
-    for _ in 0..1000 {
-        let base = 20_000 + rand::random_range(0..40_000u16);
-        let end = base.checked_add(u16::try_from(count)?).context("port range")?;
-        if (base..end).all(|port| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).is_ok()) {
-            return Ok(base);
-        }
-    }
-    anyhow::bail!("found no {count} free consecutive ports on 127.0.0.1")
 }
 
 /// The child gets SIGKILL when the harness dies, so no replica outlives a

@@ -15,6 +15,7 @@ pub mod check;
 pub mod cluster;
 pub mod faults;
 pub mod history;
+pub mod ports;
 pub mod proxy;
 pub mod report;
 pub mod run;

@@ -5,7 +5,6 @@
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,18 +16,21 @@ pub fn chorus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chorus"))
 }
 
-/// A base port with `count` free ports after it. Tests in one binary run in
-/// parallel: each call takes a fresh block, from a start that differs
-/// between test binaries.
+/// A base port with `count` free ports after it, below the kernel's
+/// ephemeral range so a restarted replica can bind its port again
+/// ([`chorus_chaos::ports`]). Tests in one binary run in parallel: each
+/// call takes a fresh block, from a start that differs between test
+/// binaries.
 fn free_ports(count: u16) -> u16 {
     static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
+    let range = chorus_chaos::ports::listening_range();
+    let blocks = u64::from(range.end - range.start) / 16;
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
-    let start = (u64::from(std::process::id()) * 7919 + nanos) % 2_000;
+    let start = u64::from(std::process::id()) * 7919 + nanos;
     loop {
-        let block = (start + NEXT_BLOCK.fetch_add(1, Ordering::SeqCst)) % 2_000;
-        let candidate = 20_000 + (block as u16) * 16;
-        let all_free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", candidate + i)).is_ok());
-        if all_free {
+        let block = (start + NEXT_BLOCK.fetch_add(1, Ordering::SeqCst)) % blocks;
+        let candidate = range.start + (block as u16) * 16;
+        if chorus_chaos::ports::all_free(candidate, count) {
             return candidate;
         }
     }
@@ -159,8 +161,32 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Prints the last lines of every replica's log to stderr, so a test
+    /// that fails (in CI above all) shows what the replicas were doing.
+    fn print_log_tails(&self) {
+        const LINES: usize = 60;
+        for id in 0..self.replicas {
+            let path = self.dir.path().join(format!("replica-{id}.log"));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // Backtrace frames are indented; the panic message is not.
+            let lines: Vec<&str> = text.lines().filter(|line| !line.starts_with("  ")).collect();
+            let tail = &lines[lines.len().saturating_sub(LINES)..];
+            eprintln!(
+                "---- last {} lines of {} (backtraces left out) ----\n{}",
+                tail.len(),
+                path.display(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_log_tails();
+        }
         if let Some(mut up) = self.up.take() {
             // SIGTERM so `up` stops its replicas.
             unsafe {
