@@ -50,7 +50,7 @@ where
 mod seeds {
     use chorus_chat::{Command, Message};
     use chorus_paxos::{Ballot, Envelope, Message as Message2, Value};
-    use chorus_proto::{ClientFrame, Hello, Peer, PeerFrame, Request, RequestError, Response, ServerFrame};
+    use chorus_proto::{ClientFrame, Hello, Password, Peer, PeerFrame, Request, RequestError, Response, ServerFrame};
     use std::path::Path;
 
     fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -63,12 +63,19 @@ mod seeds {
         chorus_proto::encode_frame(value, 1 << 20).expect("encodes")
     }
 
+    fn token() -> chorus_chat::SessionToken {
+        chorus_chat::SessionToken { name: "alice".into(), created: 2, expires_at_millis: 9, mac: [5; 32] }
+    }
+
     #[test]
     #[ignore]
     fn write_seed_corpora() {
         let requests = [
             Request::Register { client: 7 },
-            Request::Command { client: 7, seq: 1, command: Command::Create { name: "alice".into() } },
+            Request::CreateAccount { client: 7, seq: 1, name: "alice".into(), password: Password("hunter2!".into()) },
+            Request::SignIn { name: "alice".into(), password: Password("hunter2!".into()) },
+            Request::Resume { token: token() },
+            Request::Command { client: 7, seq: 3, command: Command::Delete { name: "alice".into() } },
             Request::Command {
                 client: 7,
                 seq: 2,
@@ -100,6 +107,9 @@ mod seeds {
         let replies = [
             ServerFrame::Reply { request_id: 1, result: Ok(Response::Registered) },
             ServerFrame::Reply { request_id: 2, result: Err(RequestError::BadRequest("no".into())) },
+            ServerFrame::Reply { request_id: 3, result: Ok(Response::SignedIn { token: token() }) },
+            ServerFrame::Reply { request_id: 4, result: Err(RequestError::Throttled { retry_after_millis: 1_000 }) },
+            ServerFrame::Reply { request_id: 5, result: Err(RequestError::Unauthorized("wrong".into())) },
             ServerFrame::Deliver { messages: vec![message] },
             ServerFrame::Ended { name: "bob".into(), reason: "gone".into() },
         ];

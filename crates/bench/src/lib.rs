@@ -48,7 +48,12 @@ pub struct Options {
     /// Extra clients, each signed in as its own user and connected for
     /// delivery, that stay idle through every measurement.
     pub idle_clients: usize,
+    /// Own cluster only: the replicas' password hash memory cost, in KiB.
+    pub password_memory_kib: u32,
 }
+
+/// Every benchmark user's password.
+pub(crate) const PASSWORD: &str = "bench-password";
 
 /// Idle clients connecting at once.
 const IDLE_CONNECTS_AT_ONCE: usize = 64;
@@ -67,7 +72,8 @@ impl Target {
                 let dir = tempfile::Builder::new().prefix("chorus-bench-").tempdir()?;
                 // Every simulated client connects from this machine's address.
                 let per_address = format!("--connections-per-address={}", chorus_limits::CLIENT_CONNECTIONS_MAX);
-                let cluster = ChaosCluster::start_direct(&options.exe, dir.path(), 3, vec![per_address]).await?;
+                let cost = format!("--password-memory-kib={}", options.password_memory_kib);
+                let cluster = ChaosCluster::start_direct(&options.exe, dir.path(), 3, vec![per_address, cost]).await?;
                 wait_for_leader(&cluster).await?;
                 Ok(Target::Own { cluster, _dir: dir })
             }
@@ -131,7 +137,7 @@ async fn measure(
     });
     if clients == 1 {
         let extra = chorus_client::Client::connect(run.replicas.clone()).await?;
-        extra.create(&names[1]).await?;
+        extra.create(&names[1], PASSWORD).await?;
     }
     let (ready, go) = (Arc::new(Barrier::new(clients + 1)), Arc::new(Barrier::new(clients + 1)));
     let load = tokio::spawn(load::run_clients(run.clone(), ready.clone(), go.clone()));
@@ -175,7 +181,8 @@ async fn connect_idle(replicas: &[ReplicaAddress], count: usize) -> anyhow::Resu
         pending.spawn(async move {
             let client = chorus_client::Client::connect(replicas).await?;
             let name = format!("b{tag}i{index}");
-            client.create(&name).await?;
+            client.create(&name, PASSWORD).await?;
+            client.sign_in(&name, PASSWORD).await?;
             client.subscribe(&name).await?;
             anyhow::Ok(client)
         });

@@ -100,11 +100,12 @@ pub async fn run_clients(run: Arc<Run>, ready: Arc<Barrier>, go: Arc<Barrier>) -
     Ok(figures)
 }
 
-/// Connects, creates this client's user and subscribes to it.
+/// Connects, creates this client's user and signs in as it.
 async fn sign_in(run: &Run, index: usize) -> anyhow::Result<Client> {
     let options = ClientOptions { call_timeout: Duration::from_secs(30), ..ClientOptions::default() };
     let client = Client::connect_with(run.replicas.clone(), options).await?;
-    client.create(&run.names[index]).await?;
+    client.create(&run.names[index], crate::PASSWORD).await?;
+    client.sign_in(&run.names[index], crate::PASSWORD).await?;
     Ok(client)
 }
 

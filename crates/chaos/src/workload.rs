@@ -110,6 +110,23 @@ fn options() -> ClientOptions {
     ClientOptions::default()
 }
 
+/// Every account the workload creates has this password.
+const PASSWORD: &str = "chaos-password";
+
+/// Signs `client` in as `name`, retrying until it works or `stop` is raised.
+async fn sign_in(client: &Client, name: &str, stop: &watch::Receiver<bool>) -> bool {
+    loop {
+        if *stop.borrow() {
+            return false;
+        }
+        match client.sign_in(name, PASSWORD).await {
+            Ok(()) => return true,
+            Err(error) => tracing::debug!(%name, %error, "chaos sign-in failed; retrying"),
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
 /// A client, retrying until one connects or `stop` is raised.
 async fn connect(context: &Context, stop: &watch::Receiver<bool>) -> Option<Client> {
     loop {
@@ -129,7 +146,7 @@ async fn create_accounts(context: &Context) -> anyhow::Result<()> {
     let senders = (0..context.shape.senders).map(sender_name);
     let recipients = (0..context.shape.recipients).map(recipient_name);
     for name in senders.chain(recipients) {
-        client.create(&name).await?;
+        client.create(&name, PASSWORD).await?;
     }
     Ok(())
 }
@@ -138,6 +155,9 @@ async fn send_loop(context: Context, sender: u16, seed: u64, stop: watch::Receiv
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let Some(client) = connect(&context, &stop).await else { return };
     let from = sender_name(sender);
+    if !sign_in(&client, &from, &stop).await {
+        return;
+    }
     for seq in 0u32.. {
         if *stop.borrow() {
             return;
@@ -157,7 +177,14 @@ async fn send_loop(context: Context, sender: u16, seed: u64, stop: watch::Receiv
 
 /// True for an error that says the command took no effect.
 fn definite(error: &ClientError) -> bool {
-    matches!(error, ClientError::Chat(_) | ClientError::BadRequest(_) | ClientError::NoReplicas)
+    matches!(
+        error,
+        ClientError::Chat(_)
+            | ClientError::BadRequest(_)
+            | ClientError::NoReplicas
+            | ClientError::Unauthorized(_)
+            | ClientError::Throttled { .. }
+    )
 }
 
 async fn subscribe_loop(context: Context, recipient: u16, seed: u64, stop: watch::Receiver<bool>) {
@@ -182,7 +209,7 @@ async fn run_subscription(
 ) -> bool {
     let name = recipient_name(recipient);
     let Some(mut deliveries) = client.deliveries() else { return false };
-    if !subscribe(client, &name, &stop).await {
+    if !sign_in(client, &name, &stop).await || !subscribe(client, &name, &stop).await {
         return false;
     }
     let mut renew_at = tokio::time::Instant::now() + lifetime;
@@ -250,6 +277,10 @@ async fn account_loop(context: Context, worker: usize, seed: u64, stop: watch::R
                 tracing::warn!(%error, ?op, "account operation refused outside the checker's model");
                 continue;
             }
+            Reply::NotSignedIn(error) => {
+                tracing::debug!(%error, ?op, "no sign-in for an account operation; skipped");
+                continue;
+            }
         };
         context.history.record_account_op(Operation { client: worker, op, invoked_at, completed });
     }
@@ -273,11 +304,26 @@ enum Reply {
     Unknown,
     /// A refusal the checker's model has no reply for (a limit, a bad request).
     Outside(ClientError),
+    /// The sign-in before a delete or send failed; nothing was attempted.
+    NotSignedIn(ClientError),
 }
 
+/// Runs `op`. A delete or a send first signs in as the account it acts
+/// for; when that fails (the account does not exist, or the sign-in's
+/// outcome is unknown) the operation is not made and not recorded: the
+/// checker's model has no sign-in.
 async fn call(client: &Client, op: &AccountOp) -> Reply {
+    let acting_as = match op {
+        AccountOp::Delete(name) | AccountOp::Send { from: name, .. } => Some(name),
+        _ => None,
+    };
+    if let Some(name) = acting_as {
+        if let Err(error) = client.sign_in(name, PASSWORD).await {
+            return Reply::NotSignedIn(error);
+        }
+    }
     let result = match op {
-        AccountOp::Create(name) => client.create(name).await.map(|()| AccountResult::Ok),
+        AccountOp::Create(name) => client.create(name, PASSWORD).await.map(|()| AccountResult::Ok),
         AccountOp::Delete(name) => client.delete(name).await.map(|()| AccountResult::Ok),
         AccountOp::Send { from, to } => client.send(from, to, "x").await.map(|_| AccountResult::Ok),
         AccountOp::List(pattern) => match client.list(pattern.as_deref()).await {

@@ -51,6 +51,10 @@ pub enum ChatError {
         /// The recipient.
         name: String,
     },
+    /// A `Create` whose password hash is not an argon2id PHC string within
+    /// `PASSWORD_HASH_BYTES_MAX` bytes (only a faulty replica proposes one).
+    #[error("the password hash is not an argon2id PHC string within the size limit")]
+    PasswordHashInvalid,
     /// The state already holds `ACCOUNTS_MAX` accounts.
     #[error("account limit reached: no room for another account")]
     AccountsFull,

@@ -19,7 +19,9 @@
 //! Exactly-once delivery of commands lives in the state too: a client opens a
 //! session with [`Command::RegisterClient`]; afterwards a retried sequence
 //! number gets the cached reply instead of running again. Every bound comes
-//! from `chorus-limits`. [`validate`] lets a replica refuse bad input before
+//! from `chorus-limits`. Accounts hold an argon2id password hash, which
+//! also keys the [`SessionToken`]s any replica can check
+//! ([`ChatState::issue_token`], [`ChatState::check_token`]). [`validate`] lets a replica refuse bad input before
 //! proposing it; `apply` checks again.
 //!
 //! ```
@@ -27,9 +29,12 @@
 //!
 //! let mut state = ChatState::new();
 //! let step = |seq, command| Proposal { client: 7, seq, at_millis: 1_000, command };
+//! // The proposing replica hashed the password (argon2id) before proposing.
+//! let hash = "$argon2id$v=19$m=64,t=2,p=1$c2FsdHNhbHQ$MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI";
+//! let create = |name: &str| Command::Create { name: name.into(), password_hash: hash.into() };
 //! state.apply(&step(0, Command::RegisterClient));
-//! state.apply(&step(1, Command::Create { name: "alice".into() }));
-//! state.apply(&step(2, Command::Create { name: "bob".into() }));
+//! state.apply(&step(1, create("alice")));
+//! state.apply(&step(2, create("bob")));
 //! let send = step(3, Command::Send { from: "alice".into(), to: "bob".into(), text: "hi".into() });
 //! let applied = state.apply(&send);
 //! assert_eq!(applied.reply, Ok(Outcome::Sent { id: 1 }));
@@ -50,6 +55,7 @@ mod read;
 mod session;
 mod snapshot;
 mod state;
+mod token;
 mod types;
 mod validate;
 
@@ -58,8 +64,9 @@ mod tests;
 
 pub use error::{ChatError, DecodeError, SnapshotError};
 pub use state::ChatState;
+pub use token::{SessionToken, TokenError};
 pub use types::{
     decode_proposal, encode_proposal, Applied, ClientId, Command, ListResult, Message, MessageId, Millis, Outcome,
     Proposal, StateEvent,
 };
-pub use validate::{validate, validate_name};
+pub use validate::{validate, validate_name, validate_password_hash};

@@ -109,7 +109,7 @@ impl ChatState {
             if validate_name(name).is_err() {
                 return Err("an account name breaks the naming rule");
             }
-            check_account(account, self.last_message_id)?;
+            check_account(account, self.last_message_id, self.applied_count)?;
         }
         self.sessions.check(CLIENT_SESSIONS_MAX, self.applied_count)
     }
@@ -118,9 +118,15 @@ impl ChatState {
 /// Checks one account's mailbox: bounded, each message from a valid name
 /// with a text `send` would take, ids increasing, above its ack cursor and
 /// not past the last assigned id.
-fn check_account(account: &Account, last_message_id: u64) -> Result<(), &'static str> {
+fn check_account(account: &Account, last_message_id: u64, applied_count: u64) -> Result<(), &'static str> {
     if account.mailbox.len() > MAILBOX_MESSAGES_MAX {
         return Err("a mailbox holds more messages than the mailbox limit");
+    }
+    if crate::validate::validate_password_hash(&account.password_hash).is_err() {
+        return Err("an account's password hash is not an argon2id PHC string within the size limit");
+    }
+    if account.created > applied_count {
+        return Err("an account was created after the last applied proposal");
     }
     if account.acked_through > last_message_id {
         return Err("an ack cursor is past the last assigned message id");

@@ -37,13 +37,20 @@ pub struct ChatState {
 }
 
 /// One account: its queue of undelivered messages and how far it has acked.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Default))]
 pub(crate) struct Account {
     /// Messages not yet acknowledged, oldest (lowest id) first.
     #[serde(deserialize_with = "crate::bounded::vector::<_, _, MAILBOX_MESSAGES_MAX>")]
     pub(crate) mailbox: Vector<Queued>,
     /// Highest id the owner acknowledged; nothing at or below it is queued.
     pub(crate) acked_through: MessageId,
+    /// The password's argon2id hash (PHC string); it also keys the
+    /// account's session tokens.
+    pub(crate) password_hash: Box<str>,
+    /// The applied-proposal count at creation: an account deleted and
+    /// created again gets a new one, so the old account's tokens fail.
+    pub(crate) created: u64,
 }
 
 /// The bounds `apply` enforces. Production always uses [`Bounds::LIMITS`];
@@ -82,6 +89,12 @@ impl ChatState {
     /// True when an account called `name` exists.
     pub fn account_exists(&self, name: &str) -> bool {
         self.accounts.contains_key(name)
+    }
+
+    /// The stored password hash of `name` and its creation number, if
+    /// the account exists.
+    pub fn credentials(&self, name: &str) -> Option<(&str, u64)> {
+        self.accounts.get(name).map(|account| (&*account.password_hash, account.created))
     }
 
     /// Number of accounts.
@@ -139,7 +152,7 @@ impl ChatState {
             return (Err(error), None);
         }
         match command {
-            Command::Create { name } => (self.create(name, bounds.accounts_max), None),
+            Command::Create { name, password_hash } => (self.create(name, password_hash, bounds.accounts_max), None),
             Command::Delete { name } => match self.delete(name) {
                 Ok(outcome) => {
                     let event = StateEvent::AccountDeleted { name: name.clone() };
@@ -160,14 +173,20 @@ impl ChatState {
     }
 
     /// Creates an empty account.
-    fn create(&mut self, name: &str, accounts_max: usize) -> Result<Outcome, ChatError> {
+    fn create(&mut self, name: &str, password_hash: &str, accounts_max: usize) -> Result<Outcome, ChatError> {
         if self.accounts.contains_key(name) {
             return Err(ChatError::NameTaken { name: name.to_string() });
         }
         if self.accounts.len() >= accounts_max {
             return Err(ChatError::AccountsFull);
         }
-        self.accounts.insert(name.to_string(), Account::default());
+        let account = Account {
+            mailbox: Vector::new(),
+            acked_through: 0,
+            password_hash: password_hash.into(),
+            created: self.applied_count,
+        };
+        self.accounts.insert(name.to_string(), account);
         assert!(self.accounts.len() <= accounts_max);
         Ok(Outcome::Created)
     }

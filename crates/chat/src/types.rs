@@ -41,6 +41,10 @@ pub enum Command {
     Create {
         /// Account name, checked by [`crate::validate_name`].
         name: String,
+        /// The password's argon2id hash as a PHC string, computed (with a
+        /// salt it chose) by the replica that proposed the command: every
+        /// replica stores the same bytes, and no replica stores the password.
+        password_hash: String,
     },
     /// Removes an account and every message still queued for it.
     Delete {

@@ -2,7 +2,7 @@
 //! before proposing, to refuse bad input early; `apply` runs them again,
 //! because the log, not the proposer, is the authority.
 
-use chorus_limits::{MESSAGE_TEXT_BYTES_MAX, NAME_CHARS_MAX, NAME_CHARS_MIN};
+use chorus_limits::{MESSAGE_TEXT_BYTES_MAX, NAME_CHARS_MAX, NAME_CHARS_MIN, PASSWORD_HASH_BYTES_MAX};
 
 use crate::error::ChatError;
 use crate::types::Command;
@@ -11,7 +11,11 @@ use crate::types::Command;
 pub fn validate(command: &Command) -> Result<(), ChatError> {
     match command {
         Command::RegisterClient => Ok(()),
-        Command::Create { name } | Command::Delete { name } | Command::Ack { name, .. } => validate_name(name),
+        Command::Create { name, password_hash } => {
+            validate_name(name)?;
+            validate_password_hash(password_hash)
+        }
+        Command::Delete { name } | Command::Ack { name, .. } => validate_name(name),
         Command::Send { from, to, text } => {
             validate_name(from)?;
             validate_name(to)?;
@@ -34,6 +38,16 @@ pub fn validate_name(name: &str) -> Result<(), ChatError> {
     if let Some(bad) = name.chars().find(|c| !is_name_char(*c)) {
         let reason = format!("character {bad:?} is not allowed (use ASCII letters, digits, _, - or .)");
         return Err(name_invalid(name, reason));
+    }
+    Ok(())
+}
+
+/// Checks the shape of a stored password hash: an argon2id PHC string
+/// within `PASSWORD_HASH_BYTES_MAX` bytes. (Whether it verifies is only
+/// known at sign-in.)
+pub fn validate_password_hash(hash: &str) -> Result<(), ChatError> {
+    if hash.len() > PASSWORD_HASH_BYTES_MAX || !hash.starts_with("$argon2id$") || !hash.is_ascii() {
+        return Err(ChatError::PasswordHashInvalid);
     }
     Ok(())
 }

@@ -38,6 +38,11 @@ pub struct BenchArgs {
     /// and connected for delivery, for the whole benchmark.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=16_000))]
     idle_clients: u64,
+    /// Own cluster only: memory cost of password hashes, in KiB (each
+    /// client creates an account and signs in before the measurement;
+    /// lower it to connect many idle clients quickly).
+    #[arg(long, default_value_t = chorus_limits::PASSWORD_HASH_MEMORY_KIB_DEFAULT, value_parser = clap::value_parser!(u32).range(i64::from(chorus_limits::PASSWORD_HASH_MEMORY_KIB_MIN)..=4 * 1024 * 1024))]
+    password_memory_kib: u32,
     /// One JSON object per run, one per line.
     #[arg(long)]
     json: bool,
@@ -66,6 +71,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         online: !args.offline_recipients,
         kill_leader_at: args.kill_leader_at.map(Duration::from_secs_f64),
         idle_clients: args.idle_clients as usize,
+        password_memory_kib: args.password_memory_kib,
     };
     let json = args.json;
     let runs = chorus_bench::bench(&options, |figures| {

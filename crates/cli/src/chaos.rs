@@ -56,7 +56,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         dir: args.dir,
         shape: chorus_chaos::Shape::DEFAULT,
         converge_within: Duration::from_secs(args.converge_within),
-        server_args: Vec::new(),
+        // Cheap password hashes: the account workers create and sign in
+        // hundreds of times a second; the cost is not what is under test.
+        server_args: vec!["--password-memory-kib=256".to_string()],
         kinds: args.faults,
     };
     eprintln!("chaos: {} replicas, {} s of faults, seed {seed}", options.replicas, options.seconds);

@@ -40,9 +40,9 @@ const LINE_BYTES_MAX: usize = chorus_limits::MESSAGE_TEXT_BYTES_MAX + 1024;
 /// The commands, for `help`.
 const HELP: &str = "\
 commands:
-  create NAME      create account NAME and act as NAME
-  connect NAME     act as NAME and receive its messages: queued ones oldest first, then live ones
-  delete NAME      delete account NAME and its unread messages
+  create NAME      create account NAME with a new password (asked twice) and act as NAME
+  connect NAME     sign in as NAME (password asked) and receive its messages: queued ones oldest first, then live ones
+  delete NAME      delete account NAME (the one you act as) and its unread messages
   list [PATTERN]   account names matching the regular expression PATTERN anywhere (all if omitted)
   send NAME TEXT   send TEXT (the rest of the line) to NAME, from the account you act as
   help             this text
@@ -60,6 +60,7 @@ pub async fn run(cluster: &Path, json: bool) -> anyhow::Result<()> {
     let gate = Arc::new(tokio::sync::Mutex::new(()));
     let printing = tokio::spawn(print_deliveries(stream, client.clone(), output.clone(), gate.clone()));
     let mut me: Option<String> = None;
+    let passwords = Passwords::for_this_input();
     loop {
         let prompt = format!("{}> ", me.as_deref().unwrap_or("chorus"));
         let line = match input.next(prompt).await {
@@ -82,7 +83,7 @@ pub async fn run(cluster: &Path, json: bool) -> anyhow::Result<()> {
             _ => None,
         };
         let result = match parsed {
-            Ok(parsed) => execute(&client, &mut me, parsed).await,
+            Ok(parsed) => execute(&client, &mut me, &passwords, parsed).await,
             Err(usage) => Err(usage),
         };
         let quitting = matches!(result, Ok(Done::Quit));
@@ -129,15 +130,28 @@ impl Reply {
 }
 
 /// Runs one command; `me` is the account the client acts as.
-async fn execute(client: &Client, me: &mut Option<String>, parsed: Parsed) -> Result<Done, String> {
+async fn execute(
+    client: &Client,
+    me: &mut Option<String>,
+    passwords: &Passwords,
+    parsed: Parsed,
+) -> Result<Done, String> {
     let failed = |e: chorus_client::ClientError| e.to_string();
     match parsed {
         Parsed::Create(name) => {
-            client.create(&name).await.map_err(failed)?;
+            chorus_chat::validate_name(&name).map_err(|e| e.to_string())?;
+            let password = passwords.get(&name, Purpose::New).await?;
+            client.create(&name, &password).await.map_err(failed)?;
+            client.sign_in(&name, &password).await.map_err(failed)?;
             *me = Some(name.clone());
             Ok(Done::Created(name))
         }
         Parsed::Connect(name) => {
+            if client.signed_in_as().as_deref() != Some(name.as_str()) {
+                chorus_chat::validate_name(&name).map_err(|e| e.to_string())?;
+                let password = passwords.get(&name, Purpose::Existing).await?;
+                client.sign_in(&name, &password).await.map_err(failed)?;
+            }
             client.subscribe(&name).await.map_err(failed)?;
             *me = Some(name.clone());
             Ok(Done::Connected(name))
@@ -159,6 +173,65 @@ async fn execute(client: &Client, me: &mut Option<String>, parsed: Parsed) -> Re
         Parsed::Help => Ok(Done::Help),
         Parsed::Quit => Ok(Done::Quit),
     }
+}
+
+// ---- passwords -------------------------------------------------------------
+
+/// The environment variable a password comes from when standard input is
+/// not a terminal (scripts, tests).
+const PASSWORD_VARIABLE: &str = "CHORUS_PASSWORD";
+
+/// What a password is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// A new account: typed twice, both must match.
+    New,
+    /// Signing in.
+    Existing,
+}
+
+/// Where passwords come from: typed at the terminal without echo, or the
+/// `CHORUS_PASSWORD` environment variable.
+enum Passwords {
+    Terminal,
+    Environment,
+}
+
+impl Passwords {
+    fn for_this_input() -> Passwords {
+        use std::io::IsTerminal;
+        match std::io::stdin().is_terminal() {
+            true => Passwords::Terminal,
+            false => Passwords::Environment,
+        }
+    }
+
+    async fn get(&self, name: &str, purpose: Purpose) -> Result<String, String> {
+        match self {
+            Passwords::Environment => std::env::var(PASSWORD_VARIABLE).map_err(|_| {
+                format!("standard input is not a terminal: set {PASSWORD_VARIABLE} to the password of {name}")
+            }),
+            Passwords::Terminal => {
+                let name = name.to_string();
+                let typed = tokio::task::spawn_blocking(move || ask(&name, purpose));
+                typed.await.map_err(|e| e.to_string())?
+            }
+        }
+    }
+}
+
+/// Asks at the terminal, without echo (the line editor is not reading
+/// while a command runs).
+fn ask(name: &str, purpose: Purpose) -> Result<String, String> {
+    let read = |prompt: &str| rpassword::prompt_password(prompt).map_err(|e| format!("cannot read the password: {e}"));
+    let password = match purpose {
+        Purpose::New => read(&format!("new password for {name}: "))?,
+        Purpose::Existing => read(&format!("password for {name}: "))?,
+    };
+    if purpose == Purpose::New && read("the same password again: ")? != password {
+        return Err("the two passwords differ; nothing was created".into());
+    }
+    Ok(password)
 }
 
 // ---- output ----------------------------------------------------------------

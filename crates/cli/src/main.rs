@@ -101,6 +101,10 @@ struct ReplicaArgs {
     /// Most client connections one address may hold on a replica.
     #[arg(long, default_value_t = chorus_limits::CLIENT_CONNECTIONS_PER_ADDRESS_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=chorus_limits::CLIENT_CONNECTIONS_MAX as u64))]
     connections_per_address: u64,
+    /// Memory cost of new password hashes (argon2id), in KiB. The default
+    /// is the OWASP minimum; lower it only for test clusters.
+    #[arg(long, default_value_t = chorus_limits::PASSWORD_HASH_MEMORY_KIB_DEFAULT, value_parser = clap::value_parser!(u32).range(i64::from(chorus_limits::PASSWORD_HASH_MEMORY_KIB_MIN)..=4 * 1024 * 1024))]
+    password_memory_kib: u32,
 }
 
 impl ReplicaArgs {
@@ -110,7 +114,11 @@ impl ReplicaArgs {
             every_bytes: self.snapshot_every_bytes,
             ..SnapshotPolicy::default()
         };
-        chorus_server::Options { snapshots, connections_per_address: self.connections_per_address as usize }
+        chorus_server::Options {
+            snapshots,
+            connections_per_address: self.connections_per_address as usize,
+            hash_cost: chorus_server::passwords::HashCost { memory_kib: self.password_memory_kib },
+        }
     }
 
     /// The same flags, for a child `chorus server`.
@@ -119,6 +127,7 @@ impl ReplicaArgs {
             format!("--snapshot-every-slots={}", self.snapshot_every_slots),
             format!("--snapshot-every-bytes={}", self.snapshot_every_bytes),
             format!("--connections-per-address={}", self.connections_per_address),
+            format!("--password-memory-kib={}", self.password_memory_kib),
         ]
     }
 }

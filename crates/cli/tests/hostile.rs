@@ -1,17 +1,22 @@
 //! Hostile input against real replicas: random bytes, a huge length
 //! prefix, a truncated frame, a wrong protocol version, a sender that
 //! dribbles one byte a second, a request left half-sent, a flood of
-//! requests on one connection, a flood of connections, and strangers on
-//! the peer port. After each attack every replica still runs (same pid),
+//! requests on one connection, a flood of connections, a flood of wrong
+//! passwords, and strangers on the peer port. After each attack every replica still runs (same pid),
 //! ordinary clients are served, and the replicated state is unchanged.
 
 mod common;
 
-use chorus_proto::{encode_frame, ClientFrame, Hello, Peer, Request, RequestError, ServerFrame, PROTOCOL_VERSION};
+use chorus_proto::{
+    encode_frame, ClientFrame, Hello, Password, Peer, Request, RequestError, Response, ServerFrame, PROTOCOL_VERSION,
+};
 use common::{ChatClient, Cluster};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+
+/// Wrong passwords sent at once by the sign-in flood.
+const FAILED_SIGN_INS: usize = 500;
 
 /// Connections opened at once by the flood.
 const FLOOD_CONNECTIONS: usize = 1_000;
@@ -301,6 +306,26 @@ fn hostile_clients_and_strangers_change_nothing() {
     assert!(rss_during < rss_before + 32 * 1024, "peer claims grew memory from {rss_before} to {rss_during} KiB");
     target.assert_unharmed("large claims on the peer port");
 
+    // Wrong passwords for an existing account: the first few are checked
+    // (and refused), then every attempt is throttled without any hashing,
+    // even the right password; a flood of them changes nothing.
+    let guess = |password: &str| Request::SignIn { name: "mallory-target".into(), password: Password(password.into()) };
+    let free = chorus_limits::SIGN_IN_FAILURES_FREE as usize;
+    let one_by_one: Vec<_> = (0..free + 4).map(|_| pipeline(leader, 1, || guess("a wrong guess")).remove(0)).collect();
+    let unauthorized = |r: &Result<Response, RequestError>| matches!(r, Err(RequestError::Unauthorized(_)));
+    let throttled = |r: &Result<Response, RequestError>| matches!(r, Err(RequestError::Throttled { .. }));
+    assert!(one_by_one[..=free].iter().all(unauthorized), "checked and refused: {one_by_one:?}");
+    assert!(one_by_one[free + 1..].iter().all(throttled), "then throttled: {one_by_one:?}");
+    let right = pipeline(leader, 1, || guess(common::PASSWORD)).remove(0);
+    assert!(throttled(&right), "the right password waits too: {right:?}");
+    let flood = pipeline(leader, FAILED_SIGN_INS, || guess("a wrong guess"));
+    let checked = flood.iter().filter(|r| unauthorized(r)).count();
+    let waited = flood.iter().filter(|r| throttled(r) || matches!(r, Err(RequestError::Busy))).count();
+    assert_eq!(checked + waited, FAILED_SIGN_INS, "every guess refused: {flood:?}");
+    assert!(checked <= chorus_limits::PASSWORD_JOBS_MAX, "{checked} of the flood's guesses were checked");
+    eprintln!("sign-in flood: {checked} of {FAILED_SIGN_INS} pipelined wrong passwords checked, the rest throttled");
+    target.assert_unharmed("a flood of failed sign-ins");
+
     // Every replica's client port, not only the leader's.
     for id in 0..target.cluster.replicas as u16 {
         let mut stream = connect(target.client_addr(id));
@@ -314,29 +339,36 @@ fn hostile_clients_and_strangers_change_nothing() {
 /// Pipelines `count` status requests on one connection while reading the
 /// replies; returns (replies, of which `Busy`).
 fn request_flood(addr: SocketAddr, count: usize) -> (usize, usize) {
+    let results = pipeline(addr, count, || Request::Status);
+    let busy = results.iter().filter(|r| matches!(r, Err(RequestError::Busy))).count();
+    assert!(results.iter().all(|r| r.is_ok() || matches!(r, Err(RequestError::Busy))), "only status or Busy");
+    (results.len(), busy)
+}
+
+/// Sends `count` requests made by `request` on one connection, all at
+/// once, while reading the replies; returns the results in arrival order.
+fn pipeline(addr: SocketAddr, count: usize, request: impl Fn() -> Request) -> Vec<Result<Response, RequestError>> {
     let mut stream = connect(addr);
     let mut requests = hello(Peer::Client);
     for request_id in 1..=count as u64 {
-        let frame = ClientFrame { request_id, request: Request::Status };
-        requests.extend_from_slice(&encode_frame(&frame, 1024).expect("encodes"));
+        let frame = ClientFrame { request_id, request: request() };
+        requests.extend_from_slice(&encode_frame(&frame, 4096).expect("encodes"));
     }
     let mut writer = stream.try_clone().expect("clone");
     let sender = std::thread::spawn(move || writer.write_all(&requests).expect("requests sent"));
-    let (mut replies, mut busy) = (0, 0);
-    while replies < count {
+    let mut results = Vec::with_capacity(count);
+    while results.len() < count {
         let mut prefix = [0; 4];
         stream.read_exact(&mut prefix).expect("a reply arrives");
         let mut payload = vec![0; u32::from_be_bytes(prefix) as usize];
         stream.read_exact(&mut payload).expect("the reply's body arrives");
         match chorus_proto::decode_payload::<ServerFrame>(&payload).expect("a server frame") {
-            ServerFrame::Reply { result: Err(RequestError::Busy), .. } => busy += 1,
-            ServerFrame::Reply { result: Ok(_), .. } => {}
+            ServerFrame::Reply { result, .. } => results.push(result),
             other => panic!("unexpected frame {other:?}"),
         }
-        replies += 1;
     }
     sender.join().expect("sender thread");
-    (replies, busy)
+    results
 }
 
 fn rss_kib(pid: u64) -> u64 {

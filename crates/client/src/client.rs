@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use chorus_chat::{ChatError, Command, ListResult, MessageId, Outcome};
+use chorus_chat::{ChatError, Command, ListResult, MessageId, Outcome, SessionToken};
 use chorus_paxos::ReplicaId;
-use chorus_proto::{ReplicaAddress, Request, RequestError, Response};
+use chorus_proto::{Password, ReplicaAddress, Request, RequestError, Response};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use crate::acks::AckTracker;
 use crate::backoff::Backoff;
-use crate::connection::{AttemptError, Connection, Wiring};
+use crate::connection::{AttemptError, Connection, ReplyResult, Wiring};
 use crate::delivery::{Deliveries, Delivery};
 use crate::error::ClientError;
 use crate::limits::{ACK_INTERVAL, ACK_RETRY_DELAY, BACKOFF_MAX, DELIVERY_QUEUE_MAX};
@@ -121,6 +121,8 @@ struct Inner {
     slot: tokio::sync::Mutex<Slot>,
     /// The exactly-once session.
     session: Mutex<Session>,
+    /// The token of the last sign-in: every new connection resumes it.
+    token: Mutex<Option<SessionToken>>,
     /// Held by a command from taking its sequence number until its reply,
     /// so sequence numbers reach the cluster in order.
     command_turn: tokio::sync::Mutex<()>,
@@ -174,6 +176,7 @@ impl Client {
             options,
             slot: tokio::sync::Mutex::new(Slot { current: None, target: first }),
             session: Mutex::new(Session { client_id: 0, next_seq: 1 }),
+            token: Mutex::new(None),
             command_turn: tokio::sync::Mutex::new(()),
             deliveries: Arc::new(Deliveries::new(delivery_tx)),
             delivery_stream: Mutex::new(Some(delivery_rx)),
@@ -190,13 +193,37 @@ impl Client {
         Ok(Client { inner })
     }
 
-    /// Creates account `name`.
-    pub async fn create(&self, name: &str) -> Result<(), ClientError> {
-        let command = Command::Create { name: name.into() };
-        match self.inner.execute(command).await? {
+    /// Creates account `name` with `password` (the leader stores only its
+    /// argon2id hash). Does not sign in.
+    pub async fn create(&self, name: &str, password: &str) -> Result<(), ClientError> {
+        chorus_chat::validate_name(name)?;
+        let (name, password) = (name.to_string(), Password(password.to_string()));
+        let request = move |client, seq| Request::CreateAccount { client, seq, name, password };
+        match self.inner.execute_request(request).await? {
             Outcome::Created => Ok(()),
             other => Err(unexpected("create", &other)),
         }
+    }
+
+    /// Signs in as `name`: from now on this client acts as `name` (send,
+    /// delete, subscribe), and resumes the sign-in with a session token on
+    /// any replica it reconnects to, until the token expires.
+    pub async fn sign_in(&self, name: &str, password: &str) -> Result<(), ClientError> {
+        chorus_chat::validate_name(name)?;
+        let request = Request::SignIn { name: name.into(), password: Password(password.into()) };
+        match self.inner.call(&request).await {
+            Ok(Response::SignedIn { token }) => {
+                *lock(&self.inner.token) = Some(token);
+                Ok(())
+            }
+            Ok(other) => Err(unexpected("sign in", &other)),
+            Err(error) => Err(error.for_read()),
+        }
+    }
+
+    /// The account this client signed in as, if any.
+    pub fn signed_in_as(&self) -> Option<String> {
+        lock(&self.inner.token).as_ref().map(|token| token.name.clone())
     }
 
     /// Deletes account `name` and its queued messages.
@@ -302,6 +329,12 @@ impl Client {
     }
 }
 
+/// True for requests a replica serves only on a connection signed in as
+/// the account they act for.
+fn acts_for_an_account(request: &Request) -> bool {
+    matches!(request, Request::Command { .. } | Request::Subscribe { .. } | Request::Ack { .. })
+}
+
 /// The error for a reply of the wrong kind.
 fn unexpected(what: &str, reply: &dyn std::fmt::Debug) -> ClientError {
     ClientError::Protocol(format!("unexpected reply to {what}: {reply:?}"))
@@ -335,6 +368,11 @@ impl Inner {
     /// sequence number once, and every retry reuses it.
     async fn execute(&self, command: Command) -> Result<Outcome, ClientError> {
         chorus_chat::validate(&command)?;
+        self.execute_request(move |client, seq| Request::Command { client, seq, command }).await
+    }
+
+    /// [`Inner::execute`] for any request `make(client, seq)` builds.
+    async fn execute_request(&self, make: impl FnOnce(u64, u64) -> Request) -> Result<Outcome, ClientError> {
         let _turn = self.command_turn.lock().await;
         let (client, seq) = {
             let mut session = lock(&self.session);
@@ -343,7 +381,7 @@ impl Inner {
             (session.client_id, seq)
         };
         assert!(seq >= 1, "sequence 0 is the registration");
-        let request = Request::Command { client, seq, command };
+        let request = make(client, seq);
         match self.call(&request).await {
             Ok(Response::Outcome(outcome)) => Ok(outcome),
             Ok(other) => Err(unexpected("a command", &other)),
@@ -373,7 +411,18 @@ impl Inner {
             let connection = self.live_connection(deadline, &mut attempts).await.map_err(CallError::Unavailable)?;
             let timeout = self.attempt_timeout(deadline);
             let id = self.replicas[connection.replica_index].id;
-            let pause_for = match connection.request(request.clone(), timeout).await {
+            let resumed = match acts_for_an_account(request) {
+                true => self.resume_on(&connection, timeout).await,
+                false => None,
+            };
+            let answer = match resumed {
+                Some(refused) => refused,
+                None => connection.request(request.clone(), timeout).await,
+            };
+            if let Ok(Ok(Response::SignedIn { token })) = &answer {
+                *lock(&connection.signed_in) = Some(token.name.clone());
+            }
+            let pause_for = match answer {
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(RequestError::NotLeader { leader })) => {
                     attempts.last_problem = format!("replica {id} is not the leader");
@@ -407,6 +456,34 @@ impl Inner {
             if let Some(delay) = pause_for {
                 pause(delay, deadline).await;
             }
+        }
+    }
+
+    /// Resumes the sign-in on `connection` if there is one and the
+    /// connection does not carry it yet. `None` when the connection is
+    /// ready; otherwise the failed attempt, for the call loop to handle
+    /// like any other answer.
+    async fn resume_on(&self, connection: &Connection, timeout: Duration) -> Option<Result<ReplyResult, AttemptError>> {
+        let token = lock(&self.token).clone()?;
+        if lock(&connection.signed_in).as_deref() == Some(token.name.as_str()) {
+            return None;
+        }
+        let name = token.name.clone();
+        match connection.request(Request::Resume { token: token.clone() }, timeout).await {
+            Ok(Ok(Response::SignedIn { .. })) => {
+                *lock(&connection.signed_in) = Some(name);
+                None
+            }
+            Ok(Err(RequestError::Unauthorized(reason))) => {
+                // Expired, or the account is gone: the sign-in is over.
+                let mut held = lock(&self.token);
+                if held.as_ref() == Some(&token) {
+                    *held = None;
+                }
+                Some(Ok(Err(RequestError::Unauthorized(reason))))
+            }
+            Ok(Ok(other)) => Some(Ok(Err(RequestError::BadRequest(format!("a resume was answered with {other:?}"))))),
+            failed => Some(failed),
         }
     }
 
@@ -485,7 +562,11 @@ impl Inner {
         };
         let request = Request::Subscribe { name: name.clone(), after };
         let id = self.replicas[index].id;
-        match connection.request(request, self.options.attempt_timeout).await {
+        let answer = match self.resume_on(&connection, self.options.attempt_timeout).await {
+            Some(refused) => refused,
+            None => connection.request(request, self.options.attempt_timeout).await,
+        };
+        match answer {
             Ok(Ok(Response::Subscribed)) => {
                 tracing::debug!(replica = id, account = %name, after, "resubscribed");
                 Ok(connection)
@@ -497,6 +578,12 @@ impl Inner {
             Ok(Err(RequestError::Chat(refusal))) => {
                 // The account is gone: delivery ends, the connection is fine.
                 self.deliveries.end(name, refusal.to_string()).await;
+                Ok(connection)
+            }
+            Ok(Err(RequestError::Unauthorized(reason))) => {
+                // The session expired or the account was deleted: delivery
+                // ends until the application signs in again.
+                self.deliveries.end(name, reason).await;
                 Ok(connection)
             }
             Ok(Err(other)) => Err(Established::Failed(format!("replica {id}: {other}"))),

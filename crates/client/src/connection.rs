@@ -121,6 +121,8 @@ pub(crate) struct Connection {
     next_request_id: AtomicU64,
     /// Caps requests in flight at `CLIENT_REQUESTS_IN_FLIGHT_MAX`.
     in_flight: Semaphore,
+    /// The account this connection signed in as (by sign-in or resume).
+    pub(crate) signed_in: std::sync::Mutex<Option<String>>,
 }
 
 /// What the connection's tasks report to, besides their waiters.
@@ -153,6 +155,7 @@ impl Connection {
             shared,
             next_request_id: AtomicU64::new(1),
             in_flight: Semaphore::new(CLIENT_REQUESTS_IN_FLIGHT_MAX),
+            signed_in: std::sync::Mutex::new(None),
         })
     }
 

@@ -22,6 +22,16 @@ pub enum ClientError {
          and the outcome of the command is unknown (it may or may not have taken effect)"
     )]
     SessionExpired,
+    /// Wrong name or password, not signed in, signed in as another
+    /// account, or a session that expired. Nothing changed.
+    #[error("not allowed: {0}")]
+    Unauthorized(String),
+    /// Too many failed sign-ins for this account or from this address.
+    #[error("too many failed sign-ins; try again in {retry_after_millis} ms")]
+    Throttled {
+        /// How long to wait before trying again.
+        retry_after_millis: u64,
+    },
     /// A replica refused the request as malformed, or it could not be encoded.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -40,6 +50,8 @@ impl ClientError {
         match error {
             RequestError::Chat(chat) => ClientError::Chat(chat),
             RequestError::BadRequest(reason) => ClientError::BadRequest(reason),
+            RequestError::Unauthorized(reason) => ClientError::Unauthorized(reason),
+            RequestError::Throttled { retry_after_millis } => ClientError::Throttled { retry_after_millis },
             other => ClientError::Protocol(other.to_string()),
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chorus_chat::{ChatError, Command, Message, MessageId, Outcome};
 use chorus_client::{fetch_status, Client, ClientError, ClientOptions, Delivery};
 use chorus_paxos::{Ballot, Role};
-use chorus_proto::{Request, RequestError, Response, ServerFrame, StatusReport};
+use chorus_proto::{Password, Request, RequestError, Response, ServerFrame, StatusReport};
 use fake::{Action, FakeReplica, Received};
 use tokio::sync::mpsc;
 
@@ -22,6 +22,9 @@ fn leader_policy() -> fake::Policy {
 fn answer(request: &Request) -> Response {
     match request {
         Request::Register { .. } => Response::Registered,
+        Request::CreateAccount { .. } => Response::Outcome(Outcome::Created),
+        Request::SignIn { name, .. } => Response::SignedIn { token: token(name) },
+        Request::Resume { token } => Response::SignedIn { token: token.clone() },
         Request::Command { command, .. } => Response::Outcome(match command {
             Command::Create { .. } => Outcome::Created,
             Command::Delete { .. } => Outcome::Deleted,
@@ -35,6 +38,15 @@ fn answer(request: &Request) -> Response {
         Request::Ack { .. } => Response::Acked,
         Request::Status | Request::Digest => panic!("not used"),
     }
+}
+
+/// A token as a replica would issue it (the fake does not check it).
+fn token(name: &str) -> chorus_chat::SessionToken {
+    chorus_chat::SessionToken { name: name.into(), created: 1, expires_at_millis: u64::MAX, mac: [7; 32] }
+}
+
+fn alice_created(id: u64) -> Request {
+    Request::CreateAccount { client: id, seq: 1, name: "alice".into(), password: Password("password".into()) }
 }
 
 fn options_starting_at(id: u8) -> ClientOptions {
@@ -107,19 +119,13 @@ async fn not_leader_with_a_hint_sends_the_client_to_that_replica() {
     let leader = FakeReplica::start(1, leader_policy()).await;
     let replicas = vec![follower.address(), leader.address()];
     let client = Client::connect_with(replicas, options_starting_at(0)).await.expect("connects through the redirect");
-    client.create("alice").await.expect("created");
+    client.create("alice", "password").await.expect("created");
 
     let id = client.client_id();
     let to_follower: Vec<Request> = follower.received().into_iter().map(|r| r.request).collect();
     assert_eq!(to_follower, vec![Request::Register { client: id }]);
     let to_leader: Vec<Request> = leader.received().into_iter().map(|r| r.request).collect();
-    assert_eq!(
-        to_leader,
-        vec![
-            Request::Register { client: id },
-            Request::Command { client: id, seq: 1, command: Command::Create { name: "alice".into() } }
-        ]
-    );
+    assert_eq!(to_leader, vec![Request::Register { client: id }, alice_created(id)]);
 }
 
 #[tokio::test]
@@ -154,7 +160,7 @@ async fn a_command_retried_after_a_dropped_connection_keeps_its_sequence_number(
     });
     let leader = FakeReplica::start(0, policy).await;
     let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
-    client.create("alice").await.expect("created on the retry");
+    client.delete("alice").await.expect("deleted on the retry");
     assert_eq!(client.send("alice", "alice", "hi").await, Ok(9));
 
     let id = client.client_id();
@@ -178,7 +184,7 @@ async fn a_command_without_an_answer_fails_with_an_unknown_outcome() {
         ..options_starting_at(0)
     };
     let client = Client::connect_with(vec![leader.address()], options).await.expect("connects");
-    let error = client.create("alice").await.expect_err("no answer");
+    let error = client.delete("alice").await.expect_err("no answer");
     assert!(
         matches!(&error, ClientError::Unavailable(m) if m.contains("outcome of the command is unknown")),
         "{error}"
@@ -201,13 +207,67 @@ async fn an_evicted_session_is_registered_again_and_the_outcome_reported_unknown
     let leader = FakeReplica::start(0, policy).await;
     let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
     let first_id = client.client_id();
-    assert_eq!(client.create("alice").await, Err(ClientError::SessionExpired));
+    assert_eq!(client.delete("alice").await, Err(ClientError::SessionExpired));
     let second_id = client.client_id();
     assert_ne!(first_id, second_id, "a fresh session id");
-    client.create("bob").await.expect("works on the new session");
+    client.delete("bob").await.expect("works on the new session");
     let received = leader.received();
     assert!(received.contains(&Received { connection: 0, request: Request::Register { client: second_id } }));
     assert_eq!(commands(&received), vec![(0, first_id, 1), (0, second_id, 1)]);
+}
+
+#[tokio::test]
+async fn a_new_connection_resumes_the_sign_in_before_anything_else() {
+    let mut dropped = false;
+    let policy: fake::Policy = Box::new(move |request: &Request, _| match request {
+        Request::Command { .. } if !dropped => {
+            dropped = true;
+            Action::Drop
+        }
+        other => Action::Reply(Ok(answer(other))),
+    });
+    let leader = FakeReplica::start(0, policy).await;
+    let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
+    client.sign_in("alice", "password").await.expect("signed in");
+    assert_eq!(client.signed_in_as().as_deref(), Some("alice"));
+    assert_eq!(client.send("alice", "bob", "hi").await, Ok(9), "sent on the retry");
+
+    let id = client.client_id();
+    let on = |connection: usize| -> Vec<Request> {
+        leader.received().into_iter().filter(|r| r.connection == connection).map(|r| r.request).collect()
+    };
+    let send = Request::Command {
+        client: id,
+        seq: 1,
+        command: Command::Send { from: "alice".into(), to: "bob".into(), text: "hi".into() },
+    };
+    let sign_in = Request::SignIn { name: "alice".into(), password: Password("password".into()) };
+    assert_eq!(on(0), vec![Request::Register { client: id }, sign_in, send.clone()]);
+    assert_eq!(on(1), vec![Request::Resume { token: token("alice") }, send], "the token first, then the retry");
+}
+
+#[tokio::test]
+async fn a_refused_resume_ends_the_sign_in_but_not_what_needs_none() {
+    let mut dropped = false;
+    let policy: fake::Policy = Box::new(move |request: &Request, _| match request {
+        Request::List { .. } if !dropped => {
+            dropped = true;
+            Action::Drop
+        }
+        Request::Resume { .. } => Action::Reply(Err(RequestError::Unauthorized("the account is gone".into()))),
+        other => Action::Reply(Ok(answer(other))),
+    });
+    let leader = FakeReplica::start(0, policy).await;
+    let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
+    client.sign_in("alice", "password").await.expect("signed in");
+    client.list(None).await.expect("a list needs no sign-in, on the new connection either");
+    let refused = client.send("alice", "bob", "hi").await;
+    assert!(matches!(refused, Err(ClientError::Unauthorized(_))), "{refused:?}");
+    assert_eq!(client.signed_in_as(), None, "the sign-in is over");
+    let on_second: Vec<Request> =
+        leader.received().into_iter().filter(|r| r.connection == 1).map(|r| r.request).collect();
+    assert_eq!(on_second.len(), 2, "the list, then one resume: {on_second:?}");
+    assert!(matches!(on_second[1], Request::Resume { .. }));
 }
 
 #[tokio::test]

@@ -32,6 +32,43 @@ pub const CLIENT_SESSIONS_MAX: usize = 10_000;
 /// Most messages one delivery frame carries to a client.
 pub const DELIVERY_MESSAGES_PER_FRAME_MAX: usize = 64;
 
+// ---- identity -----------------------------------------------------------
+
+/// Shortest password, in bytes.
+pub const PASSWORD_BYTES_MIN: usize = 8;
+/// Longest password, in bytes (hashing cost does not depend on it much,
+/// but a frame carrying it must stay small).
+pub const PASSWORD_BYTES_MAX: usize = 1024;
+/// Longest stored password hash (an argon2id PHC string is ~100 bytes).
+pub const PASSWORD_HASH_BYTES_MAX: usize = 192;
+/// argon2id memory cost by default, in KiB (19 MiB, t = 2, p = 1: the
+/// OWASP minimum for argon2id).
+pub const PASSWORD_HASH_MEMORY_KIB_DEFAULT: u32 = 19_456;
+/// Lowest memory cost a replica accepts for `--password-memory-kib` (for
+/// test clusters; never for a deployment).
+pub const PASSWORD_HASH_MEMORY_KIB_MIN: u32 = 64;
+/// argon2id passes over memory.
+pub const PASSWORD_HASH_ITERATIONS: u32 = 2;
+/// Password hashes and checks queued or running on one replica at once;
+/// past it, sign-ins and account creations are answered `Busy`.
+pub const PASSWORD_JOBS_MAX: usize = 4;
+/// How long a session token stays valid, in milliseconds (12 hours).
+pub const SESSION_TOKEN_TTL_MILLIS: u64 = 12 * 60 * 60 * 1000;
+/// Failed sign-ins an account or an address may make before each further
+/// attempt must wait.
+pub const SIGN_IN_FAILURES_FREE: u32 = 5;
+/// Wait after the first failure past the free ones, in milliseconds; it
+/// doubles with each further failure...
+pub const SIGN_IN_BACKOFF_MIN_MILLIS: u64 = 1_000;
+/// ...up to this, in milliseconds (5 minutes).
+pub const SIGN_IN_BACKOFF_MAX_MILLIS: u64 = 5 * 60 * 1000;
+/// A failure record is forgotten this long after its last failure, in
+/// milliseconds (15 minutes).
+pub const SIGN_IN_FAILURE_MEMORY_MILLIS: u64 = 15 * 60 * 1000;
+/// Most accounts plus addresses one replica tracks failures for; past it,
+/// the records of the oldest failures are dropped first.
+pub const SIGN_IN_RECORDS_MAX: usize = 65_536;
+
 // ---- wire ---------------------------------------------------------------
 
 /// Largest frame a client may send or receive, in bytes (length prefix excluded).
@@ -162,3 +199,8 @@ const _: () = assert!(CATCHUP_BYTES_MAX + ACCEPT_BYTES_MAX <= PEER_FRAME_BYTES_M
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES + 1024 <= PEER_FRAME_BYTES_MAX);
 // A full window of full slots can always be cut from a full queue.
 const _: () = assert!(PROPOSALS_QUEUED_BYTES_MAX >= (SLOTS_IN_FLIGHT_MAX as usize) * BATCH_BYTES_MAX);
+const _: () = assert!(PASSWORD_BYTES_MIN >= 1 && PASSWORD_BYTES_MIN <= PASSWORD_BYTES_MAX);
+const _: () = assert!(PASSWORD_BYTES_MAX + NAME_CHARS_MAX + 64 <= CLIENT_FRAME_BYTES_MAX);
+const _: () = assert!(PASSWORD_HASH_BYTES_MAX + NAME_CHARS_MAX + 64 <= BATCH_BYTES_MAX);
+const _: () = assert!(PASSWORD_HASH_MEMORY_KIB_MIN <= PASSWORD_HASH_MEMORY_KIB_DEFAULT);
+const _: () = assert!(SIGN_IN_BACKOFF_MIN_MILLIS <= SIGN_IN_BACKOFF_MAX_MILLIS);

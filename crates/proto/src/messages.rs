@@ -1,13 +1,13 @@
 //! The frames themselves.
 
-use chorus_chat::{ChatError, ClientId, Command, ListResult, Message, MessageId, Outcome};
+use chorus_chat::{ChatError, ClientId, Command, ListResult, Message, MessageId, Outcome, SessionToken};
 use chorus_paxos::{Ballot, Envelope, ReplicaId, Role, Slot};
 use serde::{Deserialize, Serialize};
 
 /// Identifies the protocol in the first frame ("CHRS").
 pub const MAGIC: u32 = 0x4348_5253;
 /// Bumped on any incompatible change to a frame.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Who is connecting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,22 +51,46 @@ pub struct ClientFrame {
     pub request: Request,
 }
 
+/// A password as typed, on its way to be hashed or checked. Its `Debug`
+/// form hides it, so it cannot reach a log.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
 /// What a client can ask of a replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Opens an exactly-once session through the log.
     Register { client: ClientId },
-    /// A state-changing chat command (create, delete, send), exactly once
-    /// per (client, seq).
+    /// Creates account `name` with `password`, exactly once per (client,
+    /// seq): the leader hashes the password (argon2id, a salt of its
+    /// choosing) and proposes `Command::Create` with the hash.
+    CreateAccount { client: ClientId, seq: u64, name: String, password: Password },
+    /// A state-changing chat command (delete, send), exactly once per
+    /// (client, seq). `Command::Create` is refused here: accounts are
+    /// created with `CreateAccount`, so a client never picks the hash.
+    /// A delete or send must name the account this connection signed in as.
     Command { client: ClientId, seq: u64, command: Command },
+    /// Signs this connection in as `name`; answered by the leader with a
+    /// session token. Failures are throttled per account and per address.
+    SignIn { name: String, password: Password },
+    /// Signs this connection in with a token from an earlier `SignIn`
+    /// (on any replica), without the password.
+    Resume { token: SessionToken },
     /// Linearizable list of account names matching a regular expression.
     List { pattern: Option<String> },
-    /// Starts delivery for `name`: queued messages with id > `after`, then
-    /// live ones, on this connection.
+    /// Starts delivery for `name` (the account this connection signed in
+    /// as): queued messages with id > `after`, then live ones.
     Subscribe { name: String, after: MessageId },
     /// Stops delivery for `name` on this connection.
     Unsubscribe { name: String },
-    /// Moves `name`'s replicated read position to `through`.
+    /// Moves `name`'s replicated read position to `through` (`name` must
+    /// be the account this connection signed in as).
     Ack { name: String, through: MessageId },
     /// This replica's view of itself (answered by any replica).
     Status,
@@ -90,6 +114,10 @@ pub enum ServerFrame {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Registered,
+    /// Signed in; the token resumes the sign-in on any replica until it expires.
+    SignedIn {
+        token: SessionToken,
+    },
     Outcome(Outcome),
     List(ListResult),
     Subscribed,
@@ -117,6 +145,12 @@ pub enum RequestError {
     Chat(#[from] ChatError),
     #[error("the replica is overloaded; retry later")]
     Busy,
+    /// Wrong name or password, no sign-in, or a sign-in as someone else.
+    #[error("not allowed: {0}")]
+    Unauthorized(String),
+    /// Too many failed sign-ins for this account or from this address.
+    #[error("too many failed sign-ins; try again in {retry_after_millis} ms")]
+    Throttled { retry_after_millis: u64 },
     #[error("the outcome is unknown: {0}")]
     Unavailable(String),
     #[error("bad request: {0}")]

@@ -46,7 +46,7 @@ pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>, per_addre
         next_conn += 1;
         let inbox = inbox.clone();
         tokio::spawn(async move {
-            if let Err(error) = serve(stream, conn, inbox).await {
+            if let Err(error) = serve(stream, (conn, addr.ip()), inbox).await {
                 tracing::debug!(%addr, conn, %error, "client connection closed");
             }
             drop((permit, held));
@@ -98,7 +98,11 @@ async fn refuse(mut stream: impl tokio::io::AsyncWrite + Unpin, reason: &str) {
     }
 }
 
-async fn serve(stream: TcpStream, conn: ConnId, inbox: mpsc::Sender<Input>) -> Result<(), FrameError> {
+async fn serve(
+    stream: TcpStream,
+    (conn, address): (ConnId, IpAddr),
+    inbox: mpsc::Sender<Input>,
+) -> Result<(), FrameError> {
     stream.set_nodelay(true)?;
     let (reader, mut writer) = stream.into_split();
     // Buffered: one read takes in every frame that has arrived, instead of
@@ -120,7 +124,7 @@ async fn serve(stream: TcpStream, conn: ConnId, inbox: mpsc::Sender<Input>) -> R
         return Ok(());
     }
     let kick = Arc::new(Notify::new());
-    if inbox.send(Input::Connected { conn, tx: tx.clone(), kick: kick.clone() }).await.is_err() {
+    if inbox.send(Input::Connected { conn, address, tx: tx.clone(), kick: kick.clone() }).await.is_err() {
         return Ok(());
     }
     let result = tokio::select! {

@@ -20,14 +20,19 @@
 //!   request frames into the core and writes replies and deliveries from a
 //!   bounded per-connection queue; a client too slow to drain it is dropped
 //!   and resumes from its replicated read position when it reconnects.
+//! - [`passwords`] hashes and checks passwords (argon2id) on blocking
+//!   threads, as [`passwords::PasswordJob`]s the machine hands out;
+//!   [`throttle::SignInThrottle`] slows down failed sign-ins.
 
 pub mod clients;
 pub mod machine;
 pub mod node;
+pub mod passwords;
 pub mod peers;
 pub mod snapshotting;
 pub mod storage;
 mod subscriptions;
+pub mod throttle;
 pub mod transfer;
 
 pub use node::Options;

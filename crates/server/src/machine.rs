@@ -2,19 +2,22 @@
 //! subscriptions and the requests waiting for an answer. The tokio runtime
 //! (`node`) and the deterministic simulator both drive this same code.
 
+use crate::passwords::{self, JobId, PasswordJob, PasswordOutcome, PasswordWork};
 use crate::subscriptions::Subscriptions;
+use crate::throttle::SignInThrottle;
 use chorus_chat::{
     encode_proposal, validate, validate_name, ChatError, ChatState, ClientId, Command, Millis, Outcome, Proposal,
-    StateEvent,
+    SessionToken, StateEvent,
 };
 use chorus_limits as limits;
 use chorus_paxos::{
     Envelope, Event, NotLeader, ProposeError, ReadId, Replica, Role, Slot, SnapshotWanted, Value, WriteBatch,
 };
 use chorus_proto::{
-    ClientFrame, FetchProgress, Request, RequestError, Response, ServerFrame, StateDigest, StatusReport,
+    ClientFrame, FetchProgress, Password, Request, RequestError, Response, ServerFrame, StateDigest, StatusReport,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// Names one client connection on this replica.
 pub type ConnId = u64;
@@ -41,14 +44,16 @@ pub trait Outbox {
 /// What the runtime must do after [`Machine::process`]: persist `write`
 /// (then report `Event::Persisted`), send `messages` to peers, write
 /// `snapshot` in the background (then call [`Machine::snapshot_written`]),
-/// and start fetching a snapshot from a peer when `fetch` asks (then call
-/// [`Machine::snapshot_fetched`]).
+/// start fetching a snapshot from a peer when `fetch` asks (then call
+/// [`Machine::snapshot_fetched`]), and run each password job off the core
+/// (then call [`Machine::password_done`]).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Effects {
     pub write: Option<WriteBatch>,
     pub messages: Vec<Envelope>,
     pub snapshot: Option<SnapshotJob>,
     pub fetch: Option<SnapshotWanted>,
+    pub passwords: Vec<PasswordJob>,
 }
 
 /// A snapshot for the runtime to write: the chat state as of `slot`. The
@@ -108,6 +113,36 @@ enum ReadKind {
 /// Who waits for the reply of one request.
 type Waiter = (ConnId, u64);
 
+/// One client connection, as the core knows it.
+#[derive(Debug)]
+struct Conn {
+    /// The client's address: failed sign-ins are counted against it.
+    address: IpAddr,
+    /// The account this connection signed in as, if any.
+    signed_in: Option<String>,
+}
+
+/// A password job out with the runtime, and what to do with its outcome.
+#[derive(Debug)]
+enum PendingJob {
+    /// Hashing the password of a new account.
+    Create { waiter: Waiter, client: ClientId, seq: u64, name: String },
+    /// Checking a sign-in against the hash of the account created at `created`.
+    SignIn { waiter: Waiter, name: String, created: u64, address: IpAddr },
+}
+
+/// Sign-ins: the failure throttle and the password jobs in flight.
+#[derive(Debug, Default)]
+struct Identity {
+    throttle: SignInThrottle,
+    pending: BTreeMap<JobId, PendingJob>,
+    /// Jobs decided since the last `process`, for the runtime.
+    outgoing: Vec<PasswordJob>,
+    next_job: JobId,
+}
+
+const WRONG_PASSWORD: &str = "wrong name or password";
+
 /// One applied slot, as the simulator's checkers see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppliedSlot {
@@ -125,8 +160,9 @@ pub type ApplyLog = Vec<AppliedSlot>;
 pub struct Machine {
     replica: Replica,
     chat: ChatState,
-    connections: BTreeSet<ConnId>,
+    connections: BTreeMap<ConnId, Conn>,
     subscriptions: Subscriptions,
+    identity: Identity,
     /// Commands proposed here, by (client, seq), until applied or abandoned.
     pending_commands: BTreeMap<(ClientId, u64), Vec<Waiter>>,
     /// Reads started here, until the core completes or fails them.
@@ -157,8 +193,9 @@ impl Machine {
         Machine {
             replica,
             chat: ChatState::new(),
-            connections: BTreeSet::new(),
+            connections: BTreeMap::new(),
             subscriptions: Subscriptions::default(),
+            identity: Identity::default(),
             pending_commands: BTreeMap::new(),
             pending_reads: BTreeMap::new(),
             next_read: 1,
@@ -308,8 +345,9 @@ impl Machine {
         }
     }
 
-    pub fn connected(&mut self, conn: ConnId) {
-        self.connections.insert(conn);
+    /// A client connected from `address`.
+    pub fn connected(&mut self, conn: ConnId, address: IpAddr) {
+        self.connections.insert(conn, Conn { address, signed_in: None });
     }
 
     pub fn disconnected(&mut self, conn: ConnId) {
@@ -331,7 +369,8 @@ impl Machine {
         }
         self.notice_role_change(out);
         let fetch = self.fetch_due(ready.snapshot_wanted);
-        Effects { write: ready.write, messages: ready.messages, snapshot: self.snapshot_due(), fetch }
+        let passwords = std::mem::take(&mut self.identity.outgoing);
+        Effects { write: ready.write, messages: ready.messages, snapshot: self.snapshot_due(), fetch, passwords }
     }
 
     fn notice_role_change(&mut self, out: &mut impl Outbox) {
@@ -375,17 +414,25 @@ impl Machine {
                 let proposal = Proposal { client, seq: 0, at_millis: now, command: Command::RegisterClient };
                 self.propose(waiter, proposal, out)
             }
+            Request::CreateAccount { client, seq, name, password } => {
+                self.create_account(waiter, (client, seq), name, password, out)
+            }
+            Request::SignIn { name, password } => self.sign_in(waiter, name, password, now, out),
+            Request::Resume { token } => self.resume(waiter, token, now, out),
             Request::Command { client, seq, command } => self.command(waiter, client, seq, command, now, out),
             Request::List { pattern } => self.start_read(waiter, ReadKind::List { pattern }, out),
-            Request::Subscribe { name, after } => match validate_name(&name) {
+            Request::Subscribe { name, after } => match self.authorize(conn, &name) {
                 Ok(()) => self.start_read(waiter, ReadKind::Subscribe { name, after }, out),
-                Err(error) => self.reply(waiter, Err(error.into()), out),
+                Err(error) => self.reply(waiter, Err(error), out),
             },
             Request::Unsubscribe { .. } => {
                 self.subscriptions.unsubscribe(conn);
                 self.reply(waiter, Ok(Response::Unsubscribed), out);
             }
             Request::Ack { name, through } => {
+                if let Err(error) = self.authorize(conn, &name) {
+                    return self.reply(waiter, Err(error), out);
+                }
                 let (client, seq) = (self.ack_client, self.next_ack_seq);
                 self.next_ack_seq += 1;
                 let command = Command::Ack { name, through };
@@ -403,8 +450,15 @@ impl Machine {
         now: Millis,
         out: &mut impl Outbox,
     ) {
-        if !matches!(command, Command::Create { .. } | Command::Delete { .. } | Command::Send { .. }) {
-            let error = RequestError::BadRequest("only create, delete and send travel as commands".into());
+        let account = match &command {
+            Command::Delete { name } => name,
+            Command::Send { from, .. } => from,
+            _ => {
+                let error = RequestError::BadRequest("only delete and send travel as commands".into());
+                return self.reply(waiter, Err(error), out);
+            }
+        };
+        if let Err(error) = self.authorize(waiter.0, account) {
             return self.reply(waiter, Err(error), out);
         }
         if seq == 0 {
@@ -417,6 +471,150 @@ impl Machine {
             }
         }
         self.validated(waiter, Proposal { client, seq, at_millis: now, command }, out);
+    }
+
+    /// Whether `conn` signed in as `name`.
+    fn authorize(&self, conn: ConnId, name: &str) -> Result<(), RequestError> {
+        match self.connections.get(&conn).and_then(|c| c.signed_in.as_deref()) {
+            Some(me) if me == name => Ok(()),
+            Some(me) => Err(RequestError::Unauthorized(format!("signed in as {me}, not as {name}"))),
+            None => Err(RequestError::Unauthorized(format!("sign in as {name} first"))),
+        }
+    }
+
+    /// Only the leader creates accounts and checks passwords: a refusal
+    /// naming the leader, if this replica is not it.
+    fn leader_only(&self) -> Result<(), RequestError> {
+        let status = self.replica.status();
+        match status.role {
+            Role::Leader => Ok(()),
+            _ => Err(RequestError::NotLeader { leader: status.leader }),
+        }
+    }
+
+    /// Hands a password job to the runtime, unless too many are out.
+    fn start_job(&mut self, pending: PendingJob, work: PasswordWork) -> Result<(), RequestError> {
+        if self.identity.pending.len() >= limits::PASSWORD_JOBS_MAX {
+            return Err(RequestError::Busy);
+        }
+        let id = self.identity.next_job;
+        self.identity.next_job += 1;
+        self.identity.pending.insert(id, pending);
+        self.identity.outgoing.push(PasswordJob { id, work });
+        Ok(())
+    }
+
+    /// `CreateAccount`: checks, then hashes the password off the core; the
+    /// proposal follows in [`Machine::password_done`].
+    fn create_account(
+        &mut self,
+        waiter: Waiter,
+        (client, seq): (ClientId, u64),
+        name: String,
+        password: Password,
+        out: &mut impl Outbox,
+    ) {
+        let checked = validate_name(&name)
+            .map_err(RequestError::from)
+            .and_then(|()| passwords::check_length(&password.0).map_err(RequestError::BadRequest))
+            .and_then(|()| match seq {
+                0 => Err(RequestError::BadRequest("command sequence numbers start at 1".into())),
+                _ => self.leader_only(),
+            })
+            .and_then(|()| {
+                let pending = PendingJob::Create { waiter, client, seq, name };
+                self.start_job(pending, PasswordWork::Hash { password: password.0 })
+            });
+        if let Err(error) = checked {
+            self.reply(waiter, Err(error), out);
+        }
+    }
+
+    /// `SignIn`: the throttle, then the account's hash, then the check off
+    /// the core; the answer follows in [`Machine::password_done`].
+    fn sign_in(&mut self, waiter: Waiter, name: String, password: Password, now: Millis, out: &mut impl Outbox) {
+        let Some(address) = self.connections.get(&waiter.0).map(|c| c.address) else {
+            return;
+        };
+        let checked = validate_name(&name)
+            .map_err(RequestError::from)
+            .and_then(|()| passwords::check_length(&password.0).map_err(RequestError::BadRequest))
+            .and_then(|()| self.leader_only())
+            .and_then(|()| {
+                let throttled = self.identity.throttle.check(&name, address, now);
+                throttled.map_err(|retry_after_millis| RequestError::Throttled { retry_after_millis })
+            })
+            .and_then(|()| match self.chat.credentials(&name) {
+                Some((hash, created)) => {
+                    let work = PasswordWork::Verify { password: password.0, hash: hash.to_string() };
+                    self.start_job(PendingJob::SignIn { waiter, name: name.clone(), created, address }, work)
+                }
+                // No account, no password to guess (and `list` shows the
+                // names anyway): refused alike, but not counted, so mistyped
+                // names cannot lock an address out.
+                None => Err(RequestError::Unauthorized(WRONG_PASSWORD.into())),
+            });
+        if let Err(error) = checked {
+            self.reply(waiter, Err(error), out);
+        }
+    }
+
+    /// `Resume`: a token from an earlier sign-in, checked against the
+    /// applied state (no password work).
+    fn resume(&mut self, waiter: Waiter, token: SessionToken, now: Millis, out: &mut impl Outbox) {
+        let checked = self
+            .leader_only()
+            .and_then(|()| self.chat.check_token(&token, now).map_err(|e| RequestError::Unauthorized(e.to_string())));
+        match checked {
+            Ok(()) => self.signed_in(waiter, token, out),
+            Err(error) => self.reply(waiter, Err(error), out),
+        }
+    }
+
+    /// Binds `waiter`'s connection to the token's account and answers.
+    /// Signing in as another account ends the connection's subscription.
+    fn signed_in(&mut self, waiter: Waiter, token: SessionToken, out: &mut impl Outbox) {
+        if let Some(conn) = self.connections.get_mut(&waiter.0) {
+            let previous = conn.signed_in.replace(token.name.clone());
+            if previous.is_some_and(|previous| previous != token.name) {
+                self.subscriptions.unsubscribe(waiter.0);
+            }
+        }
+        self.reply(waiter, Ok(Response::SignedIn { token }), out);
+    }
+
+    /// The runtime finished password job `id`; `now` is this replica's clock.
+    pub fn password_done(&mut self, id: JobId, outcome: PasswordOutcome, now: Millis, out: &mut impl Outbox) {
+        let Some(pending) = self.identity.pending.remove(&id) else {
+            return;
+        };
+        match (pending, outcome) {
+            (PendingJob::Create { waiter, client, seq, name }, PasswordOutcome::Hashed(Ok(password_hash))) => {
+                let command = Command::Create { name, password_hash };
+                self.validated(waiter, Proposal { client, seq, at_millis: now, command }, out);
+            }
+            (PendingJob::Create { waiter, .. }, PasswordOutcome::Hashed(Err(error))) => {
+                let error = RequestError::Unavailable(format!("hashing the password failed: {error}"));
+                self.reply(waiter, Err(error), out);
+            }
+            (PendingJob::SignIn { waiter, name, created, address }, PasswordOutcome::Verified(matched)) => {
+                let same_account = self.chat.credentials(&name).map(|(_, c)| c) == Some(created);
+                let token = self.chat.issue_token(&name, now.saturating_add(limits::SESSION_TOKEN_TTL_MILLIS));
+                match token.filter(|_| matched && same_account) {
+                    Some(token) => {
+                        self.identity.throttle.succeeded(&name);
+                        self.signed_in(waiter, token, out);
+                    }
+                    None => {
+                        self.identity.throttle.failed(&name, address, now);
+                        self.reply(waiter, Err(RequestError::Unauthorized(WRONG_PASSWORD.into())), out);
+                    }
+                }
+            }
+            (pending, outcome) => {
+                tracing::error!(?pending, ?outcome, "a password job came back with the wrong kind of outcome")
+            }
+        }
     }
 
     fn validated(&mut self, waiter: Waiter, proposal: Proposal, out: &mut impl Outbox) {
@@ -516,6 +714,9 @@ impl Machine {
                 }
             }
             Some(StateEvent::AccountDeleted { name }) => {
+                for conn in self.connections.values_mut().filter(|c| c.signed_in.as_ref() == Some(&name)) {
+                    conn.signed_in = None;
+                }
                 for conn in self.subscriptions.conns_for(&name) {
                     self.subscriptions.unsubscribe(conn);
                     let reason = "the account was deleted".to_string();
@@ -527,7 +728,7 @@ impl Machine {
     }
 
     fn pump(&mut self, conn: ConnId, out: &mut impl Outbox) {
-        if !self.connections.contains(&conn) {
+        if !self.connections.contains_key(&conn) {
             self.subscriptions.unsubscribe(conn);
             return;
         }
@@ -541,7 +742,7 @@ impl Machine {
     /// Queues a frame; a connection whose queue is full is too slow and is
     /// closed (it resumes from its replicated read position elsewhere).
     fn send_frame(&mut self, conn: ConnId, frame: ServerFrame, out: &mut impl Outbox) {
-        if !self.connections.contains(&conn) {
+        if !self.connections.contains_key(&conn) {
             return;
         }
         if out.push(conn, frame).is_err() {

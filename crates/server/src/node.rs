@@ -2,6 +2,7 @@
 //! bounded inbox, with a 10 ms ticker.
 
 use crate::machine::{ConnId, Machine, Outbox, PushError, SnapshotPolicy};
+use crate::passwords::{self, HashCost, JobId, PasswordJob, PasswordOutcome};
 use crate::snapshotting::{self, SnapshotThreads};
 use crate::{clients, peers, storage};
 use anyhow::Context;
@@ -10,6 +11,7 @@ use chorus_limits as limits;
 use chorus_paxos::{Config, Envelope, Event, Replica, ReplicaId, Slot, WriteBatch, WriteId};
 use chorus_proto::{ClientFrame, ClusterFile, FetchProgress, PeerFrame, ServerFrame, Transfer};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,8 +23,8 @@ use tokio::sync::{mpsc, Notify};
 pub enum Input {
     /// A message from another replica.
     Peer(Envelope),
-    /// A client finished its hello; `tx` feeds its writer.
-    Connected { conn: ConnId, tx: mpsc::Sender<ServerFrame>, kick: Arc<Notify> },
+    /// A client at `address` finished its hello; `tx` feeds its writer.
+    Connected { conn: ConnId, address: IpAddr, tx: mpsc::Sender<ServerFrame>, kick: Arc<Notify> },
     /// A client connection ended.
     Disconnected { conn: ConnId },
     /// A client request.
@@ -39,6 +41,8 @@ pub enum Input {
     SnapshotFetched(Result<(Slot, Box<ChatState>), String>),
     /// A snapshot fetch made progress.
     FetchProgress(FetchProgress),
+    /// A password job finished.
+    PasswordDone { id: JobId, outcome: PasswordOutcome },
 }
 
 /// Ticks between two looks at the bytes the replica holds on disk.
@@ -85,6 +89,9 @@ struct Node {
     snapshots: SnapshotThreads,
     data_dir: PathBuf,
     ticks: u64,
+    /// Where finished password jobs report.
+    inbox: mpsc::Sender<Input>,
+    hash_cost: HashCost,
 }
 
 /// A replica's settings.
@@ -94,6 +101,8 @@ pub struct Options {
     pub snapshots: SnapshotPolicy,
     /// Most client connections one address may hold.
     pub connections_per_address: usize,
+    /// The cost of new password hashes.
+    pub hash_cost: HashCost,
 }
 
 impl Default for Options {
@@ -101,6 +110,7 @@ impl Default for Options {
         Options {
             snapshots: SnapshotPolicy::default(),
             connections_per_address: limits::CLIENT_CONNECTIONS_PER_ADDRESS_DEFAULT,
+            hash_cost: HashCost::default(),
         }
     }
 }
@@ -133,7 +143,7 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, options: Options) -> 
         .collect();
     let snapshots = SnapshotThreads::start(snapshot_dir, id, peers.clone(), inbox_tx.clone())?;
     tokio::spawn(peers::listen(peer_listener, id, cluster.replicas.len(), inbox_tx.clone()));
-    tokio::spawn(clients::listen(client_listener, inbox_tx, options.connections_per_address));
+    tokio::spawn(clients::listen(client_listener, inbox_tx.clone(), options.connections_per_address));
     let ids = cluster.replicas.iter().map(|r| r.id).collect();
     let config = Config::new(id, ids, rand::random());
     let chosen = durable.chosen_through;
@@ -158,7 +168,8 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, options: Options) -> 
     tracing::info!(replica = id, client = %me.client_addr, peer = %me.peer_addr, chosen, snapshot_slot, "replica started");
     let connections = Connections(BTreeMap::new());
     let data_dir = me.data_dir.clone();
-    let node = Node { machine, connections, peers, writes, snapshots, data_dir, ticks: 0 };
+    let hash_cost = options.hash_cost;
+    let node = Node { machine, connections, peers, writes, snapshots, data_dir, ticks: 0, inbox: inbox_tx, hash_cost };
     let result = node.serve(inbox).await;
     drop(storage);
     result
@@ -206,9 +217,9 @@ impl Node {
             Input::StorageFailed(error) => {
                 anyhow::bail!("storage failed, stopping the replica: {error}")
             }
-            Input::Connected { conn, tx, kick } => {
+            Input::Connected { conn, address, tx, kick } => {
                 out.0.insert(conn, Connection { tx, kick });
-                self.machine.connected(conn);
+                self.machine.connected(conn, address);
             }
             Input::Disconnected { conn } => {
                 out.0.remove(&conn);
@@ -219,6 +230,7 @@ impl Node {
             Input::SnapshotWritten(result) => self.machine.snapshot_written(result),
             Input::SnapshotFetched(result) => self.machine.snapshot_fetched(result.map(|(s, chat)| (s, *chat)), out),
             Input::FetchProgress(progress) => self.machine.set_fetch_progress(progress),
+            Input::PasswordDone { id, outcome } => self.machine.password_done(id, outcome, now_millis(), out),
         }
         Ok(())
     }
@@ -241,10 +253,26 @@ impl Node {
         if let Some(wanted) = effects.fetch {
             self.snapshots.fetch(wanted);
         }
+        for job in effects.passwords {
+            self.run_password_job(job);
+        }
         if self.machine.replica().role() != was_leader {
             tracing::info!(status = ?self.machine.replica().status(), "role changed");
         }
         Ok(())
+    }
+}
+
+impl Node {
+    /// Hashes or checks a password on a blocking thread (argon2id takes
+    /// tens of milliseconds and ~19 MiB), then reports to the core. The
+    /// machine keeps at most `PASSWORD_JOBS_MAX` out at once.
+    fn run_password_job(&self, job: PasswordJob) {
+        let (inbox, cost) = (self.inbox.clone(), self.hash_cost);
+        tokio::task::spawn_blocking(move || {
+            let outcome = passwords::run(&job.work, cost, rand::random());
+            let _ = inbox.blocking_send(Input::PasswordDone { id: job.id, outcome });
+        });
     }
 }
 

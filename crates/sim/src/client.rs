@@ -3,9 +3,9 @@
 //! command), and the library's own [`DeliveryFilter`] and [`AckTracker`].
 
 use crate::links::{ConnId, Links};
-use chorus_chat::{ChatError, Command, Message, MessageId, Outcome};
+use chorus_chat::{ChatError, Command, Message, MessageId, Outcome, SessionToken};
 use chorus_client::{AckTracker, DeliveryFilter};
-use chorus_proto::{ClientFrame, Request, RequestError, Response, ServerFrame};
+use chorus_proto::{ClientFrame, Password, Request, RequestError, Response, ServerFrame};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
@@ -16,6 +16,8 @@ pub const ATTEMPT_TICKS: u64 = 40;
 pub const OPERATION_TICKS: u64 = 600;
 /// Names the workload uses (few, so operations collide).
 pub const NAMES: [&str; 6] = ["u0", "u1", "u2", "u3", "u4", "u5"];
+/// Every simulated account's password.
+const PASSWORD: &str = "sim-password";
 
 /// What one operation is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +28,15 @@ pub enum OpKind {
     Send { from: String, to: String, text: String },
     Connect(String),
     List(Option<String>),
+    SignIn(String),
+}
+
+impl OpKind {
+    /// True for operations the replica refuses unless the connection
+    /// signed in as the account they act for.
+    fn acts_as_account(&self) -> bool {
+        matches!(self, OpKind::Delete(_) | OpKind::Send { .. } | OpKind::Connect(_))
+    }
 }
 
 /// How an operation ended, for the checkers.
@@ -98,8 +109,14 @@ pub struct SimClient {
     connect_retry_at: u64,
     op: Option<Pending>,
     next_request_id: u64,
-    /// Who the user acts as.
+    /// Who the user acts as (signed in as).
     identity: Option<String>,
+    /// The token of the last sign-in; a fresh connection resumes it first.
+    token: Option<SessionToken>,
+    /// The current connection carries the sign-in.
+    conn_signed_in: bool,
+    /// A resume sent on the current connection: its request id and tick.
+    resume_in_flight: Option<(u64, u64)>,
     filter: DeliveryFilter,
     acks: AckTracker,
     ack_in_flight: Option<(u64, String, MessageId, u64)>,
@@ -132,6 +149,9 @@ impl SimClient {
             op: None,
             next_request_id: 1,
             identity: None,
+            token: None,
+            conn_signed_in: false,
+            resume_in_flight: None,
             filter: DeliveryFilter::default(),
             acks: AckTracker::default(),
             ack_in_flight: None,
@@ -184,10 +204,14 @@ impl SimClient {
         )
     }
 
-    /// Connects as `name` to drain its mailbox (the liveness phase).
+    /// Signs in and connects as `name` to drain its mailbox (the liveness phase).
     pub fn start_drain(&mut self, name: &str, now: u64) {
         if self.op.is_none() {
-            self.begin(OpKind::Connect(name.to_string()), now);
+            let kind = match self.identity.as_deref() == Some(name) {
+                true => OpKind::Connect(name.to_string()),
+                false => OpKind::SignIn(name.to_string()),
+            };
+            self.begin(kind, now);
         }
     }
 
@@ -227,12 +251,14 @@ impl SimClient {
         let roll = rng.random_range(0..100);
         match (roll, self.identity.clone()) {
             (0..20, _) => OpKind::Create(name),
-            (20..27, _) => OpKind::Delete(name),
+            (20..24, Some(me)) => OpKind::Delete(me),
+            (24..27, _) => OpKind::Delete(name), // not signed in as it: refused
             (27..65, Some(from)) => {
                 let text = format!("c{}.{}.{}", self.index, self.incarnation, self.next_seq);
                 OpKind::Send { from, to: name, text }
             }
-            (27..65, None) | (65..80, _) => OpKind::Connect(name),
+            (65..80, Some(me)) if me == name => OpKind::Connect(name),
+            (20..24, None) | (27..65, None) | (65..80, _) => OpKind::SignIn(name),
             _ => {
                 let patterns = [None, Some("^u[0-2]"), Some("[3-5]$")];
                 OpKind::List(patterns[rng.random_range(0..patterns.len())].map(str::to_string))
@@ -242,15 +268,15 @@ impl SimClient {
 
     fn begin(&mut self, kind: OpKind, now: u64) {
         let client = self.client_id;
-        let mut seq = 0;
-        let mut command = |c: Command| {
-            seq = self.next_seq;
-            self.next_seq += 1;
-            Request::Command { client, seq, command: c }
-        };
+        let exactly_once = matches!(kind, OpKind::Create(_) | OpKind::Delete(_) | OpKind::Send { .. });
+        let seq = if exactly_once { self.next_seq } else { 0 };
+        self.next_seq += u64::from(exactly_once);
+        let command = |command| Request::Command { client, seq, command };
+        let password = || Password(PASSWORD.into());
         let request = match &kind {
             OpKind::Register => Request::Register { client },
-            OpKind::Create(name) => command(Command::Create { name: name.clone() }),
+            OpKind::Create(name) => Request::CreateAccount { client, seq, name: name.clone(), password: password() },
+            OpKind::SignIn(name) => Request::SignIn { name: name.clone(), password: password() },
             OpKind::Delete(name) => command(Command::Delete { name: name.clone() }),
             OpKind::Send { from, to, text } => {
                 command(Command::Send { from: from.clone(), to: to.clone(), text: text.clone() })
@@ -289,6 +315,10 @@ impl SimClient {
         let Some(conn) = self.ensure_connection(now, rng, links) else {
             return;
         };
+        let op = self.op.as_ref().expect("checked");
+        if op.kind.acts_as_account() && self.token.is_some() && !self.conn_signed_in {
+            return; // the resume on this connection goes first
+        }
         let id = self.next_request_id;
         self.next_request_id += 1;
         let op = self.op.as_mut().expect("checked");
@@ -310,7 +340,11 @@ impl SimClient {
         match links.connect(self.index, self.target) {
             Some(conn) => {
                 self.conn = Some(conn);
-                self.resubscribe(now, links);
+                self.conn_signed_in = false;
+                match self.token.clone() {
+                    Some(token) => self.resume(conn, token, now, links),
+                    None => self.resubscribe(now, links),
+                }
                 Some(conn)
             }
             None => {
@@ -319,6 +353,39 @@ impl SimClient {
                 self.connect_retry_at = now + rng.random_range(1..10);
                 None
             }
+        }
+    }
+
+    /// On a fresh connection, resumes the sign-in (like the library).
+    fn resume(&mut self, conn: ConnId, token: SessionToken, now: u64, links: &mut Links) {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        self.resume_in_flight = Some((id, now));
+        links.client_send(conn, ClientFrame { request_id: id, request: Request::Resume { token } });
+    }
+
+    fn on_resume_reply(&mut self, result: Result<Response, RequestError>, now: u64, links: &mut Links) {
+        match result {
+            Ok(Response::SignedIn { .. }) => {
+                self.conn_signed_in = true;
+                self.resubscribe(now, links);
+            }
+            Err(RequestError::NotLeader { leader }) => self.move_on(leader.map(usize::from), links),
+            Err(RequestError::Unauthorized(_)) => {
+                // The account was deleted: the sign-in and its delivery end.
+                self.signed_out();
+            }
+            _ => self.move_on(None, links),
+        }
+    }
+
+    /// The sign-in is gone (account deleted, token refused).
+    fn signed_out(&mut self) {
+        self.identity = None;
+        self.token = None;
+        self.conn_signed_in = false;
+        if let Some((name, _)) = self.filter.resume_point() {
+            self.filter.end(&name);
         }
     }
 
@@ -345,6 +412,8 @@ impl SimClient {
         }
         self.ack_in_flight = None;
         self.resubscribe_in_flight = None;
+        self.resume_in_flight = None;
+        self.conn_signed_in = false;
         if let Some(op) = self.op.as_mut() {
             op.attempt = None;
         }
@@ -355,6 +424,8 @@ impl SimClient {
         self.conn = None;
         self.ack_in_flight = None;
         self.resubscribe_in_flight = None;
+        self.resume_in_flight = None;
+        self.conn_signed_in = false;
         if let Some(op) = self.op.as_mut() {
             op.attempt = None;
         }
@@ -399,6 +470,10 @@ impl SimClient {
         if self.op.as_ref().and_then(|o| o.attempt).is_some_and(|(a, _)| a == id) {
             return self.on_op_reply(result, now, rng, links);
         }
+        if self.resume_in_flight.is_some_and(|(a, _)| a == id) {
+            self.resume_in_flight = None;
+            return self.on_resume_reply(result, now, links);
+        }
         if self.ack_in_flight.as_ref().is_some_and(|(a, ..)| *a == id) {
             let (_, name, through, _) = self.ack_in_flight.take().expect("checked");
             match result {
@@ -407,7 +482,11 @@ impl SimClient {
                     self.observations.push(Observation::AckConfirmed { name, through, at: now });
                 }
                 Err(RequestError::NotLeader { leader }) => self.move_on(leader.map(usize::from), links),
-                Err(RequestError::Chat(ChatError::NoSuchAccount { .. })) => self.acks.forget(&name),
+                // Deleted, or no longer signed in as it: refused for good
+                // (the library forgets such acknowledgements too).
+                Err(RequestError::Chat(ChatError::NoSuchAccount { .. }) | RequestError::Unauthorized(_)) => {
+                    self.acks.forget(&name)
+                }
                 _ => {}
             }
             return;
@@ -420,6 +499,7 @@ impl SimClient {
                 Err(RequestError::Chat(ChatError::NoSuchAccount { name })) => {
                     self.filter.end(&name);
                 }
+                Err(RequestError::Unauthorized(_)) => self.signed_out(),
                 _ => self.move_on(None, links),
             }
         }
@@ -455,10 +535,22 @@ impl SimClient {
     fn complete(&mut self, op: Pending, result: Result<Response, RequestError>, now: u64) {
         match (&op.kind, &result) {
             (OpKind::Register, Ok(Response::Registered)) => self.registered = true,
-            (OpKind::Create(name), Ok(Response::Outcome(Outcome::Created))) => self.identity = Some(name.clone()),
+            (OpKind::SignIn(name), Ok(Response::SignedIn { token })) => {
+                // Signing in as another account ends the old one's delivery
+                // (the replica drops the connection's subscription).
+                if let Some((old, _)) = self.filter.resume_point().filter(|(old, _)| old != name) {
+                    self.filter.end(&old);
+                    self.acks.forget(&old);
+                }
+                self.identity = Some(name.clone());
+                self.token = Some(token.clone());
+                self.conn_signed_in = true;
+            }
+            (OpKind::Delete(name), Ok(Response::Outcome(Outcome::Deleted))) if self.identity.as_ref() == Some(name) => {
+                self.signed_out()
+            }
             (OpKind::Connect(name), Ok(Response::Subscribed)) => {
                 self.filter.confirm(name);
-                self.identity = Some(name.clone());
             }
             (OpKind::Connect(name), _) => self.filter.cancel(name),
             _ => {}
@@ -494,6 +586,15 @@ impl SimClient {
             if now > sent_at + ATTEMPT_TICKS {
                 self.ack_in_flight = None;
             }
+            return;
+        }
+        if let Some((_, sent_at)) = self.resume_in_flight {
+            if now > sent_at + ATTEMPT_TICKS {
+                self.move_on(None, links);
+            }
+            return;
+        }
+        if self.token.is_some() && !self.conn_signed_in {
             return;
         }
         let (Some(conn), Some((name, through))) = (self.conn, self.acks.next()) else {

@@ -1,14 +1,15 @@
 //! One simulated replica process: the real [`Machine`] over a simulated
 //! disk, with its own tick rate (clock skew) and crash/restart, and the
 //! snapshot work the runtime does on its own threads: writing the
-//! machine's snapshots, fetching a peer's ([`Fetch`]), and handing a
-//! fetched one to the machine.
+//! machine's snapshots, fetching a peer's ([`Fetch`]), handing a
+//! fetched one to the machine, and hashing or checking passwords.
 
 use crate::disk::Disk;
 use chorus_chat::ChatState;
 use chorus_paxos::{Config, Replica, ReplicaId, Slot, SnapshotWanted};
 use chorus_proto::Transfer;
 use chorus_server::machine::{Machine, Outbox, SnapshotJob, SnapshotPolicy};
+use chorus_server::passwords::{self, HashCost, PasswordJob};
 use chorus_server::snapshotting::{load_newest, read_state};
 use chorus_server::transfer::{Fetch, FetchStep};
 use chorus_store::{MemBlobs, Snapshots};
@@ -40,7 +41,13 @@ pub struct Host {
     pub fetch: Option<Fetch>,
     /// A fetched snapshot, decoded, with the tick it reaches the machine.
     pub install: Option<(u64, Slot, ChatState)>,
+    /// Password jobs on the runtime's threads, with the tick each ends.
+    pub password_jobs: Vec<(u64, PasswordJob)>,
 }
+
+/// Password hashes in the simulator are argon2id at the smallest cost a
+/// replica accepts: the same code, cheap enough for thousands of runs.
+const SIM_HASH_COST: HashCost = HashCost { memory_kib: chorus_limits::PASSWORD_HASH_MEMORY_KIB_MIN };
 
 /// What a host loaded when it started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +79,7 @@ impl Host {
             snapshot_write: None,
             fetch: None,
             install: None,
+            password_jobs: Vec::new(),
         };
         host.start(rng).expect("an empty disk starts");
         host
@@ -109,8 +117,28 @@ impl Host {
         }
         self.fetch = None;
         self.install = None;
+        self.password_jobs.clear();
         self.disk.crash(survivors);
         self.incarnation += 1;
+    }
+
+    /// Runs the password jobs due at `now` and reports them to the machine
+    /// (with the replica clock `now_millis`); returns how many ran.
+    pub fn finish_password_jobs(
+        &mut self,
+        now: u64,
+        now_millis: u64,
+        rng: &mut ChaCha8Rng,
+        out: &mut impl Outbox,
+    ) -> usize {
+        let (due, later): (Vec<_>, Vec<_>) = self.password_jobs.drain(..).partition(|(at, _)| *at <= now);
+        self.password_jobs = later;
+        let Some(machine) = self.machine.as_mut() else { return 0 };
+        for (_, job) in &due {
+            let outcome = passwords::run(&job.work, SIM_HASH_COST, rng.random());
+            machine.password_done(job.id, outcome, now_millis, out);
+        }
+        due.len()
     }
 
     /// A crash during a snapshot write. Usually it leaves a partial `.tmp`

@@ -340,6 +340,7 @@ impl World {
         self.deliver_client_frames();
         self.complete_writes();
         self.complete_snapshot_work()?;
+        self.complete_password_jobs();
         self.tick_replicas()?;
         self.process_replicas()?;
         self.deliver_server_frames();
@@ -371,7 +372,7 @@ impl World {
     fn register_connections(&mut self) {
         for (replica, conn) in std::mem::take(&mut self.links.opened) {
             if let Some(machine) = self.hosts[replica].machine.as_mut() {
-                machine.connected(conn);
+                machine.connected(conn, std::net::IpAddr::from([10, 0, 0, conn as u8]));
             }
         }
         for (replica, conn) in std::mem::take(&mut self.links.closed) {
@@ -444,9 +445,22 @@ impl World {
         Ok(())
     }
 
+    /// The replicas' clock: ten milliseconds a tick from a fixed epoch.
+    fn now_millis(&self) -> u64 {
+        1_700_000_000_000 + self.now * 10
+    }
+
+    fn complete_password_jobs(&mut self) {
+        let now_millis = self.now_millis();
+        for host in &mut self.hosts {
+            let ran = host.finish_password_jobs(self.now, now_millis, &mut self.rng, &mut self.links);
+            self.report.events += ran as u64;
+        }
+    }
+
     fn deliver_client_frames(&mut self) {
         for (replica, conn, frame) in self.links.due_at_replicas() {
-            let now_millis = 1_700_000_000_000 + self.now * 10;
+            let now_millis = self.now_millis();
             if let Some(machine) = self.hosts[replica].machine.as_mut() {
                 machine.request(conn, frame, now_millis, &mut self.links);
                 self.report.events += 1;
@@ -519,6 +533,10 @@ impl World {
             }
             self.send_paxos(id, rebuilding, effects.messages)?;
             self.snapshot_effects(id, effects.snapshot, effects.fetch);
+            for job in effects.passwords {
+                let at = self.now + self.rng.random_range(1..=5);
+                self.hosts[id].password_jobs.push((at, job));
+            }
             self.report.slots = self.report.slots.max(applied.last().map_or(0, |s| s.slot));
             let incarnation = self.hosts[id].incarnation;
             self.checks.applied(id, incarnation, &applied)?;

@@ -25,7 +25,7 @@ fn command() -> impl Strategy<Value = Command> {
     let text = prop_oneof![1 => Just(""), 5 => Just("hi"), 5 => Just("hello")];
     prop_oneof![
         1 => Just(Command::RegisterClient),
-        2 => name().prop_map(|name| Command::Create { name }),
+        2 => name().prop_map(|name| Command::Create { name, password_hash: super::HASH.to_string() }),
         1 => name().prop_map(|name| Command::Delete { name }),
         8 => (name(), name(), text).prop_map(|(from, to, text)| Command::Send {
             from,

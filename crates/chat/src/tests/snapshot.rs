@@ -127,8 +127,25 @@ fn an_inconsistent_snapshot_is_refused() {
 fn a_snapshot_with_a_session_used_in_the_future_is_refused() {
     let mut state = busy_state();
     state.applied_count = 1;
+    let names: Vec<String> = state.accounts.keys().cloned().collect();
+    for name in names {
+        state.accounts.get_mut(&name).unwrap().created = 0;
+    }
     let error = SnapshotError::Inconsistent { reason: "a session was used after the last applied proposal" };
     assert_eq!(ChatState::from_snapshot(&state.to_snapshot()), Err(error));
+}
+
+#[test]
+fn a_snapshot_with_an_account_created_in_the_future_or_a_bad_hash_is_refused() {
+    let mut future = busy_state();
+    future.accounts.get_mut("bob").unwrap().created = future.applied_count + 1;
+    let error = SnapshotError::Inconsistent { reason: "an account was created after the last applied proposal" };
+    assert_eq!(ChatState::from_snapshot(&future.to_snapshot()), Err(error));
+
+    let mut plain = busy_state();
+    plain.accounts.get_mut("bob").unwrap().password_hash = "hunter22".into();
+    let reason = "an account's password hash is not an argon2id PHC string within the size limit";
+    assert_eq!(ChatState::from_snapshot(&plain.to_snapshot()), Err(SnapshotError::Inconsistent { reason }));
 }
 
 #[test]
@@ -260,14 +277,19 @@ fn keys_out_of_order_or_repeated_are_refused() {
     // pairs in the wrong order stands in for a corrupt map.
     let no_sessions = (Vec::<(u64, u64)>::new(), Vec::<(u64, u64)>::new());
     for names in [["bob", "alice"], ["bob", "bob"]] {
-        let accounts: Vec<(&str, Account)> = names.iter().map(|name| (*name, Account::default())).collect();
+        let accounts: Vec<(&str, Account)> = names.iter().map(|name| (*name, account())).collect();
         let bytes = postcard::to_stdvec(&(accounts, 0u64, &no_sessions, 0u64)).unwrap();
         let result = ChatState::read_snapshot(&bytes[..]);
         assert!(matches!(result, Err(SnapshotError::Malformed { .. })), "{names:?}: {result:?}");
     }
-    let sorted = vec![("alice", Account::default()), ("bob", Account::default())];
+    let sorted = vec![("alice", account()), ("bob", account())];
     let bytes = postcard::to_stdvec(&(sorted, 0u64, &no_sessions, 0u64)).unwrap();
     assert_eq!(ChatState::read_snapshot(&bytes[..]).map(|state| state.accounts_len()), Ok(2));
+}
+
+/// An empty account with a well-formed password hash.
+fn account() -> Account {
+    Account { password_hash: super::HASH.into(), ..Account::default() }
 }
 
 /// A reader that serves `bytes`, then fails instead of reporting their end.

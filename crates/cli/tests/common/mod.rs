@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The password of every account the tests create (chat clients get it
+/// through `CHORUS_PASSWORD`).
+pub const PASSWORD: &str = "test-password";
+
 /// The binary under test, built by cargo for this test run.
 pub fn chorus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chorus"))
@@ -243,6 +247,7 @@ impl ChatClient {
         let mut child = chorus()
             .args(["chat", "--json", "--cluster"])
             .arg(cluster_file)
+            .env("CHORUS_PASSWORD", PASSWORD)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -343,7 +348,7 @@ impl SendLoad {
     pub async fn create_accounts(&self) {
         let client = chorus_client::Client::connect(self.file.replicas.clone()).await.expect("client connects");
         for name in (0..self.senders).flat_map(|i| [format!("s{i}"), format!("r{i}")]) {
-            client.create(&name).await.expect("create");
+            client.create(&name, PASSWORD).await.expect("create");
         }
     }
 
@@ -357,6 +362,7 @@ impl SendLoad {
             tasks.push(tokio::spawn(async move {
                 let client = chorus_client::Client::connect(replicas).await.expect("client connects");
                 let (from, to) = (format!("s{sender}"), format!("r{}", (sender + shift) % senders));
+                client.sign_in(&from, PASSWORD).await.expect("sign in");
                 let mut acked = 0;
                 for i in (sender..count).step_by(senders) {
                     match client.send(&from, &to, &text(i)).await {

@@ -139,7 +139,7 @@ fn linearizable_history(finished: &[Finished]) -> Vec<linearizable::Operation> {
             OpKind::Delete(n) => AccountOp::Delete(n.clone()),
             OpKind::Send { from, to, .. } => AccountOp::Send { from: from.clone(), to: to.clone() },
             OpKind::List(p) => AccountOp::List(p.clone()),
-            OpKind::Register | OpKind::Connect(_) => continue,
+            OpKind::Register | OpKind::Connect(_) | OpKind::SignIn(_) => continue,
         };
         let completed = match &f.end {
             OpEnd::GaveUp => None,
