@@ -98,9 +98,9 @@ impl Test {
         }
         let digests: Vec<_> = self.runtime.block_on(async {
             let mut digests = Vec::new();
+            let endpoints = self.load.endpoints();
             for id in live {
-                let address = self.file.replicas[*id as usize].client_addr;
-                digests.push(fetch_digest(address, Duration::from_secs(10)).await.expect("digest"));
+                digests.push(fetch_digest(&endpoints, *id as u8, Duration::from_secs(10)).await.expect("digest"));
             }
             digests
         });

@@ -9,6 +9,7 @@ use chorus_chat::ChatState;
 use chorus_limits as limits;
 use chorus_paxos::{Config, Envelope, Event, Replica, ReplicaId, Slot, WriteBatch, WriteId};
 use chorus_proto::{ClientFrame, ClusterFile, FetchProgress, PeerFrame, ServerFrame, Transfer};
+use chorus_tls::ReplicaTls;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,6 +95,9 @@ pub struct Options {
     pub snapshots: SnapshotPolicy,
     /// Most client connections one address may hold.
     pub connections_per_address: usize,
+    /// May serve in plaintext when the cluster file has no `[tls]` table
+    /// (`--insecure`); without it such a replica refuses to start.
+    pub insecure: bool,
 }
 
 impl Default for Options {
@@ -101,8 +105,28 @@ impl Default for Options {
         Options {
             snapshots: SnapshotPolicy::default(),
             connections_per_address: limits::CLIENT_CONNECTIONS_PER_ADDRESS_DEFAULT,
+            insecure: false,
         }
     }
+}
+
+/// The replica's TLS settings from the cluster file, or `None` for
+/// plaintext, which only `--insecure` allows.
+pub fn transport_security(cluster: &ClusterFile, id: ReplicaId, insecure: bool) -> anyhow::Result<Option<ReplicaTls>> {
+    let me = cluster.replica(id).context("replica not in cluster file")?;
+    let Some(tls) = &cluster.tls else {
+        anyhow::ensure!(
+            insecure,
+            "the cluster file has no [tls] table, so replica {id} would serve clients and peers in plaintext, \
+             where anyone who can reach its ports could read traffic and inject consensus messages. \
+             Pass --insecure to run without TLS anyway, or create the cluster with `chorus up` (without --insecure)"
+        );
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (&me.tls_cert, &me.tls_key) else {
+        anyhow::bail!("the cluster file has a [tls] table but no tls_cert and tls_key for replica {id}");
+    };
+    Ok(Some(ReplicaTls::load(&tls.ca_cert, cert, key)?))
 }
 
 /// Opens the store, binds the ports and runs the replica until it fails,
@@ -115,6 +139,10 @@ pub async fn run(cluster: ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
 /// replica until it fails.
 pub async fn run_with(cluster: ClusterFile, id: ReplicaId, options: Options) -> anyhow::Result<()> {
     let me = cluster.replica(id).context("replica not in cluster file")?.clone();
+    let tls = transport_security(&cluster, id, options.insecure)?;
+    if tls.is_none() {
+        tracing::warn!(replica = id, "no [tls] in the cluster file and --insecure given: serving in plaintext");
+    }
     let snapshot_dir = snapshotting::snapshot_dir(&me.data_dir);
     let (store, durable, snapshot_slot, chat) = storage::open_local_state(&me.data_dir, &snapshot_dir, id)?;
     let client_listener = TcpListener::bind(me.client_addr)
@@ -129,11 +157,11 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, options: Options) -> 
         .replicas
         .iter()
         .filter(|r| r.id != id)
-        .map(|r| (r.id, peers::spawn_sender(id, r.id, r.peer_addr)))
+        .map(|r| (r.id, peers::spawn_sender(id, r.id, r.peer_addr, tls.clone())))
         .collect();
     let snapshots = SnapshotThreads::start(snapshot_dir, id, peers.clone(), inbox_tx.clone())?;
-    tokio::spawn(peers::listen(peer_listener, id, cluster.replicas.len(), inbox_tx.clone()));
-    tokio::spawn(clients::listen(client_listener, inbox_tx, options.connections_per_address));
+    tokio::spawn(peers::listen(peer_listener, id, cluster.replicas.len(), inbox_tx.clone(), tls.clone()));
+    tokio::spawn(clients::listen(client_listener, inbox_tx, options.connections_per_address, tls.clone()));
     let ids = cluster.replicas.iter().map(|r| r.id).collect();
     let config = Config::new(id, ids, rand::random());
     let chosen = durable.chosen_through;
@@ -155,7 +183,8 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, options: Options) -> 
         .with_snapshot(snapshot_slot, chat)
         .with_snapshot_policy(options.snapshots);
     machine.set_pid(std::process::id());
-    tracing::info!(replica = id, client = %me.client_addr, peer = %me.peer_addr, chosen, snapshot_slot, "replica started");
+    let tls = tls.is_some();
+    tracing::info!(replica = id, client = %me.client_addr, peer = %me.peer_addr, chosen, snapshot_slot, tls, "replica started");
     let connections = Connections(BTreeMap::new());
     let data_dir = me.data_dir.clone();
     let node = Node { machine, connections, peers, writes, snapshots, data_dir, ticks: 0 };
