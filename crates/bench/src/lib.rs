@@ -2,8 +2,9 @@
 //!
 //! [`bench`] runs one measurement per client count of [`Options::clients`]
 //! against a cluster: its own local 3-replica cluster in a temporary
-//! directory (the chaos harness's `ChaosCluster`, without proxies), or one
-//! described by a cluster file. Each measurement ([`load`]) is C clients in
+//! directory (the chaos harness's `ChaosCluster`, without proxies; TLS
+//! unless [`Options::insecure`], so the cost of TLS is the ratio of two
+//! runs), or one described by a cluster file. Each measurement ([`load`]) is C clients in
 //! a closed loop, and yields [`stats::Figures`]: acknowledged sends per
 //! second, acknowledgement latency and delivery latency (HDR histograms),
 //! and optionally the failover gap after a leader kill; [`usage`] adds
@@ -16,7 +17,8 @@ pub mod stats;
 pub mod usage;
 
 use chorus_chaos::cluster::ChaosCluster;
-use chorus_proto::{ClusterFile, ReplicaAddress};
+use chorus_client::Endpoints;
+use chorus_proto::ClusterFile;
 use load::{ClientFigures, Run};
 use stats::{Figures, Latencies};
 use std::path::PathBuf;
@@ -50,6 +52,8 @@ pub struct Options {
     pub idle_clients: usize,
     /// Own cluster only: the replicas' password hash memory cost, in KiB.
     pub password_memory_kib: u32,
+    /// Own cluster only: run it in plaintext (`--insecure`) instead of TLS.
+    pub insecure: bool,
 }
 
 /// Every benchmark user's password.
@@ -60,30 +64,32 @@ const IDLE_CONNECTS_AT_ONCE: usize = 64;
 
 /// Where the load goes.
 enum Target {
-    Own { cluster: ChaosCluster, _dir: tempfile::TempDir },
-    External(ClusterFile),
+    Own { cluster: Box<ChaosCluster>, _dir: tempfile::TempDir },
+    External(Endpoints),
 }
 
 impl Target {
     async fn new(options: &Options) -> anyhow::Result<Target> {
         match &options.cluster {
-            Some(path) => Ok(Target::External(ClusterFile::load(path)?)),
+            Some(path) => Ok(Target::External(Endpoints::from_cluster(&ClusterFile::load(path)?)?)),
             None => {
                 let dir = tempfile::Builder::new().prefix("chorus-bench-").tempdir()?;
                 // Every simulated client connects from this machine's address.
                 let per_address = format!("--connections-per-address={}", chorus_limits::CLIENT_CONNECTIONS_MAX);
                 let cost = format!("--password-memory-kib={}", options.password_memory_kib);
-                let cluster = ChaosCluster::start_direct(&options.exe, dir.path(), 3, vec![per_address, cost]).await?;
+                let tls = !options.insecure;
+                let cluster =
+                    ChaosCluster::start_direct(&options.exe, dir.path(), 3, vec![per_address, cost], tls).await?;
                 wait_for_leader(&cluster).await?;
-                Ok(Target::Own { cluster, _dir: dir })
+                Ok(Target::Own { cluster: Box::new(cluster), _dir: dir })
             }
         }
     }
 
-    fn replicas(&self) -> Vec<ReplicaAddress> {
+    fn endpoints(&self) -> Endpoints {
         match self {
-            Target::Own { cluster, .. } => cluster.client_addresses(),
-            Target::External(file) => file.replicas.clone(),
+            Target::Own { cluster, .. } => cluster.client_endpoints(),
+            Target::External(endpoints) => endpoints.clone(),
         }
     }
 }
@@ -94,9 +100,13 @@ pub async fn bench(options: &Options, mut each: impl FnMut(&Figures)) -> anyhow:
         options.kill_leader_at.is_none() || options.cluster.is_none(),
         "--kill-leader-at needs the benchmark's own cluster (no --cluster)"
     );
+    anyhow::ensure!(
+        !options.insecure || options.cluster.is_none(),
+        "--insecure applies to the benchmark's own cluster; a cluster file says itself whether it uses TLS"
+    );
     let mut target = Target::new(options).await?;
-    let replicas = usage::Replicas::find(&target.replicas()).await;
-    let _idle = connect_idle(&target.replicas(), options.idle_clients).await?;
+    let replicas = usage::Replicas::find(&target.endpoints()).await;
+    let _idle = connect_idle(&target.endpoints(), options.idle_clients).await?;
     let mut all = Vec::new();
     for (round, &clients) in options.clients.iter().enumerate() {
         let mut figures = measure(options, &mut target, &replicas, clients, round).await?;
@@ -122,7 +132,7 @@ async fn measure(
     // With one client, a second (idle) user receives its messages.
     let names = (0..clients.max(2)).map(|i| format!("b{tag}r{round}u{i}")).collect::<Vec<_>>();
     let run = Arc::new(Run {
-        replicas: target.replicas(),
+        endpoints: target.endpoints(),
         names: names[..clients].to_vec(),
         payload: options.payload,
         online: options.online,
@@ -136,7 +146,7 @@ async fn measure(
         first_ack_after_kill_us: 0.into(),
     });
     if clients == 1 {
-        let extra = chorus_client::Client::connect(run.replicas.clone()).await?;
+        let extra = chorus_client::Client::connect(run.endpoints.clone()).await?;
         extra.create(&names[1], PASSWORD).await?;
     }
     let (ready, go) = (Arc::new(Barrier::new(clients + 1)), Arc::new(Barrier::new(clients + 1)));
@@ -169,7 +179,7 @@ async fn cpu_in_window(replicas: &usage::Replicas, run: &Run) -> u64 {
 
 /// Connects `count` clients, each creating its own user and subscribing
 /// to it; they stay connected (and idle) while the result is held.
-async fn connect_idle(replicas: &[ReplicaAddress], count: usize) -> anyhow::Result<Vec<chorus_client::Client>> {
+async fn connect_idle(endpoints: &Endpoints, count: usize) -> anyhow::Result<Vec<chorus_client::Client>> {
     let tag = std::process::id() % 10_000;
     let mut clients = Vec::with_capacity(count);
     let mut pending = tokio::task::JoinSet::new();
@@ -177,9 +187,9 @@ async fn connect_idle(replicas: &[ReplicaAddress], count: usize) -> anyhow::Resu
         if pending.len() == IDLE_CONNECTS_AT_ONCE {
             clients.push(pending.join_next().await.expect("a task is pending")??);
         }
-        let replicas = replicas.to_vec();
+        let endpoints = endpoints.clone();
         pending.spawn(async move {
-            let client = chorus_client::Client::connect(replicas).await?;
+            let client = chorus_client::Client::connect(endpoints).await?;
             let name = format!("b{tag}i{index}");
             client.create(&name, PASSWORD).await?;
             client.sign_in(&name, PASSWORD).await?;

@@ -8,8 +8,7 @@
 //! window closes are counted.
 
 use crate::stats::Latencies;
-use chorus_client::{Client, ClientOptions, Delivery};
-use chorus_proto::ReplicaAddress;
+use chorus_client::{Client, ClientOptions, Delivery, Endpoints};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ const SETUP_CONCURRENCY: usize = 64;
 
 /// What every client of one run shares.
 pub struct Run {
-    pub replicas: Vec<ReplicaAddress>,
+    pub endpoints: Endpoints,
     pub names: Vec<String>,
     pub payload: usize,
     /// Recipients connected for delivery (false: every message stays queued).
@@ -103,7 +102,7 @@ pub async fn run_clients(run: Arc<Run>, ready: Arc<Barrier>, go: Arc<Barrier>) -
 /// Connects, creates this client's user and signs in as it.
 async fn sign_in(run: &Run, index: usize) -> anyhow::Result<Client> {
     let options = ClientOptions { call_timeout: Duration::from_secs(30), ..ClientOptions::default() };
-    let client = Client::connect_with(run.replicas.clone(), options).await?;
+    let client = Client::connect_with(run.endpoints.clone(), options).await?;
     client.create(&run.names[index], crate::PASSWORD).await?;
     client.sign_in(&run.names[index], crate::PASSWORD).await?;
     Ok(client)

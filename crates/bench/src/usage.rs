@@ -4,7 +4,7 @@
 //! its status, so it works for the benchmark's own cluster and for one
 //! started by `chorus up` alike; replicas on other machines are skipped.
 
-use chorus_proto::ReplicaAddress;
+use chorus_client::Endpoints;
 use std::time::Duration;
 
 /// How long a replica has to answer the status request.
@@ -19,10 +19,10 @@ pub struct Replicas {
 impl Replicas {
     /// Asks every replica for its pid and keeps those running here as
     /// `chorus server`.
-    pub async fn find(replicas: &[ReplicaAddress]) -> Replicas {
+    pub async fn find(endpoints: &Endpoints) -> Replicas {
         let mut pids = Vec::new();
-        for replica in replicas {
-            let Ok(report) = chorus_client::fetch_status(replica.client_addr, STATUS_TIMEOUT).await else { continue };
+        for replica in &endpoints.replicas {
+            let Ok(report) = chorus_client::fetch_status(endpoints, replica.id, STATUS_TIMEOUT).await else { continue };
             if is_local_server(report.pid) {
                 pids.push(report.pid);
             }

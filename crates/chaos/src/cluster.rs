@@ -12,6 +12,15 @@
 //! reads status and digests on the real client addresses, around the
 //! proxies.
 //!
+//! # TLS
+//!
+//! Like `chorus up`, the harness gives its cluster a certificate authority
+//! and a certificate per replica (`chorus_tls::provision`, in `tls/`), so
+//! every link and client connection is TLS; the proxies forward the
+//! encrypted bytes unchanged, and names are checked by replica id, not by
+//! address. [`ChaosCluster::start_direct`] can run it in plaintext instead
+//! (for the benchmark's comparison).
+//!
 //! # Processes
 //!
 //! Each replica is a child process with its output in `replica-i.log`. It
@@ -22,6 +31,7 @@
 
 use crate::proxy::{Faults, Flow, Proxy};
 use anyhow::Context;
+use chorus_client::Endpoints;
 use chorus_paxos::{ReplicaId, Role};
 use chorus_proto::{ClusterFile, ReplicaAddress, StateDigest, StatusReport};
 use std::collections::BTreeMap;
@@ -45,6 +55,9 @@ pub struct ChaosCluster {
     exe: PathBuf,
     dir: PathBuf,
     real: ClusterFile,
+    /// The real client addresses with the cluster's TLS settings, for the
+    /// harness's own status and digest probes.
+    probes: Endpoints,
     /// Directed replica links, `(from, to)`.
     links: BTreeMap<(ReplicaId, ReplicaId), Proxy>,
     /// In front of each replica's client port, by id.
@@ -55,32 +68,41 @@ pub struct ChaosCluster {
 }
 
 impl ChaosCluster {
-    /// Writes the cluster files, starts the proxies and every replica (as
-    /// founders of a new cluster).
+    /// Writes the cluster files and TLS credentials, starts the proxies and
+    /// every replica (as founders of a new cluster).
     pub async fn start(exe: &Path, dir: &Path, replicas: usize, server_args: Vec<String>) -> anyhow::Result<Self> {
-        ChaosCluster::start_wired(exe, dir, replicas, server_args, true).await
+        ChaosCluster::start_wired(exe, dir, replicas, server_args, Wiring { proxied: true, tls: true }).await
     }
 
     /// The same cluster without proxies: every replica and client talks to
-    /// the real addresses (for benchmarks). The link faults are not
-    /// available on it; kills and pauses are.
+    /// the real addresses (for benchmarks); in plaintext (`--insecure`)
+    /// unless `tls`. The link faults are not available on it; kills and
+    /// pauses are.
     pub async fn start_direct(
         exe: &Path,
         dir: &Path,
         replicas: usize,
         server_args: Vec<String>,
+        tls: bool,
     ) -> anyhow::Result<Self> {
-        ChaosCluster::start_wired(exe, dir, replicas, server_args, false).await
+        ChaosCluster::start_wired(exe, dir, replicas, server_args, Wiring { proxied: false, tls }).await
     }
 
     async fn start_wired(
         exe: &Path,
         dir: &Path,
         replicas: usize,
-        server_args: Vec<String>,
-        proxied: bool,
+        mut server_args: Vec<String>,
+        wiring: Wiring,
     ) -> anyhow::Result<Self> {
-        let real = ClusterFile::local(replicas, crate::ports::free_ports(u16::try_from(2 * replicas)?)?);
+        let mut real = ClusterFile::local(replicas, crate::ports::free_ports(u16::try_from(2 * replicas)?)?);
+        if wiring.tls {
+            chorus_tls::provision(&mut real, dir).context("creating the cluster's TLS certificates")?;
+        } else {
+            server_args.push("--insecure".into());
+        }
+        let probes = Endpoints::from_cluster(&real)?;
+        let proxied = wiring.proxied;
         let mut links = BTreeMap::new();
         let mut client_proxies = Vec::new();
         if proxied {
@@ -98,6 +120,7 @@ impl ChaosCluster {
             exe: exe.to_owned(),
             dir: dir.to_owned(),
             real,
+            probes,
             links,
             client_proxies,
             processes,
@@ -119,13 +142,22 @@ impl ChaosCluster {
     }
 
     /// The addresses clients use: every client port behind its proxy
-    /// (the real ones on a direct cluster).
+    /// (the real ones on a direct cluster). Clients need no key paths.
     pub fn client_addresses(&self) -> Vec<ReplicaAddress> {
         let mut replicas = self.real.replicas.clone();
+        for replica in &mut replicas {
+            (replica.tls_cert, replica.tls_key) = (None, None);
+        }
         for (replica, proxy) in replicas.iter_mut().zip(&self.client_proxies) {
             replica.client_addr = proxy.addr();
         }
         replicas
+    }
+
+    /// What clients connect with: [`ChaosCluster::client_addresses`] and
+    /// the cluster's TLS settings.
+    pub fn client_endpoints(&self) -> Endpoints {
+        Endpoints { replicas: self.client_addresses(), tls: self.probes.tls.clone() }
     }
 
     fn write_files(&self) -> anyhow::Result<()> {
@@ -138,7 +170,7 @@ impl ChaosCluster {
             }
             write(&self.dir.join(format!("cluster-{id}.toml")), &file.to_toml())?;
         }
-        let clients = ClusterFile { replicas: self.client_addresses() };
+        let clients = ClusterFile { tls: self.real.tls.clone(), replicas: self.client_addresses() };
         write(&self.dir.join("clients.toml"), &clients.to_toml())?;
         write(&self.dir.join("cluster.toml"), &self.real.to_toml())
     }
@@ -266,13 +298,19 @@ impl ChaosCluster {
 
     /// Every replica's status, `None` where it did not answer.
     pub async fn statuses(&self) -> Vec<Option<StatusReport>> {
-        let probes = self.real.replicas.iter().map(|r| chorus_client::fetch_status(r.client_addr, PROBE_TIMEOUT));
+        let probes = ids(self.size()).map(|id| {
+            let endpoints = self.probes.clone();
+            async move { chorus_client::fetch_status(&endpoints, id, PROBE_TIMEOUT).await }
+        });
         join_all(probes).await.into_iter().map(Result::ok).collect()
     }
 
     /// Every replica's state digest, `None` where it did not answer.
     pub async fn digests(&self) -> Vec<Option<StateDigest>> {
-        let probes = self.real.replicas.iter().map(|r| chorus_client::fetch_digest(r.client_addr, PROBE_TIMEOUT));
+        let probes = ids(self.size()).map(|id| {
+            let endpoints = self.probes.clone();
+            async move { chorus_client::fetch_digest(&endpoints, id, PROBE_TIMEOUT).await }
+        });
         join_all(probes).await.into_iter().map(Result::ok).collect()
     }
 
@@ -299,6 +337,15 @@ impl ChaosCluster {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// How a cluster is wired.
+#[derive(Clone, Copy, Debug)]
+struct Wiring {
+    /// Every link and client port behind a fault-injecting proxy.
+    proxied: bool,
+    /// TLS credentials; without them the replicas run with `--insecure`.
+    tls: bool,
 }
 
 /// A flow that moves nothing, both ways.

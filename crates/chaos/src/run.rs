@@ -76,7 +76,7 @@ async fn drive(options: &Options, cluster: &mut ChaosCluster) -> anyhow::Result<
     let clock = Clock::start();
     let history = Arc::new(History::default());
     let mut workload =
-        Workload::start(cluster.client_addresses(), history.clone(), clock, options.shape, options.seed).await?;
+        Workload::start(cluster.client_endpoints(), history.clone(), clock, options.shape, options.seed).await?;
     tokio::time::sleep(WARM_UP).await;
     let mut report = Report::new(options);
     inject_faults(options, cluster, &clock, &mut report).await?;

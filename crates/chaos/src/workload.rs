@@ -14,9 +14,9 @@
 
 use crate::history::{message_text, recipient_name, sender_name, Clock, Delivered, History, SendOutcome, SendRecord};
 use chorus_chat::ChatError;
+use chorus_client::Endpoints;
 use chorus_client::{Client, ClientError, ClientOptions, Delivery};
 use chorus_lincheck::{AccountOp, AccountResult, Operation};
-use chorus_proto::ReplicaAddress;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
@@ -46,7 +46,7 @@ impl Shape {
 /// What every client task shares.
 #[derive(Clone)]
 struct Context {
-    replicas: Vec<ReplicaAddress>,
+    endpoints: Endpoints,
     history: Arc<History>,
     clock: Clock,
     shape: Shape,
@@ -63,13 +63,13 @@ pub struct Workload {
 impl Workload {
     /// Creates the senders' and recipients' accounts, then starts every task.
     pub async fn start(
-        replicas: Vec<ReplicaAddress>,
+        endpoints: Endpoints,
         history: Arc<History>,
         clock: Clock,
         shape: Shape,
         seed: u64,
     ) -> anyhow::Result<Workload> {
-        let context = Context { replicas, history, clock, shape };
+        let context = Context { endpoints, history, clock, shape };
         create_accounts(&context).await?;
         let (stop_load, _) = watch::channel(false);
         let (stop_subscribers, _) = watch::channel(false);
@@ -133,7 +133,7 @@ async fn connect(context: &Context, stop: &watch::Receiver<bool>) -> Option<Clie
         if *stop.borrow() {
             return None;
         }
-        match Client::connect_with(context.replicas.clone(), options()).await {
+        match Client::connect_with(context.endpoints.clone(), options()).await {
             Ok(client) => return Some(client),
             Err(error) => tracing::debug!(%error, "chaos client cannot connect yet"),
         }
@@ -142,7 +142,7 @@ async fn connect(context: &Context, stop: &watch::Receiver<bool>) -> Option<Clie
 }
 
 async fn create_accounts(context: &Context) -> anyhow::Result<()> {
-    let client = Client::connect_with(context.replicas.clone(), options()).await?;
+    let client = Client::connect_with(context.endpoints.clone(), options()).await?;
     let senders = (0..context.shape.senders).map(sender_name);
     let recipients = (0..context.shape.recipients).map(recipient_name);
     for name in senders.chain(recipients) {

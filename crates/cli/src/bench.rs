@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// One JSON object per run, one per line.
     #[arg(long)]
     json: bool,
+    /// Run the benchmark's own cluster in plaintext instead of TLS (to
+    /// measure what TLS costs: compare with a run without it).
+    #[arg(long)]
+    insecure: bool,
     /// Runtime threads driving the clients. One (the default) takes the
     /// least CPU from a cluster on the same machine.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
@@ -72,6 +76,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         kill_leader_at: args.kill_leader_at.map(Duration::from_secs_f64),
         idle_clients: args.idle_clients as usize,
         password_memory_kib: args.password_memory_kib,
+        insecure: args.insecure,
     };
     let json = args.json;
     let runs = chorus_bench::bench(&options, |figures| {

@@ -51,7 +51,8 @@ commands:
 /// Runs the chat client against the cluster described by `cluster`.
 pub async fn run(cluster: &Path, json: bool) -> anyhow::Result<()> {
     let file = ClusterFile::load(cluster)?;
-    let client = Client::connect(file.replicas).await.context("cannot open a session with the cluster")?;
+    let endpoints = chorus_client::Endpoints::from_cluster(&file)?;
+    let client = Client::connect(endpoints).await.context("cannot open a session with the cluster")?;
     let (mut input, printer) = Input::start().await;
     let output = Output { json, printer };
     let stream = client.deliveries().context("the delivery stream was already taken")?;

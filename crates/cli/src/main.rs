@@ -89,7 +89,8 @@ enum Command {
 }
 
 /// Settings of every replica: when it snapshots its state and compacts its
-/// log, and how many connections one address may hold.
+/// log, how many connections one address may hold, and whether plaintext
+/// is allowed.
 #[derive(Args, Clone, Copy, Debug)]
 struct ReplicaArgs {
     /// Snapshot after this many log slots were applied since the last one.
@@ -105,6 +106,11 @@ struct ReplicaArgs {
     /// is the OWASP minimum; lower it only for test clusters.
     #[arg(long, default_value_t = chorus_limits::PASSWORD_HASH_MEMORY_KIB_DEFAULT, value_parser = clap::value_parser!(u32).range(i64::from(chorus_limits::PASSWORD_HASH_MEMORY_KIB_MIN)..=4 * 1024 * 1024))]
     password_memory_kib: u32,
+    /// Allow plaintext: `chorus up` creates a cluster without TLS, and a
+    /// replica whose cluster file has no [tls] table starts anyway. Only
+    /// for a network where everything that can reach the ports is trusted.
+    #[arg(long)]
+    insecure: bool,
 }
 
 impl ReplicaArgs {
@@ -118,17 +124,22 @@ impl ReplicaArgs {
             snapshots,
             connections_per_address: self.connections_per_address as usize,
             hash_cost: chorus_server::passwords::HashCost { memory_kib: self.password_memory_kib },
+            insecure: self.insecure,
         }
     }
 
     /// The same flags, for a child `chorus server`.
     fn to_args(self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             format!("--snapshot-every-slots={}", self.snapshot_every_slots),
             format!("--snapshot-every-bytes={}", self.snapshot_every_bytes),
             format!("--connections-per-address={}", self.connections_per_address),
             format!("--password-memory-kib={}", self.password_memory_kib),
-        ]
+        ];
+        if self.insecure {
+            args.push("--insecure".into());
+        }
+        args
     }
 }
 
@@ -145,13 +156,18 @@ fn main() -> anyhow::Result<()> {
     let runtime = runtime(threads, planted)?;
     match cli.command {
         Command::Up { replicas, dir, port, replica } => {
-            runtime.block_on(up::run(replicas, dir, port, replica.to_args()))
+            runtime.block_on(up::run(replicas, dir, port, replica.insecure, replica.to_args()))
         }
         Command::Server { cluster, id, new_cluster, replica, .. } => {
             init_logging();
             ignore_file_size_signal();
+            // Before anything touches the data directory: no plaintext
+            // replica without --insecure.
+            let file = chorus_proto::ClusterFile::load(&cluster)?;
+            chorus_server::node::transport_security(&file, id, replica.insecure)
+                .with_context(|| format!("cannot start replica {id} of {}", cluster.display()))?;
             if new_cluster {
-                chorus_server::found(&chorus_proto::ClusterFile::load(&cluster)?, id)?;
+                chorus_server::found(&file, id)?;
             }
             runtime.block_on(chorus_server::run_from_file(&cluster, id, replica.options()))
         }

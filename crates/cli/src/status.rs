@@ -10,10 +10,11 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn run(cluster: &Path, json: bool) -> anyhow::Result<()> {
     let cluster = ClusterFile::load(cluster)?;
+    let endpoints = chorus_client::Endpoints::from_cluster(&cluster)?;
     let probes = cluster.replicas.iter().map(|replica| {
-        let replica = replica.clone();
+        let (replica, endpoints) = (replica.clone(), endpoints.clone());
         tokio::spawn(async move {
-            let status = chorus_client::fetch_status(replica.client_addr, STATUS_TIMEOUT).await;
+            let status = chorus_client::fetch_status(&endpoints, replica.id, STATUS_TIMEOUT).await;
             (replica, status.map_err(|e| e.to_string()))
         })
     });

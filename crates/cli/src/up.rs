@@ -1,4 +1,7 @@
-//! `chorus up`: a local cluster, one child process per replica.
+//! `chorus up`: a local cluster, one child process per replica. A new
+//! cluster gets its TLS credentials here (`chorus_tls::provision`): the CA
+//! and one certificate per replica in `DIR/tls/`, outside every data
+//! directory, and the CA certificate in `cluster.toml`.
 
 use anyhow::Context;
 use chorus_proto::ClusterFile;
@@ -19,13 +22,20 @@ struct Running {
 }
 
 /// Starts (or restarts, when `dir` already holds one) the cluster and
-/// stays in the foreground until Ctrl-C or SIGTERM.
-/// `server_args` are passed on to every replica.
-pub async fn run(replicas: usize, dir: PathBuf, port: u16, server_args: Vec<String>) -> anyhow::Result<()> {
+/// stays in the foreground until Ctrl-C or SIGTERM. A new cluster gets a
+/// certificate authority and a certificate per replica in `dir/tls/`,
+/// unless `insecure`. `server_args` are passed on to every replica.
+pub async fn run(
+    replicas: usize,
+    dir: PathBuf,
+    port: u16,
+    insecure: bool,
+    server_args: Vec<String>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let cluster_path = dir.join("cluster.toml");
-    let cluster = prepare_cluster_file(&cluster_path, replicas, port)?;
+    let cluster = prepare_cluster_file(&cluster_path, replicas, port, insecure)?;
     let mut running = Vec::new();
     for replica in &cluster.replicas {
         let child = spawn_replica(&cluster_path, &dir, replica.id, &server_args)?;
@@ -39,6 +49,10 @@ pub async fn run(replicas: usize, dir: PathBuf, port: u16, server_args: Vec<Stri
         );
         running.push(Running { id: replica.id, child, exited: false });
     }
+    match &cluster.tls {
+        Some(_) => println!("TLS: certificates and keys in {}", dir.join(chorus_tls::TLS_DIR).display()),
+        None => println!("no TLS (--insecure): clients and replicas talk in plaintext"),
+    }
     println!("cluster file {}", cluster_path.display());
     println!("chat with: chorus chat --cluster {}", cluster_path.display());
     println!("Ctrl-C stops every replica");
@@ -47,10 +61,16 @@ pub async fn run(replicas: usize, dir: PathBuf, port: u16, server_args: Vec<Stri
     Ok(())
 }
 
-/// Reuses an existing cluster file, or writes a new local one.
-fn prepare_cluster_file(path: &Path, replicas: usize, port: u16) -> anyhow::Result<ClusterFile> {
+/// Reuses an existing cluster file, or writes a new local one (with TLS
+/// credentials unless `insecure`).
+fn prepare_cluster_file(path: &Path, replicas: usize, port: u16, insecure: bool) -> anyhow::Result<ClusterFile> {
     if path.exists() {
         let cluster = ClusterFile::load(path)?;
+        anyhow::ensure!(
+            cluster.tls.is_some() || insecure,
+            "{} has no [tls] table: its replicas would run in plaintext. Pass --insecure to run it anyway",
+            path.display()
+        );
         if cluster.replicas.len() != replicas {
             eprintln!(
                 "note: {} describes {} replicas; restarting that cluster (--replicas {} ignored)",
@@ -61,7 +81,7 @@ fn prepare_cluster_file(path: &Path, replicas: usize, port: u16) -> anyhow::Resu
         }
         return Ok(cluster);
     }
-    let cluster = ClusterFile::local(replicas, port);
+    let mut cluster = ClusterFile::local(replicas, port);
     cluster.check().map_err(|reason| anyhow::anyhow!("cannot build this cluster: {reason}"))?;
     let highest = u32::from(port) + 2 * replicas as u32;
     anyhow::ensure!(highest <= u32::from(u16::MAX), "ports {port}..{highest} do not fit below 65536");
@@ -73,6 +93,10 @@ fn prepare_cluster_file(path: &Path, replicas: usize, port: u16) -> anyhow::Resu
     }
     for replica in &resolved.replicas {
         chorus_server::found(&resolved, replica.id)?;
+    }
+    if !insecure {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        chorus_tls::provision(&mut cluster, dir).context("creating the cluster's TLS certificates")?;
     }
     std::fs::write(path, cluster.to_toml()).with_context(|| format!("writing {}", path.display()))?;
     ClusterFile::load(path).map_err(Into::into)

@@ -49,8 +49,9 @@ fn a_replica_down_during_many_sends_catches_up_by_snapshot_while_the_others_serv
 
     let digests: Vec<_> = runtime.block_on(async {
         let mut digests = Vec::new();
+        let endpoints = load.endpoints();
         for replica in &file.replicas {
-            digests.push(fetch_digest(replica.client_addr, Duration::from_secs(10)).await.expect("digest"));
+            digests.push(fetch_digest(&endpoints, replica.id, Duration::from_secs(10)).await.expect("digest"));
         }
         digests
     });

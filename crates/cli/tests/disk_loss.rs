@@ -98,9 +98,9 @@ impl Test {
         }
         let digests: Vec<_> = self.runtime.block_on(async {
             let mut digests = Vec::new();
+            let endpoints = self.load.endpoints();
             for id in live {
-                let address = self.file.replicas[*id as usize].client_addr;
-                digests.push(fetch_digest(address, Duration::from_secs(10)).await.expect("digest"));
+                digests.push(fetch_digest(&endpoints, *id as u8, Duration::from_secs(10)).await.expect("digest"));
             }
             digests
         });
@@ -110,6 +110,16 @@ impl Test {
     fn log_of(&self, id: u64) -> String {
         std::fs::read_to_string(self.cluster.dir.path().join(format!("replica-{id}.log"))).unwrap_or_default()
     }
+}
+
+/// A replica that lost its disk once rebuilt under a new incarnation: 1,
+/// or 2 when a peer had already heard of incarnation 1 from the other
+/// peer's messages before the request for it arrived (it cannot tell that
+/// request from one of an earlier life, so it refuses, and the replica
+/// asks again one higher: docs/ARCHITECTURE.md, "Disk loss").
+fn assert_rebuilt_once(row: &Value) {
+    let incarnation = row["incarnation"].as_u64().expect("an incarnation");
+    assert!((1..=2).contains(&incarnation), "one rebuild is incarnation 1 or 2: {row}");
 }
 
 impl Drop for Test {
@@ -134,7 +144,7 @@ fn a_wiped_replica_rebuilds_before_voting_keeps_every_message_and_counts_again()
     test.restart(wiped);
     test.push_all(1_000, "while the wiped replica rebuilds");
     let row = test.wait_rebuilt(wiped, Duration::from_secs(60));
-    assert_eq!(row["incarnation"], 1, "a first rebuild is incarnation 1: {row}");
+    assert_rebuilt_once(&row);
     let log = test.log_of(wiped);
     assert!(log.contains("rebuilding from the peers before voting"), "started as rebuilding:\n{log}");
     assert!(log.contains("finished rebuilding after a disk loss"), "finished rebuilding:\n{log}");
@@ -173,7 +183,7 @@ fn a_wiped_replica_stays_out_until_enough_peers_can_vouch_for_it() {
 
     test.restart(down);
     let row = test.wait_rebuilt(wiped, Duration::from_secs(60));
-    assert_eq!(row["incarnation"], 1, "{row}");
+    assert_rebuilt_once(&row);
     test.push_all(500, "after the rebuild");
     test.assert_converged(&[0, 1, 2]);
 }
@@ -210,7 +220,7 @@ fn a_corrupt_store_is_set_aside_and_rebuilt_from_the_peers() {
     let row = test.wait_rebuilt(damaged, Duration::from_secs(60));
     let log = test.log_of(damaged);
     assert!(log.contains("local data is damaged"), "damage detected:\n{log}");
-    assert_eq!(row["incarnation"], 1, "it rebuilt as after a disk loss: {row}");
+    assert_rebuilt_once(&row);
     assert!(path.with_extension("redb.corrupt").exists(), "the damaged file is kept for inspection");
     test.assert_converged(&[0, 1, 2]);
 }

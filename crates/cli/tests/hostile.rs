@@ -2,17 +2,35 @@
 //! prefix, a truncated frame, a wrong protocol version, a sender that
 //! dribbles one byte a second, a request left half-sent, a flood of
 //! requests on one connection, a flood of connections, a flood of wrong
-//! passwords, and strangers on the peer port. After each attack every replica still runs (same pid),
-//! ordinary clients are served, and the replicated state is unchanged.
+//! passwords, and strangers on the peer port. These attack the frames
+//! themselves, so they run on a plaintext cluster (`--insecure`), where the
+//! raw bytes reach the frame code exactly as sent.
+//!
+//! Then the attacks that only TLS makes possible, on a TLS cluster: a
+//! plaintext client on the TLS port, connections that never finish their
+//! handshake, frame attacks inside a TLS session, and impostors on the
+//! peer port (no certificate, a certificate from another CA, a valid
+//! certificate of one replica claiming to be another).
+//!
+//! After each attack every replica still runs (same pid), ordinary clients
+//! are served, and the replicated state is unchanged.
 
 mod common;
 
+use chorus_client::{Client, ClientError, ClientOptions, Endpoints};
+use chorus_paxos::{Ballot, Envelope, Message};
 use chorus_proto::{
-    encode_frame, ClientFrame, Hello, Password, Peer, Request, RequestError, Response, ServerFrame, PROTOCOL_VERSION,
+    encode_frame, ClientFrame, ClusterFile, Hello, Password, Peer, PeerFrame, Request, RequestError, Response,
+    ServerFrame, PROTOCOL_VERSION,
 };
+use chorus_tls::{CertificateAuthority, ClientTls, ReplicaTls};
 use common::{ChatClient, Cluster};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Wrong passwords sent at once by the sign-in flood.
@@ -38,8 +56,12 @@ struct Target {
 }
 
 impl Target {
-    fn start() -> Target {
-        let cluster = Cluster::start_with(3, &["--connections-per-address", &PER_ADDRESS.to_string()]);
+    /// A cluster with extra flags (`--insecure` for plaintext).
+    fn start(flags: &[&str]) -> Target {
+        let per_address = PER_ADDRESS.to_string();
+        let mut args = vec!["--connections-per-address", &per_address];
+        args.extend_from_slice(flags);
+        let cluster = Cluster::start_with(3, &args);
         let mut client = cluster.client();
         assert_eq!(client.command("create mallory-target")["ok"], true);
         assert_eq!(client.command("send mallory-target kept")["ok"], true);
@@ -79,12 +101,12 @@ fn pids(cluster: &Cluster) -> Vec<u64> {
 /// (applied slot, digest) of every replica once all three agree.
 fn settled_digests(cluster: &Cluster) -> Vec<(u64, u64)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let endpoints = endpoints(cluster);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let digests: Vec<(u64, u64)> = (0..cluster.replicas as u16)
+        let digests: Vec<(u64, u64)> = (0..cluster.replicas as u8)
             .map(|id| {
-                let addr = SocketAddr::from(([127, 0, 0, 1], cluster.port + id));
-                let digest = runtime.block_on(chorus_client::fetch_digest(addr, Duration::from_secs(2)));
+                let digest = runtime.block_on(chorus_client::fetch_digest(&endpoints, id, Duration::from_secs(2)));
                 digest.map_or((0, 0), |d| (d.applied_through, d.digest))
             })
             .collect();
@@ -158,9 +180,17 @@ fn random_bytes(count: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+fn cluster_file(cluster: &Cluster) -> ClusterFile {
+    ClusterFile::load(&cluster.cluster_file()).expect("cluster file")
+}
+
+fn endpoints(cluster: &Cluster) -> Endpoints {
+    Endpoints::from_cluster(&cluster_file(cluster)).expect("the cluster file's TLS settings")
+}
+
 #[test]
 fn hostile_clients_and_strangers_change_nothing() {
-    let mut target = Target::start();
+    let mut target = Target::start(&["--insecure"]);
     let leader = target.leader_client_addr();
 
     // Random bytes, before and after a valid hello.
@@ -375,4 +405,232 @@ fn rss_kib(pid: u64) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("replica status");
     let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("VmRSS line");
     line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmRSS value")
+}
+
+/// A blocking TLS session to `addr` as `config` sets up, expecting the
+/// server to be `name`; the handshake runs on the first write or read.
+type TlsSession = StreamOwned<ClientConnection, TcpStream>;
+
+fn tls_session(config: Arc<ClientConfig>, name: String, addr: SocketAddr) -> TlsSession {
+    let name = ServerName::try_from(name).expect("a DNS name");
+    let connection = ClientConnection::new(config, name).expect("a client session");
+    StreamOwned::new(connection, connect(addr))
+}
+
+/// A TLS session to replica `id`'s client port, as an ordinary client.
+fn client_session(ca: &str, id: u16, addr: SocketAddr) -> TlsSession {
+    let config = ClientTls::new(ca).expect("the cluster CA").config();
+    tls_session(config, format!("replica-{id}.chorus"), addr)
+}
+
+/// True when the other side ended the session: a clean close, a reset, a
+/// TLS alert or a missing close_notify; false when the read timed out.
+fn session_ended(session: &mut impl Read) -> bool {
+    let mut received = Vec::new();
+    match session.read_to_end(&mut received) {
+        Ok(_) => true,
+        Err(error) => !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// What a TLS session received before it ended.
+fn read_session(session: &mut TlsSession) -> Vec<u8> {
+    let mut received = Vec::new();
+    let _ = session.read_to_end(&mut received);
+    received
+}
+
+/// A peer's credentials: a certificate chain and its key.
+struct Credentials {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Credentials {
+    /// Replica `id`'s own, from the files the cluster file names.
+    fn of_replica(file: &ClusterFile, id: u8) -> Credentials {
+        let replica = file.replica(id).expect("replica listed");
+        let cert = replica.tls_cert.as_ref().expect("a certificate path");
+        let chain = CertificateDer::pem_file_iter(cert).expect("cert file").map(|c| c.expect("a cert")).collect();
+        let key = PrivateKeyDer::from_pem_file(replica.tls_key.as_ref().expect("a key path")).expect("key file");
+        Credentials { chain, key }
+    }
+
+    /// A certificate for replica `id` from a CA of our own.
+    fn foreign(id: u8) -> Credentials {
+        let issued = CertificateAuthority::generate().expect("a CA").issue(id).expect("a certificate");
+        let chain = vec![CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).expect("cert")];
+        let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).expect("key");
+        Credentials { chain, key }
+    }
+}
+
+/// A round far above any the test cluster reaches by itself.
+const FORGED_ROUND: u64 = 1_000_000;
+
+/// Connects to replica `to`'s peer port with `credentials` (trusting the
+/// cluster CA, as any peer may), says hello as replica `claimed` and sends
+/// a `Prepare` for round `FORGED_ROUND` owned by `claimed`; returns the
+/// session, still open for reading.
+fn impostor(target: &Target, ca: &str, credentials: Credentials, to: u8, claimed: u8) -> TlsSession {
+    let config = ReplicaTls::peer_config(ca, credentials.chain, credentials.key).expect("a peer configuration");
+    let mut session = tls_session(config, format!("replica-{to}.chorus"), target.peer_addr(u16::from(to)));
+    let ballot = Ballot { round: FORGED_ROUND, replica: claimed };
+    let prepare = Envelope { from: claimed, to, message: Message::Prepare { ballot, from_slot: 1 } };
+    let mut bytes = hello(Peer::Replica(claimed));
+    bytes.extend(encode_frame(&PeerFrame::Paxos(prepare), chorus_limits::PEER_FRAME_BYTES_MAX).expect("encodes"));
+    // The handshake may already fail here (a certificate the replica refuses).
+    let _ = session.write_all(&bytes).and_then(|()| session.flush());
+    session
+}
+
+/// The round of every replica's promised ballot.
+fn promised_rounds(cluster: &Cluster) -> Vec<u64> {
+    let round = |row: &serde_json::Value| -> u64 {
+        let ballot = row["ballot"].as_str().expect("a ballot");
+        ballot.split('.').next().and_then(|r| r.parse().ok()).expect("round.replica")
+    };
+    cluster.status().iter().map(round).collect()
+}
+
+#[test]
+fn attacks_that_tls_makes_possible_change_nothing() {
+    let mut target = Target::start(&[]);
+    let file = cluster_file(&target.cluster);
+    let ca = file.tls.as_ref().expect("chorus up made a TLS cluster").ca_cert.clone();
+    let leader_id = target.cluster.wait_for_leader(Duration::from_secs(10)) as u16;
+    let leader = target.client_addr(leader_id);
+
+    plaintext_clients_are_told_to_use_tls(&mut target, leader);
+    unfinished_handshakes_hold_nothing(&mut target, &ca, leader_id);
+    frame_attacks_inside_tls(&mut target, &ca, leader_id);
+    impostors_on_the_peer_port(&mut target, &file, &ca);
+}
+
+/// A plaintext hello on the TLS port is answered, in plaintext, with the
+/// reason; the client library with a plaintext cluster file fails with it.
+fn plaintext_clients_are_told_to_use_tls(target: &mut Target, leader: SocketAddr) {
+    let mut stream = connect(leader);
+    stream.write_all(&hello(Peer::Client)).expect("hello sent");
+    let answer = read_until_closed(&mut stream);
+    assert!(String::from_utf8_lossy(&answer).contains("accepts TLS only"), "a clear refusal: {answer:?}");
+    let mut stream = connect(leader);
+    stream.write_all(&u32::MAX.to_be_bytes()).expect("a huge prefix sent");
+    assert!(String::from_utf8_lossy(&read_until_closed(&mut stream)).contains("accepts TLS only"));
+
+    let mut plain = cluster_file(&target.cluster);
+    plain.tls = None;
+    let options = ClientOptions { call_timeout: Duration::from_secs(3), ..ClientOptions::default() };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let refused = runtime.block_on(Client::connect_with(Endpoints::plaintext(plain.replicas), options));
+    match refused {
+        Err(ClientError::BadRequest(reason)) => assert!(reason.contains("accepts TLS only"), "{reason}"),
+        other => panic!("a plaintext client must be refused with the reason: {other:?}"),
+    }
+    target.assert_unharmed("plaintext clients on the TLS port");
+}
+
+/// Connections that open TCP and stay silent, or dribble a real TLS
+/// ClientHello one byte a second, are closed at the 5 s deadline and
+/// release their slots: with the address's whole allowance taken by
+/// them, a new client is served once they are gone.
+fn unfinished_handshakes_hold_nothing(target: &mut Target, ca: &str, leader_id: u16) {
+    let leader = target.client_addr(leader_id);
+    let mut client_hello = Vec::new();
+    let config = ClientTls::new(ca).expect("the cluster CA").config();
+    let name = ServerName::try_from(format!("replica-{leader_id}.chorus")).expect("a name");
+    ClientConnection::new(config, name).expect("session").write_tls(&mut client_hello).expect("a ClientHello");
+    let mut dribbler = connect(leader);
+    let dribbling = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut cut_off = false;
+        for byte in client_hello.iter().take(12) {
+            if dribbler.write_all(&[*byte]).is_err() {
+                cut_off = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        dribbler.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        (cut_off || closed_by_server(&mut dribbler), started.elapsed())
+    });
+    let opened = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..PER_ADDRESS).filter_map(|_| TcpStream::connect(leader).ok()).collect();
+    for stream in &mut silent {
+        stream.set_read_timeout(Some(Duration::from_secs(8))).expect("timeout");
+        assert!(closed_by_server(stream), "a silent connection is closed at the deadline");
+    }
+    assert!(opened.elapsed() < Duration::from_secs(8), "silent ones closed only after {:?}", opened.elapsed());
+    let (cut_off, after) = dribbling.join().expect("dribbler");
+    assert!(cut_off && after < Duration::from_secs(9), "a dribbled handshake is cut off (after {after:?})");
+    drop(silent);
+    let mut fresh = target.cluster.client();
+    assert_eq!(fresh.command("list mallory")["names"], serde_json::json!(["mallory-target"]), "slots released");
+    fresh.quit();
+    // A new client opens a session: that much of the state changes.
+    target.digests = settled_digests(&target.cluster);
+    target.assert_unharmed("unfinished TLS handshakes");
+}
+
+/// The frame attacks inside TLS sessions: the limits and deadlines hold
+/// under TLS as they do in plaintext.
+fn frame_attacks_inside_tls(target: &mut Target, ca: &str, leader_id: u16) {
+    let leader = target.client_addr(leader_id);
+    let mut session = client_session(ca, leader_id, leader);
+    session.write_all(&hello(Peer::Client)).expect("hello sent");
+    session.write_all(&u32::MAX.to_be_bytes()).expect("prefix sent");
+    session.flush().expect("flushed");
+    let answer = read_session(&mut session);
+    assert!(String::from_utf8_lossy(&answer).contains("exceeds the limit"), "a clear error: {answer:?}");
+
+    let mut session = client_session(ca, leader_id, leader);
+    let _ = session.write_all(&hello(Peer::Client)).and_then(|()| session.write_all(&random_bytes(64 * 1024, 7)));
+    assert!(session_ended(&mut session), "random bytes in a session close it");
+
+    let started = Instant::now();
+    let mut session = client_session(ca, leader_id, leader);
+    session.conn.complete_io(&mut session.sock).expect("handshake done, then nothing");
+    let answer = read_session(&mut session);
+    assert!(String::from_utf8_lossy(&answer).contains("no hello in time"), "a reason: {answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(8), "closed after {:?}", started.elapsed());
+    target.assert_unharmed("frame attacks inside TLS");
+}
+
+/// Peers without the cluster's credentials, or with one replica's claiming
+/// to be another, cannot deliver a consensus message: each forges a
+/// `Prepare` from the leader, which would raise a follower's promise if it
+/// were taken in. Last, the leader's own credentials show it would be.
+fn impostors_on_the_peer_port(target: &mut Target, file: &ClusterFile, ca: &str) {
+    let leader = target.cluster.wait_for_leader(Duration::from_secs(10)) as u8;
+    let follower = (leader + 1) % 3;
+    let third = (leader + 2) % 3;
+    let plain_hello = {
+        let mut stream = connect(target.peer_addr(u16::from(follower)));
+        stream.write_all(&hello(Peer::Replica(leader))).expect("hello sent");
+        closed_by_server(&mut stream)
+    };
+    assert!(plain_hello, "a plaintext peer is closed");
+    let config = ClientTls::new(ca).expect("the cluster CA").config();
+    let mut anonymous = tls_session(config, format!("replica-{follower}.chorus"), target.peer_addr(follower.into()));
+    let _ = anonymous.write_all(&hello(Peer::Replica(leader))).and_then(|()| anonymous.flush());
+    assert!(session_ended(&mut anonymous), "a peer without a certificate is closed");
+    let mut foreign = impostor(target, ca, Credentials::foreign(leader), follower, leader);
+    assert!(session_ended(&mut foreign), "a certificate from another CA is refused");
+    let mut lying = impostor(target, ca, Credentials::of_replica(file, third), follower, leader);
+    assert!(session_ended(&mut lying), "replica {third}'s certificate cannot speak for replica {leader}");
+    let log = std::fs::read_to_string(target.cluster.dir.path().join(format!("replica-{follower}.log")));
+    let warning = format!("but its certificate is not for replica-{leader}.chorus");
+    assert!(log.expect("replica log").contains(&warning), "the impostor is logged as a warning");
+    let rounds = promised_rounds(&target.cluster);
+    assert!(rounds.iter().all(|&round| round < FORGED_ROUND), "a forged Prepare was taken in: {rounds:?}");
+    target.assert_unharmed("impostors on the peer port");
+
+    // The control: with the leader's own credentials the same Prepare is
+    // taken in, so the refusals above are what kept it out.
+    let _genuine = impostor(target, ca, Credentials::of_replica(file, leader), follower, leader);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while promised_rounds(&target.cluster)[usize::from(follower)] < FORGED_ROUND {
+        assert!(Instant::now() < deadline, "the genuine leader's Prepare was not taken in");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

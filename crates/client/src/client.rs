@@ -9,6 +9,7 @@ use std::time::Duration;
 use chorus_chat::{ChatError, Command, ListResult, MessageId, Outcome, SessionToken};
 use chorus_paxos::ReplicaId;
 use chorus_proto::{Password, ReplicaAddress, Request, RequestError, Response};
+use chorus_tls::ClientTls;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
@@ -18,6 +19,7 @@ use crate::connection::{AttemptError, Connection, ReplyResult, Wiring};
 use crate::delivery::{Deliveries, Delivery};
 use crate::error::ClientError;
 use crate::limits::{ACK_INTERVAL, ACK_RETRY_DELAY, BACKOFF_MAX, DELIVERY_QUEUE_MAX};
+use crate::transport::Endpoints;
 
 /// Timing knobs; the defaults suit a cluster on one network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +116,8 @@ impl Attempts {
 struct Inner {
     /// The cluster, as configured; never empty.
     replicas: Vec<ReplicaAddress>,
+    /// The cluster CA to verify replicas against; `None`: plaintext.
+    tls: Option<ClientTls>,
     /// Timing knobs.
     options: ClientOptions,
     /// The live connection; locked while one is being established, so
@@ -155,14 +159,15 @@ async fn pause(delay: Duration, deadline: Instant) {
 }
 
 impl Client {
-    /// Connects to some replica of `replicas` (random start), registers a
+    /// Connects to some replica of `endpoints` (random start), registers a
     /// fresh session and returns once the cluster has recorded it.
-    pub async fn connect(replicas: Vec<ReplicaAddress>) -> Result<Client, ClientError> {
-        Client::connect_with(replicas, ClientOptions::default()).await
+    pub async fn connect(endpoints: Endpoints) -> Result<Client, ClientError> {
+        Client::connect_with(endpoints, ClientOptions::default()).await
     }
 
     /// [`Client::connect`] with explicit options.
-    pub async fn connect_with(replicas: Vec<ReplicaAddress>, options: ClientOptions) -> Result<Client, ClientError> {
+    pub async fn connect_with(endpoints: Endpoints, options: ClientOptions) -> Result<Client, ClientError> {
+        let Endpoints { replicas, tls } = endpoints;
         if replicas.is_empty() {
             return Err(ClientError::NoReplicas);
         }
@@ -173,6 +178,7 @@ impl Client {
         let (delivery_tx, delivery_rx) = mpsc::channel(DELIVERY_QUEUE_MAX);
         let inner = Arc::new(Inner {
             replicas,
+            tls,
             options,
             slot: tokio::sync::Mutex::new(Slot { current: None, target: first }),
             session: Mutex::new(Session { client_id: 0, next_seq: 1 }),
@@ -555,8 +561,9 @@ impl Inner {
             connection_lost: self.connection_lost.clone(),
             closing: self.closing.subscribe(),
         };
-        let addr = self.replicas[index].client_addr;
-        let connection = Connection::open(index, addr, wiring).await.map_err(Established::Failed)?;
+        let replica = &self.replicas[index];
+        let connection =
+            Connection::open(index, replica, self.tls.as_ref(), wiring).await.map_err(Established::Failed)?;
         let Some((name, after)) = self.deliveries.filter().resume_point() else {
             return Ok(connection);
         };

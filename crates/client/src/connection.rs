@@ -1,23 +1,24 @@
-//! One TCP connection to one replica: a [`Connection`] handle, a writer
-//! task fed by a bounded channel, and a reader task that routes replies to
-//! their waiters by request id and pushed deliveries to [`Deliveries`].
+//! One connection (TCP, TLS unless the cluster file says plaintext) to one
+//! replica: a [`Connection`] handle, a writer task fed by a bounded
+//! channel, and a reader task that routes replies to their waiters by
+//! request id and pushed deliveries to [`Deliveries`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chorus_limits::{CLIENT_FRAME_BYTES_MAX, CLIENT_REQUESTS_IN_FLIGHT_MAX};
 use chorus_proto::{
-    encode_frame, read_frame, write_frame, ClientFrame, Hello, Peer, Request, RequestError, Response, ServerFrame,
+    encode_frame, read_frame, write_frame, ClientFrame, Hello, Peer, ReplicaAddress, Request, RequestError, Response,
+    ServerFrame,
 };
-use tokio::io::BufReader;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use chorus_tls::{ClientTls, Stream};
+use tokio::io::{BufReader, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 
 use crate::delivery::Deliveries;
+use crate::transport::open_stream;
 
 /// Bytes read from the socket at once: every frame that has arrived, in
 /// one read (larger frames are read straight into their own buffer).
@@ -137,13 +138,19 @@ pub(crate) struct Wiring {
 }
 
 impl Connection {
-    /// Connects to `addr`, sends the hello and starts the reader and writer.
-    pub(crate) async fn open(replica_index: usize, addr: SocketAddr, wiring: Wiring) -> Result<Connection, String> {
-        let stream = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let (reader, mut writer) = stream.into_split();
+    /// Connects to `replica` (TLS with `tls`), sends the hello and starts
+    /// the reader and writer.
+    pub(crate) async fn open(
+        replica_index: usize,
+        replica: &ReplicaAddress,
+        tls: Option<&ClientTls>,
+        wiring: Wiring,
+    ) -> Result<Connection, String> {
+        let stream = open_stream(replica, tls).await?;
+        let (reader, mut writer) = tokio::io::split(stream);
         let hello = encode_frame(&Hello::new(Peer::Client), CLIENT_FRAME_BYTES_MAX)
             .map_err(|e| format!("cannot encode hello: {e}"))?;
+        let addr = replica.client_addr;
         write_frame(&mut writer, &hello).await.map_err(|e| format!("cannot greet {addr}: {e}"))?;
         let shared = Arc::new(Shared::default());
         let (frames, frames_rx) = mpsc::channel(CLIENT_REQUESTS_IN_FLIGHT_MAX);
@@ -200,7 +207,7 @@ impl Connection {
 /// Writes queued frames until the handle is dropped or the socket fails;
 /// frames queued together go out in one write.
 async fn write_loop(
-    mut writer: OwnedWriteHalf,
+    mut writer: WriteHalf<Stream>,
     mut frames: mpsc::Receiver<Vec<u8>>,
     shared: Arc<Shared>,
     wiring: Wiring,
@@ -221,7 +228,7 @@ async fn write_loop(
 
 /// Reads frames until the replica closes, the socket fails or the client
 /// is dropped, then closes the connection and reports the loss.
-async fn read_loop(reader: OwnedReadHalf, shared: Arc<Shared>, mut wiring: Wiring) {
+async fn read_loop(reader: ReadHalf<Stream>, shared: Arc<Shared>, mut wiring: Wiring) {
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let mut buffer = Vec::new();
     let reason = loop {

@@ -41,6 +41,12 @@ pub enum ClientError {
     /// The client was given no replica addresses.
     #[error("the cluster has no replicas")]
     NoReplicas,
+    /// A replica id that is not in the client's list.
+    #[error("replica {0} is not in the cluster file")]
+    UnknownReplica(chorus_paxos::ReplicaId),
+    /// The cluster file's TLS settings cannot be used.
+    #[error("cannot use the cluster file's TLS settings: {0}")]
+    Tls(String),
 }
 
 impl ClientError {

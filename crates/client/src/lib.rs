@@ -1,7 +1,11 @@
 //! The Chorus client library.
 //!
-//! A [`Client`] talks to a cluster of replicas over one live TCP connection
-//! at a time and hides the cluster's shape from the application:
+//! A [`Client`] talks to a cluster of replicas over one live connection at
+//! a time and hides the cluster's shape from the application. It is given
+//! [`Endpoints`]: the replicas' addresses and, from the cluster file's
+//! `[tls]` table, the cluster CA; every connection is then TLS, and replica
+//! `i` must present a certificate the CA signed for `replica-{i}.chorus`
+//! (a cluster file without `[tls]` means plaintext).
 //!
 //! - **Leader discovery.** Requests go to the replica believed to lead. A
 //!   `NotLeader { leader: Some(id) }` answer is followed at once; no answer,
@@ -26,14 +30,15 @@
 //! [`DeliveryFilter`] and [`AckTracker`] are pure (no I/O, no clock): the
 //! deterministic simulator drives these same types.
 //!
-//! [`fetch_status`] asks one replica for its [`chorus_proto::StatusReport`],
-//! without a session. [`command::parse`] reads one line of the chat
+//! [`fetch_status`] asks one replica of some [`Endpoints`] for its
+//! [`chorus_proto::StatusReport`], without a session. [`command::parse`] reads one line of the chat
 //! client's command language into a [`command::Parsed`].
 //!
-//! Modules: `client` (the API and the call loop), `connection` (one TCP
+//! Modules: `client` (the API and the call loop), `connection` (one
 //! connection: a reader task routing replies and deliveries, a writer task),
-//! `delivery` (the de-duplicating filter), `acks` (read-position tracking),
-//! `backoff`, `status`, `command`.
+//! `transport` (`Endpoints`, opening a TCP or TLS stream), `delivery` (the
+//! de-duplicating filter), `acks` (read-position tracking), `backoff`,
+//! `status`, `command`.
 
 mod acks;
 mod backoff;
@@ -43,12 +48,14 @@ mod connection;
 mod delivery;
 mod error;
 mod status;
+mod transport;
 
 pub use acks::AckTracker;
 pub use client::{Client, ClientOptions};
 pub use delivery::{Delivery, DeliveryFilter};
 pub use error::ClientError;
 pub use status::{fetch_digest, fetch_status};
+pub use transport::Endpoints;
 
 /// Bounds that belong to the client library alone (the wire bounds come
 /// from `chorus-limits`).

@@ -1,51 +1,70 @@
 //! [`fetch_status`] and [`fetch_digest`]: one replica's view of itself,
 //! without a session.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use chorus_limits::CLIENT_FRAME_BYTES_MAX;
+use chorus_paxos::ReplicaId;
 use chorus_proto::{
-    encode_frame, read_frame, write_frame, ClientFrame, Hello, Peer, Request, Response, ServerFrame, StateDigest,
-    StatusReport,
+    encode_frame, read_frame, write_frame, ClientFrame, Hello, Peer, ReplicaAddress, Request, Response, ServerFrame,
+    StateDigest, StatusReport,
 };
-use tokio::net::TcpStream;
+use chorus_tls::ClientTls;
 
 use crate::error::ClientError;
 use crate::limits::STATUS_FRAMES_MAX;
+use crate::transport::{open_stream, Endpoints};
 
 /// Request id of the status request on its private connection.
 const STATUS_REQUEST_ID: u64 = 1;
 
-/// Asks the replica at `addr` for its status; gives up after `timeout`.
-/// Any replica answers, leader or not.
-pub async fn fetch_status(addr: SocketAddr, timeout: Duration) -> Result<StatusReport, ClientError> {
-    match ask(addr, Request::Status, timeout).await? {
+/// Asks replica `id` of `endpoints` for its status; gives up after
+/// `timeout`. Any replica answers, leader or not.
+pub async fn fetch_status(
+    endpoints: &Endpoints,
+    id: ReplicaId,
+    timeout: Duration,
+) -> Result<StatusReport, ClientError> {
+    let addr = endpoints.replica(id)?.client_addr;
+    match ask(endpoints, id, Request::Status, timeout).await? {
         Response::Status(report) => Ok(report),
         other => Err(ClientError::Protocol(format!("{addr} answered a status request with {other:?}"))),
     }
 }
 
-/// Asks the replica at `addr` for a digest of its applied state; gives up
-/// after `timeout`. Any replica answers.
-pub async fn fetch_digest(addr: SocketAddr, timeout: Duration) -> Result<StateDigest, ClientError> {
-    match ask(addr, Request::Digest, timeout).await? {
+/// Asks replica `id` of `endpoints` for a digest of its applied state;
+/// gives up after `timeout`. Any replica answers.
+pub async fn fetch_digest(endpoints: &Endpoints, id: ReplicaId, timeout: Duration) -> Result<StateDigest, ClientError> {
+    let addr = endpoints.replica(id)?.client_addr;
+    match ask(endpoints, id, Request::Digest, timeout).await? {
         Response::Digest(digest) => Ok(digest),
         other => Err(ClientError::Protocol(format!("{addr} answered a digest request with {other:?}"))),
     }
 }
 
-async fn ask(addr: SocketAddr, request: Request, timeout: Duration) -> Result<Response, ClientError> {
-    match tokio::time::timeout(timeout, exchange(addr, request)).await {
+async fn ask(
+    endpoints: &Endpoints,
+    id: ReplicaId,
+    request: Request,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let replica = endpoints.replica(id)?;
+    let addr = replica.client_addr;
+    match tokio::time::timeout(timeout, exchange(replica, endpoints.tls.as_ref(), request)).await {
         Ok(result) => result,
         Err(_) => Err(ClientError::Unavailable(format!("{addr} did not answer within {} ms", timeout.as_millis()))),
     }
 }
 
 /// Connects, greets, asks and reads frames until the reply.
-async fn exchange(addr: SocketAddr, request: Request) -> Result<Response, ClientError> {
+async fn exchange(
+    replica: &ReplicaAddress,
+    tls: Option<&ClientTls>,
+    request: Request,
+) -> Result<Response, ClientError> {
+    let addr = replica.client_addr;
     let unavailable = |e: &dyn std::fmt::Display| ClientError::Unavailable(format!("{addr}: {e}"));
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| unavailable(&e))?;
+    let mut stream = open_stream(replica, tls).await.map_err(ClientError::Unavailable)?;
     let hello = encode_frame(&Hello::new(Peer::Client), CLIENT_FRAME_BYTES_MAX)
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
     let request = ClientFrame { request_id: STATUS_REQUEST_ID, request };

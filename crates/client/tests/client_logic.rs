@@ -7,7 +7,7 @@ mod fake;
 use std::time::Duration;
 
 use chorus_chat::{ChatError, Command, Message, MessageId, Outcome};
-use chorus_client::{fetch_status, Client, ClientError, ClientOptions, Delivery};
+use chorus_client::{fetch_status, Client, ClientError, ClientOptions, Delivery, Endpoints};
 use chorus_paxos::{Ballot, Role};
 use chorus_proto::{Password, Request, RequestError, Response, ServerFrame, StatusReport};
 use fake::{Action, FakeReplica, Received};
@@ -102,7 +102,9 @@ fn acks(received: &[Received]) -> Vec<MessageId> {
 /// A client subscribed to `bob` on a single accepting fake leader.
 async fn subscribed_client() -> (FakeReplica, Client, mpsc::Receiver<Delivery>) {
     let leader = FakeReplica::start(0, leader_policy()).await;
-    let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
+    let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
+        .await
+        .expect("connects");
     let stream = client.deliveries().expect("first take");
     assert!(client.deliveries().is_none(), "the stream is taken once");
     client.subscribe("bob").await.expect("subscribes");
@@ -118,7 +120,9 @@ async fn not_leader_with_a_hint_sends_the_client_to_that_replica() {
     .await;
     let leader = FakeReplica::start(1, leader_policy()).await;
     let replicas = vec![follower.address(), leader.address()];
-    let client = Client::connect_with(replicas, options_starting_at(0)).await.expect("connects through the redirect");
+    let client = Client::connect_with(Endpoints::plaintext(replicas), options_starting_at(0))
+        .await
+        .expect("connects through the redirect");
     client.create("alice", "password").await.expect("created");
 
     let id = client.client_id();
@@ -141,7 +145,9 @@ async fn not_leader_without_a_hint_and_a_dead_replica_move_on_round_robin() {
     dead_entry.id = 0;
     dead_entry.client_addr = dead_addr;
     let replicas = vec![dead_entry, electing.address(), leader.address()];
-    let client = Client::connect_with(replicas, options_starting_at(0)).await.expect("connects after trying 0 and 1");
+    let client = Client::connect_with(Endpoints::plaintext(replicas), options_starting_at(0))
+        .await
+        .expect("connects after trying 0 and 1");
     let id = client.client_id();
     let asked = |fake: &FakeReplica| -> Vec<Request> { fake.received().into_iter().map(|r| r.request).collect() };
     assert_eq!(asked(&electing), vec![Request::Register { client: id }]);
@@ -159,7 +165,9 @@ async fn a_command_retried_after_a_dropped_connection_keeps_its_sequence_number(
         other => Action::Reply(Ok(answer(other))),
     });
     let leader = FakeReplica::start(0, policy).await;
-    let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
+    let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
+        .await
+        .expect("connects");
     client.delete("alice").await.expect("deleted on the retry");
     assert_eq!(client.send("alice", "alice", "hi").await, Ok(9));
 
@@ -183,7 +191,7 @@ async fn a_command_without_an_answer_fails_with_an_unknown_outcome() {
         attempt_timeout: Duration::from_millis(100),
         ..options_starting_at(0)
     };
-    let client = Client::connect_with(vec![leader.address()], options).await.expect("connects");
+    let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options).await.expect("connects");
     let error = client.delete("alice").await.expect_err("no answer");
     assert!(
         matches!(&error, ClientError::Unavailable(m) if m.contains("outcome of the command is unknown")),
@@ -205,7 +213,9 @@ async fn an_evicted_session_is_registered_again_and_the_outcome_reported_unknown
         other => Action::Reply(Ok(answer(other))),
     });
     let leader = FakeReplica::start(0, policy).await;
-    let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
+    let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
+        .await
+        .expect("connects");
     let first_id = client.client_id();
     assert_eq!(client.delete("alice").await, Err(ClientError::SessionExpired));
     let second_id = client.client_id();
@@ -227,7 +237,9 @@ async fn a_new_connection_resumes_the_sign_in_before_anything_else() {
         other => Action::Reply(Ok(answer(other))),
     });
     let leader = FakeReplica::start(0, policy).await;
-    let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
+    let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
+        .await
+        .expect("connects");
     client.sign_in("alice", "password").await.expect("signed in");
     assert_eq!(client.signed_in_as().as_deref(), Some("alice"));
     assert_eq!(client.send("alice", "bob", "hi").await, Ok(9), "sent on the retry");
@@ -258,7 +270,9 @@ async fn a_refused_resume_ends_the_sign_in_but_not_what_needs_none() {
         other => Action::Reply(Ok(answer(other))),
     });
     let leader = FakeReplica::start(0, policy).await;
-    let client = Client::connect_with(vec![leader.address()], options_starting_at(0)).await.expect("connects");
+    let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
+        .await
+        .expect("connects");
     client.sign_in("alice", "password").await.expect("signed in");
     client.list(None).await.expect("a list needs no sign-in, on the new connection either");
     let refused = client.send("alice", "bob", "hi").await;
@@ -373,6 +387,6 @@ async fn status_is_fetched_from_one_replica() {
     let replica =
         FakeReplica::start(0, Box::new(move |_: &Request, _| Action::Reply(Ok(Response::Status(report.clone())))))
             .await;
-    let fetched = fetch_status(replica.addr, Duration::from_secs(5)).await;
+    let fetched = fetch_status(&Endpoints::plaintext(vec![replica.address()]), 0, Duration::from_secs(5)).await;
     assert_eq!(fetched, Ok(expected));
 }

@@ -1,12 +1,28 @@
-//! The cluster file (`cluster.toml`): which replicas exist and where.
+//! The cluster file (`cluster.toml`): which replicas exist, where, and
+//! how they secure their connections.
 //!
 //! ```toml
+//! [tls]                    # absent: plaintext, allowed only with --insecure
+//! ca_cert = """
+//! -----BEGIN CERTIFICATE-----
+//! ...
+//! -----END CERTIFICATE-----
+//! """                      # the cluster CA: all a client needs to trust
+//!
 //! [[replica]]
 //! id = 0
 //! client_addr = "127.0.0.1:7100"
 //! peer_addr = "127.0.0.1:7103"
 //! data_dir = "replica-0"   # relative paths are relative to this file
+//! tls_cert = "tls/replica-0.pem"   # certificate for replica-0.chorus
+//! tls_key = "tls/replica-0.key"    # its private key (only replica 0 reads it)
 //! ```
+//!
+//! With a `[tls]` table, every connection is TLS: a replica serves
+//! clients with its certificate (for the DNS name `replica-{id}.chorus`,
+//! signed by the CA), and replicas authenticate each other with the same
+//! certificates. A client's copy of the file needs only `[tls]` and the
+//! addresses; a replica needs its own `tls_cert` and `tls_key`.
 
 use chorus_paxos::ReplicaId;
 use serde::{Deserialize, Serialize};
@@ -24,11 +40,29 @@ pub struct ReplicaAddress {
     pub peer_addr: SocketAddr,
     /// Where this replica keeps its durable state.
     pub data_dir: PathBuf,
+    /// This replica's certificate chain (PEM), with a `[tls]` table. It
+    /// lives outside `data_dir`, so a wiped disk does not take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// This replica's private key (PEM), beside `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The cluster file's `[tls]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterTls {
+    /// The cluster CA certificate, PEM text: clients and replicas trust
+    /// exactly the certificates it signed.
+    pub ca_cert: String,
 }
 
 /// The whole cluster file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterFile {
+    /// TLS settings; `None` means plaintext (only with `--insecure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClusterTls>,
     /// Every replica, in id order.
     #[serde(rename = "replica")]
     pub replicas: Vec<ReplicaAddress>,
@@ -46,8 +80,8 @@ pub enum ClusterFileError {
 }
 
 impl ClusterFile {
-    /// Reads and checks a cluster file; relative data directories become
-    /// relative to the file's own directory.
+    /// Reads and checks a cluster file; relative data directories and TLS
+    /// paths become relative to the file's own directory.
     pub fn load(path: &Path) -> Result<Self, ClusterFileError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ClusterFileError::Read { path: path.to_owned(), source })?;
@@ -55,8 +89,9 @@ impl ClusterFile {
             .map_err(|e| ClusterFileError::Parse { path: path.to_owned(), reason: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for replica in &mut file.replicas {
-            if replica.data_dir.is_relative() {
-                replica.data_dir = base.join(&replica.data_dir);
+            replica.data_dir = base.join(&replica.data_dir);
+            for path in [&mut replica.tls_cert, &mut replica.tls_key].into_iter().flatten() {
+                *path = base.join(&*path);
             }
         }
         file.check().map_err(|reason| ClusterFileError::Invalid { path: path.to_owned(), reason })?;
@@ -66,10 +101,15 @@ impl ClusterFile {
     /// The file's text.
     pub fn to_toml(&self) -> String {
         let body = toml::to_string_pretty(self).expect("a cluster file always serializes");
-        format!("# Chorus cluster: one [[replica]] table per replica.\n\n{body}")
+        let tls = match self.tls {
+            Some(_) => "[tls] holds the CA certificate that clients trust",
+            None => "no [tls] table: plaintext, for replicas run with --insecure",
+        };
+        format!("# Chorus cluster: one [[replica]] table per replica; {tls}.\n\n{body}")
     }
 
-    /// Ids must be 0..N, N odd and at most the limit; addresses distinct.
+    /// Ids must be 0..N, N odd and at most the limit; addresses distinct;
+    /// TLS paths come in pairs, and only with a `[tls]` table.
     pub fn check(&self) -> Result<(), String> {
         let n = self.replicas.len();
         if n == 0 || n.is_multiple_of(2) || n > chorus_limits::REPLICAS_MAX {
@@ -86,6 +126,24 @@ impl ClusterFile {
         if addrs.len() != 2 * n {
             return Err("every client and peer address must be distinct".into());
         }
+        self.check_tls()
+    }
+
+    fn check_tls(&self) -> Result<(), String> {
+        if let Some(tls) = &self.tls {
+            if !tls.ca_cert.contains("-----BEGIN CERTIFICATE-----") {
+                return Err("[tls] ca_cert must hold the CA certificate in PEM".into());
+            }
+        }
+        for replica in &self.replicas {
+            match (&replica.tls_cert, &replica.tls_key, &self.tls) {
+                (None, None, _) | (Some(_), Some(_), Some(_)) => {}
+                (Some(_), Some(_), None) => {
+                    return Err(format!("replica {} has a TLS certificate but the file has no [tls] table", replica.id))
+                }
+                _ => return Err(format!("replica {} needs both tls_cert and tls_key, or neither", replica.id)),
+            }
+        }
         Ok(())
     }
 
@@ -95,7 +153,8 @@ impl ClusterFile {
     }
 
     /// A local cluster of `n` replicas on 127.0.0.1: client ports
-    /// `port..port+n`, peer ports `port+n..port+2n`, data in `replica-ID`.
+    /// `port..port+n`, peer ports `port+n..port+2n`, data in `replica-ID`;
+    /// no TLS (`chorus_tls::provision` adds it).
     pub fn local(n: usize, port: u16) -> Self {
         let replicas = (0..n)
             .map(|i| ReplicaAddress {
@@ -103,9 +162,11 @@ impl ClusterFile {
                 client_addr: SocketAddr::from(([127, 0, 0, 1], port + i as u16)),
                 peer_addr: SocketAddr::from(([127, 0, 0, 1], port + (n + i) as u16)),
                 data_dir: PathBuf::from(format!("replica-{i}")),
+                tls_cert: None,
+                tls_key: None,
             })
             .collect();
-        ClusterFile { replicas }
+        ClusterFile { tls: None, replicas }
     }
 }
 
@@ -125,6 +186,51 @@ mod tests {
         assert_eq!(loaded.replicas[2].peer_addr, "127.0.0.1:7105".parse().unwrap());
         assert_eq!(loaded.replicas[1].data_dir, dir.join("replica-1"));
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn with_tls(mut file: ClusterFile) -> ClusterFile {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        file.tls = Some(ClusterTls { ca_cert: pem.into() });
+        for replica in &mut file.replicas {
+            replica.tls_cert = Some(PathBuf::from(format!("tls/replica-{}.pem", replica.id)));
+            replica.tls_key = Some(PathBuf::from(format!("/keys/replica-{}.key", replica.id)));
+        }
+        file
+    }
+
+    #[test]
+    fn a_tls_cluster_round_trips_through_toml() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cluster.toml");
+        let file = with_tls(ClusterFile::local(3, 7100));
+        std::fs::write(&path, file.to_toml()).expect("write");
+        let loaded = ClusterFile::load(&path).expect("loads");
+        assert_eq!(loaded.tls, file.tls, "the CA text survives");
+        let two = &loaded.replicas[2];
+        assert_eq!(
+            two.tls_cert.as_deref(),
+            Some(dir.path().join("tls/replica-2.pem").as_path()),
+            "relative to the file"
+        );
+        assert_eq!(two.tls_key.as_deref(), Some(Path::new("/keys/replica-2.key")), "absolute stays");
+        // Without TLS the file has no [tls] table and no TLS keys at all.
+        let plain = ClusterFile::local(3, 7100).to_toml();
+        assert!(!plain.contains("\n[tls]") && !plain.contains("tls_"), "{plain}");
+        std::fs::write(&path, &plain).expect("write");
+        assert_eq!(ClusterFile::load(&path).expect("loads").tls, None);
+    }
+
+    #[test]
+    fn bad_tls_settings_are_refused() {
+        let mut file = with_tls(ClusterFile::local(3, 7100));
+        file.replicas[1].tls_key = None;
+        assert!(file.check().unwrap_err().contains("both"), "a certificate without its key");
+        let mut file = with_tls(ClusterFile::local(3, 7100));
+        file.tls = None;
+        assert!(file.check().unwrap_err().contains("no [tls]"), "keys without a [tls] table");
+        let mut file = with_tls(ClusterFile::local(3, 7100));
+        file.tls = Some(ClusterTls { ca_cert: "garbage".into() });
+        assert!(file.check().is_err(), "a CA that is not PEM");
     }
 
     #[test]

@@ -20,6 +20,6 @@ mod cluster;
 mod frame;
 mod messages;
 
-pub use cluster::{ClusterFile, ClusterFileError, ReplicaAddress};
+pub use cluster::{ClusterFile, ClusterFileError, ClusterTls, ReplicaAddress};
 pub use frame::{decode_payload, encode_frame, encode_frame_into, read_frame, write_frame, FrameError};
 pub use messages::*;

@@ -1,27 +1,40 @@
-//! Client connections: accept (bounded), hello, then a reader feeding the
-//! core and a writer draining a bounded per-connection queue.
+//! Client connections: accept (bounded), the TLS handshake and the hello
+//! under one deadline, then a reader feeding the core and a writer draining
+//! a bounded per-connection queue.
+//!
+//! A connection holds its slot (the replica's and its address's counts)
+//! from the accept; one that has not finished its handshake and hello
+//! when the deadline passes is closed, so a stranger who opens TCP and
+//! stays silent holds nothing past it.
 
 use crate::machine::ConnId;
 use crate::node::Input;
 use chorus_limits as limits;
 use chorus_proto::{
-    encode_frame, encode_frame_into, read_frame, ClientFrame, FrameError, Hello, Peer, RequestError, ServerFrame,
+    encode_frame, encode_frame_into, read_frame, write_frame, ClientFrame, FrameError, Hello, Peer, RequestError,
+    ServerFrame,
 };
+use chorus_tls::{ReplicaTls, Stream};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
-/// Time a new connection has to send its hello.
+/// Time a new connection has to finish its TLS handshake and send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection's reading side, buffered.
+type Reader = BufReader<ReadHalf<Stream>>;
+/// A connection's writing side.
+type Writer = WriteHalf<Stream>;
 
 /// Accepts clients until the core goes away: at most
 /// `CLIENT_CONNECTIONS_MAX` in all and `per_address` from one address.
-pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>, per_address: usize) {
+/// With `tls`, every connection is TLS; `None` is plaintext (`--insecure`).
+pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>, per_address: usize, tls: Option<ReplicaTls>) {
     let permits = Arc::new(Semaphore::new(limits::CLIENT_CONNECTIONS_MAX));
     let addresses = Arc::new(Mutex::new(AddressCounts::default()));
     let mut next_conn: ConnId = 1;
@@ -44,9 +57,9 @@ pub async fn listen(listener: TcpListener, inbox: mpsc::Sender<Input>, per_addre
         };
         let conn = next_conn;
         next_conn += 1;
-        let inbox = inbox.clone();
+        let (inbox, tls) = (inbox.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(error) = serve(stream, (conn, addr.ip()), inbox).await {
+            if let Err(error) = serve(stream, (conn, addr.ip()), inbox, tls).await {
                 tracing::debug!(%addr, conn, %error, "client connection closed");
             }
             drop((permit, held));
@@ -94,22 +107,28 @@ async fn refuse(mut stream: impl tokio::io::AsyncWrite + Unpin, reason: &str) {
     let error = RequestError::BadRequest(reason.to_string());
     let frame = ServerFrame::Reply { request_id: 0, result: Err(error) };
     if let Ok(bytes) = encode_frame(&frame, limits::CLIENT_FRAME_BYTES_MAX) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), write_frame(&mut stream, &bytes)).await;
     }
 }
 
 async fn serve(
-    stream: TcpStream,
+    tcp: TcpStream,
     (conn, address): (ConnId, IpAddr),
     inbox: mpsc::Sender<Input>,
+    tls: Option<ReplicaTls>,
 ) -> Result<(), FrameError> {
-    stream.set_nodelay(true)?;
-    let (reader, mut writer) = stream.into_split();
+    tcp.set_nodelay(true)?;
+    let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    let stream = match tls {
+        Some(tls) => secure(tcp, &tls, deadline).await?,
+        None => Stream::Plain(tcp),
+    };
+    let (reader, mut writer) = tokio::io::split(stream);
     // Buffered: one read takes in every frame that has arrived, instead of
     // two reads (prefix, body) per frame.
     let mut reader = BufReader::with_capacity(limits::CLIENT_READ_BUFFER_BYTES, reader);
     let mut buf = Vec::new();
-    let hello = read_hello(&mut reader, &mut writer, &mut buf).await?;
+    let hello = read_hello(&mut reader, &mut writer, &mut buf, deadline).await?;
     let (tx, rx) = mpsc::channel(limits::CLIENT_OUTBOUND_FRAMES_MAX);
     let refusal = match (hello.check(), hello.peer) {
         (Err(error), _) => Some(error),
@@ -137,14 +156,55 @@ async fn serve(
     result
 }
 
-/// Reads the connection's hello within `HELLO_TIMEOUT`; a malformed,
-/// oversized or late one is answered with the reason before the close.
+/// The server side of the TLS handshake, finished by `deadline`. A client
+/// that speaks plaintext (its first byte does not start a TLS handshake)
+/// is told, in plaintext, that this replica needs TLS.
+async fn secure(tcp: TcpStream, tls: &ReplicaTls, deadline: tokio::time::Instant) -> Result<Stream, FrameError> {
+    let late = || FrameError::Malformed("no TLS handshake in time".into());
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await.map_err(|_| late())??;
+    if peeked == 0 {
+        return Err(FrameError::Closed);
+    }
+    if first[0] != chorus_tls::TLS_HANDSHAKE_RECORD {
+        let mut tcp = tcp;
+        let reason = "this replica accepts TLS only: use a cluster file with the cluster's [tls] table";
+        refuse(&mut tcp, reason).await;
+        drain(&mut tcp).await;
+        return Err(FrameError::Malformed("a plaintext client on the TLS port".into()));
+    }
+    let stream = tokio::time::timeout_at(deadline, tls.accept_client(tcp)).await.map_err(|_| late())??;
+    Ok(stream)
+}
+
+/// After a refusal: half-closes, then reads (briefly, boundedly) what the
+/// client still sends, so the close is a FIN that follows the refusal and
+/// not a reset, which may discard it before the client reads it.
+async fn drain(tcp: &mut TcpStream) {
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let discard = async {
+        for _ in 0..DRAIN_READS_MAX {
+            if matches!(tcp.read(&mut sink).await, Ok(0) | Err(_)) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), discard).await;
+}
+
+/// Reads [`drain`] makes before it gives up.
+const DRAIN_READS_MAX: usize = 16;
+
+/// Reads the connection's hello by `deadline`; a malformed, oversized or
+/// late one is answered with the reason before the close.
 async fn read_hello(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: &mut OwnedWriteHalf,
+    reader: &mut Reader,
+    writer: &mut Writer,
     buf: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
 ) -> Result<Hello, FrameError> {
-    match tokio::time::timeout(HELLO_TIMEOUT, read_frame(reader, limits::HELLO_BYTES_MAX, buf)).await {
+    match tokio::time::timeout_at(deadline, read_frame(reader, limits::HELLO_BYTES_MAX, buf)).await {
         Ok(Ok(hello)) => Ok(hello),
         Ok(Err(error @ (FrameError::TooLarge { .. } | FrameError::Malformed(_)))) => {
             refuse(writer, &format!("bad hello: {error}")).await;
@@ -159,7 +219,7 @@ async fn read_hello(
 }
 
 async fn read_loop(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    reader: &mut Reader,
     conn: ConnId,
     inbox: &mpsc::Sender<Input>,
     tx: &mpsc::Sender<ServerFrame>,
@@ -201,10 +261,7 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 /// Reads the next request. Waiting for it to start has no deadline (a
 /// recipient may idle for days); once its first byte is here, the whole
 /// frame must arrive within `CLIENT_FRAME_DEADLINE_MILLIS`.
-async fn read_request(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    buf: &mut Vec<u8>,
-) -> Result<ClientFrame, FrameError> {
+async fn read_request(reader: &mut Reader, buf: &mut Vec<u8>) -> Result<ClientFrame, FrameError> {
     if reader.fill_buf().await?.is_empty() {
         return Err(FrameError::Closed);
     }
@@ -250,7 +307,7 @@ const WRITE_BUFFER_KEPT_BYTES: usize = 4 * 1024;
 
 /// Writes every frame queued for the connection, as many as fit in one
 /// chunk per write. An idle connection holds no buffer.
-async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<ServerFrame>) {
+async fn write_loop(mut writer: Writer, mut rx: mpsc::Receiver<ServerFrame>) {
     let mut out = Vec::new();
     while let Some(frame) = rx.recv().await {
         out.clear();
@@ -263,7 +320,8 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<ServerFra
                 return;
             }
         }
-        if writer.write_all(&out).await.is_err() {
+        // Flushed: TLS may hold back the end of what it could not write at once.
+        if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
             return;
         }
         if out.capacity() > WRITE_BUFFER_KEPT_BYTES {

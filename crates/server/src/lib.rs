@@ -14,15 +14,22 @@
 //!   commits every write batch that queued during the previous fsync in one
 //!   transaction (group commit), then reports `Persisted` to the core. A
 //!   failed commit stops the replica.
-//! - [`peers`] keeps one outbound TCP connection to every other replica
-//!   (reconnecting with backoff) and accepts theirs.
-//! - [`clients`] accepts client connections (bounded in number), reads
-//!   request frames into the core and writes replies and deliveries from a
-//!   bounded per-connection queue; a client too slow to drain it is dropped
-//!   and resumes from its replicated read position when it reconnects.
+//! - [`peers`] keeps one outbound connection to every other replica
+//!   (reconnecting with backoff) and accepts theirs; with TLS both sides
+//!   present certificates signed by the cluster CA, and an inbound peer's
+//!   hello must claim the replica its certificate names.
+//! - [`clients`] accepts client connections (bounded in number), runs the
+//!   TLS handshake and reads the hello under one deadline, reads request
+//!   frames into the core and writes replies and deliveries from a bounded
+//!   per-connection queue; a client too slow to drain it is dropped and
+//!   resumes from its replicated read position when it reconnects.
 //! - [`passwords`] hashes and checks passwords (argon2id) on blocking
 //!   threads, as [`passwords::PasswordJob`]s the machine hands out;
 //!   [`throttle::SignInThrottle`] slows down failed sign-ins.
+//!
+//! Transport security comes from `chorus_tls` ([`node::transport_security`]):
+//! TLS when the cluster file has a `[tls]` table, plaintext only with
+//! [`Options::insecure`].
 
 pub mod clients;
 pub mod machine;

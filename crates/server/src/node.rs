@@ -10,6 +10,7 @@ use chorus_chat::ChatState;
 use chorus_limits as limits;
 use chorus_paxos::{Config, Envelope, Event, Replica, ReplicaId, Slot, WriteBatch, WriteId};
 use chorus_proto::{ClientFrame, ClusterFile, FetchProgress, PeerFrame, ServerFrame, Transfer};
+use chorus_tls::ReplicaTls;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -103,6 +104,9 @@ pub struct Options {
     pub connections_per_address: usize,
     /// The cost of new password hashes.
     pub hash_cost: HashCost,
+    /// May serve in plaintext when the cluster file has no `[tls]` table
+    /// (`--insecure`); without it such a replica refuses to start.
+    pub insecure: bool,
 }
 
 impl Default for Options {
@@ -111,8 +115,28 @@ impl Default for Options {
             snapshots: SnapshotPolicy::default(),
             connections_per_address: limits::CLIENT_CONNECTIONS_PER_ADDRESS_DEFAULT,
             hash_cost: HashCost::default(),
+            insecure: false,
         }
     }
+}
+
+/// The replica's TLS settings from the cluster file, or `None` for
+/// plaintext, which only `--insecure` allows.
+pub fn transport_security(cluster: &ClusterFile, id: ReplicaId, insecure: bool) -> anyhow::Result<Option<ReplicaTls>> {
+    let me = cluster.replica(id).context("replica not in cluster file")?;
+    let Some(tls) = &cluster.tls else {
+        anyhow::ensure!(
+            insecure,
+            "the cluster file has no [tls] table, so replica {id} would serve clients and peers in plaintext, \
+             where anyone who can reach its ports could read traffic and inject consensus messages. \
+             Pass --insecure to run without TLS anyway, or create the cluster with `chorus up` (without --insecure)"
+        );
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (&me.tls_cert, &me.tls_key) else {
+        anyhow::bail!("the cluster file has a [tls] table but no tls_cert and tls_key for replica {id}");
+    };
+    Ok(Some(ReplicaTls::load(&tls.ca_cert, cert, key)?))
 }
 
 /// Opens the store, binds the ports and runs the replica until it fails,
@@ -125,6 +149,10 @@ pub async fn run(cluster: ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
 /// replica until it fails.
 pub async fn run_with(cluster: ClusterFile, id: ReplicaId, options: Options) -> anyhow::Result<()> {
     let me = cluster.replica(id).context("replica not in cluster file")?.clone();
+    let tls = transport_security(&cluster, id, options.insecure)?;
+    if tls.is_none() {
+        tracing::warn!(replica = id, "no [tls] in the cluster file and --insecure given: serving in plaintext");
+    }
     let snapshot_dir = snapshotting::snapshot_dir(&me.data_dir);
     let (store, durable, snapshot_slot, chat) = storage::open_local_state(&me.data_dir, &snapshot_dir, id)?;
     let client_listener = TcpListener::bind(me.client_addr)
@@ -139,11 +167,11 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, options: Options) -> 
         .replicas
         .iter()
         .filter(|r| r.id != id)
-        .map(|r| (r.id, peers::spawn_sender(id, r.id, r.peer_addr)))
+        .map(|r| (r.id, peers::spawn_sender(id, r.id, r.peer_addr, tls.clone())))
         .collect();
     let snapshots = SnapshotThreads::start(snapshot_dir, id, peers.clone(), inbox_tx.clone())?;
-    tokio::spawn(peers::listen(peer_listener, id, cluster.replicas.len(), inbox_tx.clone()));
-    tokio::spawn(clients::listen(client_listener, inbox_tx.clone(), options.connections_per_address));
+    tokio::spawn(peers::listen(peer_listener, id, cluster.replicas.len(), inbox_tx.clone(), tls.clone()));
+    tokio::spawn(clients::listen(client_listener, inbox_tx.clone(), options.connections_per_address, tls.clone()));
     let ids = cluster.replicas.iter().map(|r| r.id).collect();
     let config = Config::new(id, ids, rand::random());
     let chosen = durable.chosen_through;
@@ -165,7 +193,8 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, options: Options) -> 
         .with_snapshot(snapshot_slot, chat)
         .with_snapshot_policy(options.snapshots);
     machine.set_pid(std::process::id());
-    tracing::info!(replica = id, client = %me.client_addr, peer = %me.peer_addr, chosen, snapshot_slot, "replica started");
+    let tls = tls.is_some();
+    tracing::info!(replica = id, client = %me.client_addr, peer = %me.peer_addr, chosen, snapshot_slot, tls, "replica started");
     let connections = Connections(BTreeMap::new());
     let data_dir = me.data_dir.clone();
     let hash_cost = options.hash_cost;

@@ -344,9 +344,14 @@ pub struct SendLoad {
 }
 
 impl SendLoad {
+    /// The cluster's replicas, with its TLS settings.
+    pub fn endpoints(&self) -> chorus_client::Endpoints {
+        chorus_client::Endpoints::from_cluster(&self.file).expect("the cluster file's TLS settings")
+    }
+
     /// Creates the sender and recipient accounts.
     pub async fn create_accounts(&self) {
-        let client = chorus_client::Client::connect(self.file.replicas.clone()).await.expect("client connects");
+        let client = chorus_client::Client::connect(self.endpoints()).await.expect("client connects");
         for name in (0..self.senders).flat_map(|i| [format!("s{i}"), format!("r{i}")]) {
             client.create(&name, PASSWORD).await.expect("create");
         }
@@ -358,9 +363,9 @@ impl SendLoad {
     pub async fn push(&self, count: usize, shift: usize, text: fn(usize) -> String) -> usize {
         let mut tasks = Vec::new();
         for sender in 0..self.senders {
-            let (replicas, senders) = (self.file.replicas.clone(), self.senders);
+            let (endpoints, senders) = (self.endpoints(), self.senders);
             tasks.push(tokio::spawn(async move {
-                let client = chorus_client::Client::connect(replicas).await.expect("client connects");
+                let client = chorus_client::Client::connect(endpoints).await.expect("client connects");
                 let (from, to) = (format!("s{sender}"), format!("r{}", (sender + shift) % senders));
                 client.sign_in(&from, PASSWORD).await.expect("sign in");
                 let mut acked = 0;

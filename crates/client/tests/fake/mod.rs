@@ -77,6 +77,8 @@ impl FakeReplica {
             client_addr: self.addr,
             peer_addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             data_dir: PathBuf::from("unused"),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
