@@ -112,6 +112,16 @@ impl Test {
     }
 }
 
+/// The ballot round a status row reports ("round.replica"), 0 if none.
+fn round_of(row: &Value) -> u64 {
+    row["ballot"].as_str().and_then(|b| b.split('.').next()).and_then(|r| r.parse().ok()).unwrap_or(0)
+}
+
+/// The highest ballot round among the reachable replicas.
+fn highest_round(status: &[Value]) -> u64 {
+    status.iter().map(round_of).max().unwrap_or(0)
+}
+
 /// A replica that lost its disk once rebuilt under a new incarnation: 1,
 /// or 2 when a peer had already heard of incarnation 1 from the other
 /// peer's messages before the request for it arrived (it cannot tell that
@@ -167,16 +177,23 @@ fn a_wiped_replica_stays_out_until_enough_peers_can_vouch_for_it() {
     test.push_all(1_000, "before the wipe");
     let wiped = test.cluster.wait_for_leader(Duration::from_secs(10));
     let down = (wiped + 1) % 3;
-    test.kill_and_wipe(wiped);
+    // `down` first: the leader keeps its majority with the third replica
+    // until it is wiped, so no election happens between the two kills.
     test.kill(down);
+    let ballot_before = highest_round(&test.cluster.status());
+    test.kill_and_wipe(wiped);
     test.restart(wiped);
     // Only the third replica still holds data. Rebuilding needs both other
     // replicas of three, so no leader may form: a blank replica voting with
     // the third could lose what `down` and the old `wiped` chose together.
+    // (A leader elected before the wipe may still call itself leader until
+    // it notices it lost its majority; an election after it would have a
+    // higher ballot.)
     let watch_until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < watch_until {
         let status = test.cluster.status();
-        assert!(status.iter().all(|s| s["role"] != "leader"), "a leader formed with a blank replica: {status:?}");
+        let elected = status.iter().any(|s| s["role"] == "leader" && round_of(s) > ballot_before);
+        assert!(!elected, "a leader was elected with a blank replica (rounds before: {ballot_before}): {status:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(test.row(wiped)["role"], "rebuilding");
