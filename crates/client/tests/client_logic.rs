@@ -154,8 +154,9 @@ async fn not_leader_without_a_hint_and_a_dead_replica_move_on_round_robin() {
     assert_eq!(asked(&leader), vec![Request::Register { client: id }]);
 }
 
-#[tokio::test]
-async fn a_command_retried_after_a_dropped_connection_keeps_its_sequence_number() {
+/// A fake leader that accepts everything but drops the connection on the
+/// first command, and a client connected to it.
+async fn leader_dropping_the_first_command() -> (FakeReplica, Client) {
     let mut dropped = false;
     let policy: fake::Policy = Box::new(move |request: &Request, _| match request {
         Request::Command { .. } if !dropped => {
@@ -168,6 +169,12 @@ async fn a_command_retried_after_a_dropped_connection_keeps_its_sequence_number(
     let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
         .await
         .expect("connects");
+    (leader, client)
+}
+
+#[tokio::test]
+async fn a_command_retried_after_a_dropped_connection_keeps_its_sequence_number() {
+    let (leader, client) = leader_dropping_the_first_command().await;
     client.delete("alice").await.expect("deleted on the retry");
     assert_eq!(client.send("alice", "alice", "hi").await, Ok(9));
 
@@ -228,18 +235,7 @@ async fn an_evicted_session_is_registered_again_and_the_outcome_reported_unknown
 
 #[tokio::test]
 async fn a_new_connection_resumes_the_sign_in_before_anything_else() {
-    let mut dropped = false;
-    let policy: fake::Policy = Box::new(move |request: &Request, _| match request {
-        Request::Command { .. } if !dropped => {
-            dropped = true;
-            Action::Drop
-        }
-        other => Action::Reply(Ok(answer(other))),
-    });
-    let leader = FakeReplica::start(0, policy).await;
-    let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
-        .await
-        .expect("connects");
+    let (leader, client) = leader_dropping_the_first_command().await;
     client.sign_in("alice", "password").await.expect("signed in");
     assert_eq!(client.signed_in_as().as_deref(), Some("alice"));
     assert_eq!(client.send("alice", "bob", "hi").await, Ok(9), "sent on the retry");
