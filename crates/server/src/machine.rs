@@ -659,11 +659,17 @@ impl Machine {
         }
     }
 
+    /// The subscription starts once its read is confirmed; the connection
+    /// must still be signed in as `name` then (a sign-in as another account
+    /// may have overtaken the read, and must not leave it subscribed).
     fn finish_subscribe(&mut self, waiter: Waiter, name: String, after: u64, out: &mut impl Outbox) {
         if !self.chat.account_exists(&name) {
             return self.reply(waiter, Err(ChatError::NoSuchAccount { name }.into()), out);
         }
         let conn = waiter.0;
+        if let Err(error) = self.authorize(conn, &name) {
+            return self.reply(waiter, Err(error), out);
+        }
         self.subscriptions.subscribe(conn, name, after);
         self.reply(waiter, Ok(Response::Subscribed), out);
         self.pump(conn, out);
