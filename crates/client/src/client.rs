@@ -214,8 +214,20 @@ impl Client {
     /// Signs in as `name`: from now on this client acts as `name` (send,
     /// delete, subscribe), and resumes the sign-in with a session token on
     /// any replica it reconnects to, until the token expires.
+    ///
+    /// Switching from another account first acknowledges what was shown
+    /// as that one (a best-effort [`Client::flush`]: afterwards this client
+    /// may no longer acknowledge for it) and ends its delivery.
     pub async fn sign_in(&self, name: &str, password: &str) -> Result<(), ClientError> {
         chorus_chat::validate_name(name)?;
+        if let Some(previous) = self.signed_in_as().filter(|previous| previous != name) {
+            if let Err(error) = self.flush().await {
+                tracing::debug!(%error, account = %previous, "acknowledgements before switching accounts");
+            }
+            if self.inner.deliveries.filter().resume_point().is_some_and(|(current, _)| current == previous) {
+                self.inner.deliveries.end(previous, "signed in as another account".into()).await;
+            }
+        }
         let request = Request::SignIn { name: name.into(), password: Password(password.into()) };
         match self.inner.call(&request).await {
             Ok(Response::SignedIn { token }) => {

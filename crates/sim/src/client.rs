@@ -258,7 +258,7 @@ impl SimClient {
                 OpKind::Send { from, to: name, text }
             }
             (65..80, Some(me)) if me == name => OpKind::Connect(name),
-            (20..24, None) | (27..65, None) | (65..80, _) => OpKind::SignIn(name),
+            (20..24, None) | (27..65, None) | (65..80, _) if self.may_switch_account() => OpKind::SignIn(name),
             _ => {
                 let patterns = [None, Some("^u[0-2]"), Some("[3-5]$")];
                 OpKind::List(patterns[rng.random_range(0..patterns.len())].map(str::to_string))
@@ -266,7 +266,21 @@ impl SimClient {
         }
     }
 
+    /// A user switches accounts only once everything shown as the current
+    /// one is acknowledged: afterwards this connection may no longer
+    /// acknowledge for it (the library's `sign_in` flushes first).
+    fn may_switch_account(&self) -> bool {
+        self.to_show.is_empty() && !self.acks.pending()
+    }
+
     fn begin(&mut self, kind: OpKind, now: u64) {
+        if let (OpKind::SignIn(name), Some((current, _))) = (&kind, self.filter.resume_point()) {
+            if current != *name {
+                // Stop taking the old account's messages now: what arrives
+                // from here on stays queued for its next subscription.
+                self.filter.end(&current);
+            }
+        }
         let client = self.client_id;
         let exactly_once = matches!(kind, OpKind::Create(_) | OpKind::Delete(_) | OpKind::Send { .. });
         let seq = if exactly_once { self.next_seq } else { 0 };
@@ -536,12 +550,6 @@ impl SimClient {
         match (&op.kind, &result) {
             (OpKind::Register, Ok(Response::Registered)) => self.registered = true,
             (OpKind::SignIn(name), Ok(Response::SignedIn { token })) => {
-                // Signing in as another account ends the old one's delivery
-                // (the replica drops the connection's subscription).
-                if let Some((old, _)) = self.filter.resume_point().filter(|(old, _)| old != name) {
-                    self.filter.end(&old);
-                    self.acks.forget(&old);
-                }
                 self.identity = Some(name.clone());
                 self.token = Some(token.clone());
                 self.conn_signed_in = true;

@@ -16,6 +16,11 @@ const REGRESSIONS: &[(u64, &str)] = &[
         "a resubscription's read finished after the connection signed in as another account, which left it \
          subscribed to the old one; its messages went past the client and an acknowledgement covered them",
     ),
+    (
+        259_961_852_385_643,
+        "a client switched accounts with shown messages unacknowledged; the acknowledgement was refused, and \
+         its own filter skipped them when it came back, so the mailbox never drained",
+    ),
 ];
 
 fn check(seed: u64) {
