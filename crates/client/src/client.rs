@@ -425,6 +425,7 @@ impl Inner {
     async fn call(&self, request: &Request) -> Result<Response, CallError> {
         let deadline = Instant::now() + self.options.call_timeout;
         let mut attempts = Attempts::new();
+        let mut sent = false;
         loop {
             let connection = self.live_connection(deadline, &mut attempts).await.map_err(CallError::Unavailable)?;
             let timeout = self.attempt_timeout(deadline);
@@ -433,9 +434,17 @@ impl Inner {
                 true => self.resume_on(&connection, timeout).await,
                 false => None,
             };
+            if let (true, Some(Ok(Err(RequestError::Unauthorized(reason))))) = (sent, &resumed) {
+                // An earlier attempt may have run (a delete of this very
+                // account ends its sign-in): the outcome is not known.
+                return Err(CallError::Unavailable(format!("the sign-in ended while retrying ({reason})")));
+            }
             let answer = match resumed {
                 Some(refused) => refused,
-                None => connection.request(request.clone(), timeout).await,
+                None => {
+                    sent = true;
+                    connection.request(request.clone(), timeout).await
+                }
             };
             if let Ok(Ok(Response::SignedIn { token })) = &answer {
                 *lock(&connection.signed_in) = Some(token.name.clone());

@@ -281,6 +281,26 @@ async fn a_refused_resume_ends_the_sign_in_but_not_what_needs_none() {
 }
 
 #[tokio::test]
+async fn a_sign_in_that_ends_while_a_command_is_retried_leaves_its_outcome_unknown() {
+    let mut dropped = false;
+    let policy: fake::Policy = Box::new(move |request: &Request, _| match request {
+        Request::Command { .. } if !dropped => {
+            dropped = true;
+            Action::Drop // the delete may have run: the account and its sign-in are gone
+        }
+        Request::Resume { .. } => Action::Reply(Err(RequestError::Unauthorized("the session is not valid".into()))),
+        other => Action::Reply(Ok(answer(other))),
+    });
+    let leader = FakeReplica::start(0, policy).await;
+    let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
+        .await
+        .expect("connects");
+    client.sign_in("alice", "password").await.expect("signed in");
+    let error = client.delete("alice").await.expect_err("no answer to the delete");
+    assert!(matches!(&error, ClientError::Unavailable(m) if m.contains("unknown")), "not a refusal: {error}");
+}
+
+#[tokio::test]
 async fn repeated_deliveries_reach_the_application_once_and_in_order() {
     let (leader, _client, mut stream) = subscribed_client().await;
     leader.push(deliver(&[1, 2], "bob")).await;
