@@ -103,7 +103,8 @@ mod seeds {
             peer.extend_from_slice(&frame(&PeerFrame::Paxos(Envelope { from: 1, to: 0, message })));
         }
         write("peer_frame", "link", &peer);
-        let message = Message { id: 4, from: "alice".into(), to: "bob".into(), at_millis: 1, text: "hi".into() };
+        let message =
+            Message { id: 4, from: "alice".into(), to: "bob".into(), room: None, at_millis: 1, text: "hi".into() };
         let replies = [
             ServerFrame::Reply { request_id: 1, result: Ok(Response::Registered) },
             ServerFrame::Reply { request_id: 2, result: Err(RequestError::BadRequest("no".into())) },

@@ -8,10 +8,18 @@
 //! - [`real_time_order`]: message ids follow real time: a send acknowledged
 //!   before another one started has the smaller id (ids are given in log
 //!   order, so this is linearizability of sends).
+//! - [`room_order`]: every member of the room saw the same posts, under
+//!   the same ids (so in the same order, the log's: each member's stream
+//!   strictly increases), with no gaps: an acknowledged post reached every
+//!   member, a post that reached one member reached all, nothing reached
+//!   a member twice or that was not posted (or was refused); a gap notice
+//!   excuses what it covers.
 //! - [`accounts`]: the account operations (create, delete, send between
 //!   churned accounts, list) are linearizable (`chorus-lincheck`).
 
-use crate::history::{parse_message_text, recipient_name, sender_name, Delivered, SendOutcome, SendRecord};
+use crate::history::{
+    parse_message_text, parse_post_text, recipient_name, sender_name, Delivered, PostRecord, SendOutcome, SendRecord,
+};
 use chorus_chat::MessageId;
 use chorus_lincheck::{CheckError, Operation};
 use std::collections::HashMap;
@@ -70,6 +78,9 @@ pub fn deliveries(sends: &[SendRecord], delivered: &[Delivered]) -> Vec<Violatio
     let mut last_id: HashMap<u16, MessageId> = HashMap::new();
     for message in delivered {
         check_order(message, &mut last_id, &mut findings);
+        if message.room.is_some() {
+            continue; // checked by room_order
+        }
         let Some(key) = parse_message_text(&message.text) else {
             findings
                 .add(format!("{} was handed a message nobody sent: {message:?}", recipient_name(message.recipient)));
@@ -90,6 +101,71 @@ pub fn deliveries(sends: &[SendRecord], delivered: &[Delivered]) -> Vec<Violatio
         }
     }
     findings.finish()
+}
+
+/// The room posts: the same ones, under the same ids, to every one of the
+/// `recipients` members, no repeats, nothing not posted, no gaps.
+pub fn room_order(posts: &[PostRecord], delivered: &[Delivered], recipients: u16) -> Vec<Violation> {
+    let mut findings = Findings::new("rooms");
+    let by_key: HashMap<(u16, u32), &PostRecord> = posts.iter().map(|p| ((p.sender, p.seq), p)).collect();
+    let mut ids: HashMap<(u16, u32), MessageId> = HashMap::new();
+    let mut seen: std::collections::HashSet<(u16, (u16, u32))> = std::collections::HashSet::new();
+    let mut noticed: HashMap<u16, MessageId> = HashMap::new();
+    for message in delivered.iter().filter(|m| m.room.is_some()) {
+        let member = recipient_name(message.recipient);
+        if message.from.is_empty() {
+            let notice = noticed.entry(message.recipient).or_default();
+            *notice = (*notice).max(message.id);
+            continue;
+        }
+        let Some(key) = parse_post_text(&message.text) else {
+            findings.add(format!("{member} was handed a room message nobody posted: {message:?}"));
+            continue;
+        };
+        if !seen.insert((message.recipient, key)) {
+            findings.add(format!("{member} was handed {:?} twice", message.text));
+        }
+        if *ids.entry(key).or_insert(message.id) != message.id {
+            findings.add(format!(
+                "{:?} reached members under different ids ({} and {})",
+                message.text, ids[&key], message.id
+            ));
+        }
+        match by_key.get(&key) {
+            Some(post) => check_matches_post(message, post, &mut findings),
+            None => findings.add(format!("{:?} was handed over but never posted", message.text)),
+        }
+    }
+    let covered = |r: u16, key: (u16, u32), id: MessageId| {
+        seen.contains(&(r, key)) || noticed.get(&r).is_some_and(|notice| id <= *notice)
+    };
+    for post in posts {
+        let key = (post.sender, post.seq);
+        let id = match (post.outcome, ids.get(&key)) {
+            (SendOutcome::Acked(id), _) => id,
+            (_, Some(id)) => *id,
+            _ => continue, // not acknowledged and seen by no one
+        };
+        if let Some(missing) = (0..recipients).find(|r| !covered(*r, key, id)) {
+            findings.add(format!("post {post:?} (id {id}) never reached member {}: a gap", recipient_name(missing)));
+        }
+    }
+    findings.finish()
+}
+
+/// A delivered post must come from its poster under the id it was
+/// acknowledged with; a refused post is never delivered.
+fn check_matches_post(message: &Delivered, post: &PostRecord, findings: &mut Findings) {
+    if message.from != sender_name(post.sender) {
+        findings.add(format!("{message:?} does not match its post {post:?}"));
+    }
+    match post.outcome {
+        SendOutcome::Acked(id) if id != message.id => {
+            findings.add(format!("{:?} was acknowledged as id {id} but delivered as id {}", message.text, message.id));
+        }
+        SendOutcome::Refused => findings.add(format!("refused post was delivered: {message:?}")),
+        _ => {}
+    }
 }
 
 /// Ids a recipient is handed must strictly increase.
@@ -178,6 +254,7 @@ mod tests {
             recipient: send.recipient,
             id,
             from: sender_name(send.sender),
+            room: None,
             text: message_text(send.sender, send.seq),
             at: 0,
         }
@@ -251,5 +328,35 @@ mod tests {
         let found = deliveries(&sends, &[]);
         assert_eq!(found.len(), SHOWN_PER_CHECK_MAX + 1);
         assert!(found.last().unwrap().detail.contains("15 more"));
+    }
+    fn posted(sender: u16, seq: u32, id: MessageId) -> PostRecord {
+        PostRecord { sender, seq, start: 0, end: Some(1), outcome: SendOutcome::Acked(id) }
+    }
+
+    fn in_room(post: &PostRecord, recipient: u16, id: MessageId) -> Delivered {
+        Delivered {
+            recipient,
+            id,
+            from: sender_name(post.sender),
+            room: Some(crate::history::ROOM.into()),
+            text: crate::history::post_text(post.sender, post.seq),
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn room_gaps_repeats_and_split_ids_are_caught() {
+        let (a, b) = (posted(0, 0, 4), posted(1, 0, 7));
+        let both = [in_room(&a, 0, 4), in_room(&b, 0, 7), in_room(&a, 1, 4), in_room(&b, 1, 7)];
+        assert!(room_order(&[a, b], &both, 2).is_empty());
+        assert!(deliveries(&[], &both).is_empty(), "room messages are not direct ones");
+        let gap = room_order(&[a, b], &both[..3], 2);
+        assert!(gap.iter().any(|v| v.detail.contains("never reached member r1")), "{gap:?}");
+        let twice = [&both[..], &[in_room(&a, 0, 4)]].concat();
+        assert!(room_order(&[a, b], &twice, 2).iter().any(|v| v.detail.contains("twice")));
+        let split = [in_room(&a, 0, 4), in_room(&a, 1, 5)];
+        assert!(room_order(&[a], &split, 2).iter().any(|v| v.detail.contains("different ids")));
+        let notice = Delivered { from: String::new(), text: "dropped".into(), ..in_room(&b, 1, 7) };
+        assert!(room_order(&[a, b], &[in_room(&a, 0, 4), in_room(&b, 0, 7), notice], 2).is_empty());
     }
 }

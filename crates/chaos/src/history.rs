@@ -60,6 +60,24 @@ pub struct SendRecord {
     pub outcome: SendOutcome,
 }
 
+/// The room every sender and recipient joins at the start; senders post
+/// to it, recipients receive its messages merged with their direct ones.
+pub const ROOM: &str = "#chaos";
+
+/// One post of the room workload to [`ROOM`]. Its text is [`post_text`]
+/// of (`sender`, `seq`), unique in the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostRecord {
+    /// Index of the posting account.
+    pub sender: u16,
+    /// The sender's own count (shared with its sends), from 0.
+    pub seq: u32,
+    pub start: Micros,
+    /// `None` when the outcome is unknown.
+    pub end: Option<Micros>,
+    pub outcome: SendOutcome,
+}
+
 /// One message a recipient's client handed to the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivered {
@@ -67,6 +85,8 @@ pub struct Delivered {
     pub recipient: u16,
     pub id: MessageId,
     pub from: String,
+    /// The room, for a room message (`from` empty: a gap notice).
+    pub room: Option<String>,
     pub text: String,
     pub at: Micros,
 }
@@ -89,7 +109,21 @@ pub fn message_text(sender: u16, seq: u32) -> String {
 
 /// The (sender, seq) a text names, if it is one of ours.
 pub fn parse_message_text(text: &str) -> Option<(u16, u32)> {
-    let (sender, seq) = text.strip_prefix('m')?.split_once('.')?;
+    parse_numbered(text.strip_prefix('m')?)
+}
+
+/// The text of a sender's `seq`th operation when it is a room post.
+pub fn post_text(sender: u16, seq: u32) -> String {
+    format!("p{sender}.{seq}")
+}
+
+/// The (sender, seq) a room post's text names, if it is one of ours.
+pub fn parse_post_text(text: &str) -> Option<(u16, u32)> {
+    parse_numbered(text.strip_prefix('p')?)
+}
+
+fn parse_numbered(text: &str) -> Option<(u16, u32)> {
+    let (sender, seq) = text.split_once('.')?;
     Some((sender.parse().ok()?, seq.parse().ok()?))
 }
 
@@ -97,6 +131,7 @@ pub fn parse_message_text(text: &str) -> Option<(u16, u32)> {
 #[derive(Debug, Default)]
 pub struct History {
     sends: Mutex<Vec<SendRecord>>,
+    posts: Mutex<Vec<PostRecord>>,
     delivered: Mutex<Vec<Delivered>>,
     accounts: Mutex<Vec<Operation>>,
     reconnects: Mutex<u64>,
@@ -105,6 +140,37 @@ pub struct History {
 impl History {
     pub fn record_send(&self, record: SendRecord) {
         lock(&self.sends).push(record);
+    }
+
+    pub fn record_post(&self, record: PostRecord) {
+        lock(&self.posts).push(record);
+    }
+
+    pub fn posts(&self) -> Vec<PostRecord> {
+        lock(&self.posts).clone()
+    }
+
+    /// Acknowledged room posts some of the `recipients` members has not
+    /// been handed yet (nor told, by a gap notice, that it was dropped).
+    pub fn undelivered_posts(&self, recipients: u16) -> usize {
+        let mut seen: std::collections::HashSet<(u16, MessageId)> = std::collections::HashSet::new();
+        let mut noticed: std::collections::HashMap<u16, MessageId> = std::collections::HashMap::new();
+        for d in lock(&self.delivered).iter().filter(|d| d.room.is_some()) {
+            seen.insert((d.recipient, d.id));
+            if d.from.is_empty() {
+                let notice = noticed.entry(d.recipient).or_default();
+                *notice = (*notice).max(d.id);
+            }
+        }
+        let covered = |r: u16, id: MessageId| seen.contains(&(r, id)) || noticed.get(&r).is_some_and(|n| id <= *n);
+        let acked = lock(&self.posts)
+            .iter()
+            .filter_map(|p| match p.outcome {
+                SendOutcome::Acked(id) => Some(id),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        acked.into_iter().filter(|id| (0..recipients).any(|r| !covered(r, *id))).count()
     }
 
     pub fn record_delivery(&self, delivered: Delivered) {

@@ -5,7 +5,7 @@
 
 use crate::check::Violation;
 use crate::faults::{Injected, Kind};
-use crate::history::{Micros, SendOutcome, SendRecord};
+use crate::history::{Micros, PostRecord, SendOutcome, SendRecord};
 use crate::run::Options;
 use chorus_lincheck::{AccountResult, Operation};
 use serde::Serialize;
@@ -27,9 +27,18 @@ pub struct Counts {
 
 impl Counts {
     pub fn of_sends(sends: &[SendRecord]) -> Counts {
-        let mut counts = Counts { attempted: sends.len() as u64, ..Counts::default() };
-        for send in sends {
-            match send.outcome {
+        Counts::of_outcomes(sends.iter().map(|send| send.outcome))
+    }
+
+    pub fn of_posts(posts: &[PostRecord]) -> Counts {
+        Counts::of_outcomes(posts.iter().map(|post| post.outcome))
+    }
+
+    fn of_outcomes(outcomes: impl Iterator<Item = SendOutcome>) -> Counts {
+        let mut counts = Counts::default();
+        for outcome in outcomes {
+            counts.attempted += 1;
+            match outcome {
                 SendOutcome::Acked(_) => counts.ok += 1,
                 SendOutcome::Refused => counts.refused += 1,
                 SendOutcome::Unknown => counts.unknown += 1,
@@ -91,6 +100,8 @@ pub struct Report {
     pub repro: String,
     pub dir: String,
     pub sends: Counts,
+    /// Posts to the room every sender and recipient is in.
+    pub posts: Counts,
     pub delivered: u64,
     pub reconnects: u64,
     pub account_ops: Counts,
@@ -121,6 +132,7 @@ impl Report {
             ),
             dir: String::new(),
             sends: Counts::default(),
+            posts: Counts::default(),
             delivered: 0,
             reconnects: 0,
             account_ops: Counts::default(),
@@ -180,6 +192,7 @@ impl Report {
             self.delivered,
             self.reconnects
         );
+        let _ = writeln!(out, "  room posts   {}", counts(&self.posts));
         let _ = writeln!(out, "  account ops  {}", counts(&self.account_ops));
         let kinds: Vec<String> = self.faults_by_kind().iter().map(|(k, n)| format!("{k} {n}")).collect();
         let _ = writeln!(out, "  faults       {} ({})", self.faults.len(), kinds.join(", "));

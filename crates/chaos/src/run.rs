@@ -84,7 +84,7 @@ async fn drive(options: &Options, cluster: &mut ChaosCluster) -> anyhow::Result<
     let healed_at = clock.now();
     say(&clock, "faults over; every replica up and every link healed");
     workload.stop_load().await;
-    report.drained_after_ms = wait_drained(&history, &clock, healed_at).await;
+    report.drained_after_ms = wait_drained(&history, options.shape.recipients, &clock, healed_at).await;
     workload.stop_subscribers().await;
     report.converged_after_ms = wait_converged(cluster, options.converge_within, &clock, healed_at).await;
     if report.converged_after_ms.is_none() {
@@ -94,7 +94,7 @@ async fn drive(options: &Options, cluster: &mut ChaosCluster) -> anyhow::Result<
             format!("replicas differ {:?} after healing: {digests:?}", options.converge_within),
         );
     }
-    check_history(&history, &mut report);
+    check_history(&history, options.shape.recipients, &mut report);
     Ok(report)
 }
 
@@ -150,11 +150,12 @@ fn note_unexpected_exits(injected: &Injected, restarted: &[ReplicaId], report: &
     }
 }
 
-/// Waits until every acknowledged send was handed to its recipient;
-/// returns how long after healing, or `None` past [`DRAIN_MAX`].
-async fn wait_drained(history: &History, clock: &Clock, healed_at: Micros) -> Option<u64> {
+/// Waits until every acknowledged send was handed to its recipient and
+/// every acknowledged room post to each of the `recipients`; returns how
+/// long after healing, or `None` past [`DRAIN_MAX`].
+async fn wait_drained(history: &History, recipients: u16, clock: &Clock, healed_at: Micros) -> Option<u64> {
     let deadline = tokio::time::Instant::now() + DRAIN_MAX;
-    while history.undelivered_acked() > 0 {
+    while history.undelivered_acked() > 0 || history.undelivered_posts(recipients) > 0 {
         if tokio::time::Instant::now() >= deadline {
             return None;
         }
@@ -182,7 +183,7 @@ async fn wait_converged(cluster: &ChaosCluster, within: Duration, clock: &Clock,
     }
 }
 
-fn check_history(history: &History, report: &mut Report) {
+fn check_history(history: &History, recipients: u16, report: &mut Report) {
     let sends = history.sends();
     let delivered = history.delivered();
     let account_ops = history.account_ops();
@@ -193,6 +194,9 @@ fn check_history(history: &History, report: &mut Report) {
     report.set_gaps(&history.ack_times());
     report.extend_violations(check::deliveries(&sends, &delivered));
     report.extend_violations(check::real_time_order(&sends));
+    let posts = history.posts();
+    report.posts = Counts::of_posts(&posts);
+    report.extend_violations(check::room_order(&posts, &delivered, recipients));
     match check::accounts(&account_ops) {
         Ok(violations) => report.extend_violations(violations),
         Err(gave_up) => report.linearizability_inconclusive = Some(gave_up),

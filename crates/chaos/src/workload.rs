@@ -2,7 +2,9 @@
 //! recording every call it makes into the [`History`].
 //!
 //! - **Senders** (`s0`, `s1`, ...): closed loop, each sends uniquely
-//!   numbered messages to random recipients.
+//!   numbered messages to random recipients, and one time in four posts
+//!   one to the room [`ROOM`] instead, which every sender and recipient
+//!   joined at the start.
 //! - **Subscribers**, one per recipient (`r0`, `r1`, ...): connected with
 //!   live delivery, they record each message handed over and mark it shown
 //!   (so the library acknowledges it). Every 8-20 s each one flushes its
@@ -12,7 +14,10 @@
 //!   pool of names (`a-0`, `a-1`, ...), so operations on one name overlap.
 //!   Their history goes to the linearizability checker.
 
-use crate::history::{message_text, recipient_name, sender_name, Clock, Delivered, History, SendOutcome, SendRecord};
+use crate::history::{
+    message_text, post_text, recipient_name, sender_name, Clock, Delivered, History, PostRecord, SendOutcome,
+    SendRecord, ROOM,
+};
 use chorus_chat::ChatError;
 use chorus_client::Endpoints;
 use chorus_client::{Client, ClientError, ClientOptions, Delivery};
@@ -147,6 +152,8 @@ async fn create_accounts(context: &Context) -> anyhow::Result<()> {
     let recipients = (0..context.shape.recipients).map(recipient_name);
     for name in senders.chain(recipients) {
         client.create(&name, PASSWORD).await?;
+        client.sign_in(&name, PASSWORD).await?;
+        client.join(&name, ROOM).await?;
     }
     Ok(())
 }
@@ -162,16 +169,27 @@ async fn send_loop(context: Context, sender: u16, seed: u64, stop: watch::Receiv
         if *stop.borrow() {
             return;
         }
-        let recipient = rng.random_range(0..context.shape.recipients);
         let start = context.clock.now();
-        let result = client.send(&from, &recipient_name(recipient), &message_text(sender, seq)).await;
-        let (end, outcome) = match result {
-            Ok(id) => (Some(context.clock.now()), SendOutcome::Acked(id)),
-            Err(error) if definite(&error) => (Some(context.clock.now()), SendOutcome::Refused),
-            Err(_) => (None, SendOutcome::Unknown),
-        };
-        context.history.record_send(SendRecord { sender, seq, recipient, start, end, outcome });
+        if rng.random_range(0..4) == 0 {
+            let result = client.say(&from, ROOM, &post_text(sender, seq)).await;
+            let (end, outcome) = ended(&context, result);
+            context.history.record_post(PostRecord { sender, seq, start, end, outcome });
+        } else {
+            let recipient = rng.random_range(0..context.shape.recipients);
+            let result = client.send(&from, &recipient_name(recipient), &message_text(sender, seq)).await;
+            let (end, outcome) = ended(&context, result);
+            context.history.record_send(SendRecord { sender, seq, recipient, start, end, outcome });
+        }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..20))).await;
+    }
+}
+
+/// When and how a send or a post ended.
+fn ended(context: &Context, result: Result<chorus_chat::MessageId, ClientError>) -> (Option<u64>, SendOutcome) {
+    match result {
+        Ok(id) => (Some(context.clock.now()), SendOutcome::Acked(id)),
+        Err(error) if definite(&error) => (Some(context.clock.now()), SendOutcome::Refused),
+        Err(_) => (None, SendOutcome::Unknown),
     }
 }
 
@@ -244,7 +262,8 @@ async fn run_subscription(
 }
 
 fn record(context: &Context, recipient: u16, message: chorus_chat::Message, at: u64) {
-    let delivered = Delivered { recipient, id: message.id, from: message.from, text: message.text, at };
+    let delivered =
+        Delivered { recipient, id: message.id, from: message.from, room: message.room, text: message.text, at };
     context.history.record_delivery(delivered);
 }
 

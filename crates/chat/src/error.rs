@@ -69,6 +69,64 @@ pub enum ChatError {
         /// The session's last executed sequence number.
         last: u64,
     },
+    /// The room name breaks the naming rule; `room` is cut to a bounded length.
+    #[error("invalid room name {room:?}: {reason}")]
+    RoomNameInvalid {
+        /// The offending name (at most `ROOM_NAME_CHARS_MAX` characters, then "...").
+        room: String,
+        /// Which rule it broke, for a human.
+        reason: String,
+    },
+    /// The room does not exist (it has no members).
+    #[error("no such room: {room}")]
+    NoSuchRoom {
+        /// The missing room.
+        room: String,
+    },
+    /// The account is not a member of the room it posts to, leaves or reads.
+    #[error("{name} is not a member of {room}")]
+    NotMember {
+        /// The account.
+        name: String,
+        /// The room.
+        room: String,
+    },
+    /// The account is already a member of the room it joins.
+    #[error("{name} is already a member of {room}")]
+    AlreadyMember {
+        /// The account.
+        name: String,
+        /// The room.
+        room: String,
+    },
+    /// The room already has `ROOM_MEMBERS_MAX` members.
+    #[error("room {room} is full: it has the maximum of {max} members")]
+    RoomFull {
+        /// The room.
+        room: String,
+        /// The limit (`ROOM_MEMBERS_MAX`).
+        max: usize,
+    },
+    /// The account is already in `ROOMS_PER_ACCOUNT_MAX` rooms.
+    #[error("{name} is in {max} rooms, the most one account may join; leave one first")]
+    TooManyRooms {
+        /// The account.
+        name: String,
+        /// The limit (`ROOMS_PER_ACCOUNT_MAX`).
+        max: usize,
+    },
+    /// The state already holds `ROOMS_MAX` rooms.
+    #[error("room limit reached: no room for another room (the maximum is {max})")]
+    RoomsFull {
+        /// The limit (`ROOMS_MAX`).
+        max: usize,
+    },
+    /// `#all` cannot be joined or left: every account is always a member.
+    #[error("{room} is built in: every account is a member; use broadcast to post to it")]
+    RoomReserved {
+        /// The built-in room.
+        room: String,
+    },
     /// A `list` pattern over `LIST_PATTERN_BYTES_MAX`.
     #[error("list pattern is {bytes} bytes, over the limit of {max} bytes")]
     PatternTooLong {

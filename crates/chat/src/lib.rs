@@ -6,7 +6,15 @@
 //! reply for the proposing client (an [`Outcome`] or a [`ChatError`]) and an
 //! optional [`StateEvent`] (a [`Message`] was queued, an account was deleted)
 //! for connections on any replica. Reads ([`ChatState::list`],
-//! [`ChatState::mailbox`]) change nothing.
+//! [`ChatState::mailbox`], [`ChatState::rooms`], [`ChatState::history`],
+//! [`ChatState::stream`]) change nothing.
+//!
+//! Rooms ([`Command::Join`], [`Command::Say`], ...) are shared
+//! conversations: room messages take ids from the same global counter as
+//! direct messages, so a room's order is the log's; each member has a
+//! replicated read position per room, moved by [`Command::Ack`]; history is
+//! retained per room up to cluster-wide bounds. [`Command::Broadcast`]
+//! posts to the built-in room [`BROADCAST_ROOM`] every account is in.
 //!
 //! The crate is pure: no IO, no clock, no threads, no randomness and no
 //! hash-ordered maps, so replicas that apply the same proposals end with
@@ -52,6 +60,7 @@
 mod bounded;
 mod error;
 mod read;
+mod rooms;
 mod session;
 mod snapshot;
 mod state;
@@ -63,10 +72,11 @@ mod validate;
 mod tests;
 
 pub use error::{ChatError, DecodeError, SnapshotError};
+pub use rooms::BROADCAST_ROOM;
 pub use state::ChatState;
 pub use token::{SessionToken, TokenError};
 pub use types::{
-    decode_proposal, encode_proposal, Applied, ClientId, Command, ListResult, Message, MessageId, Millis, Outcome,
-    Proposal, StateEvent,
+    decode_proposal, encode_proposal, Applied, ClientId, Command, HistoryPage, ListResult, Message, MessageId, Millis,
+    Outcome, Proposal, RoomSummary, RoomsResult, StateEvent,
 };
-pub use validate::{validate, validate_name, validate_password_hash};
+pub use validate::{validate, validate_name, validate_password_hash, validate_room};

@@ -13,11 +13,15 @@
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
-use chorus_limits::{ACCOUNTS_MAX, CLIENT_SESSIONS_MAX, MAILBOX_MESSAGES_MAX, MESSAGE_TEXT_BYTES_MAX, NAME_CHARS_MAX};
+use chorus_limits::{
+    ACCOUNTS_MAX, CLIENT_SESSIONS_MAX, MAILBOX_MESSAGES_MAX, MESSAGE_TEXT_BYTES_MAX, NAME_CHARS_MAX,
+    ROOMS_PER_ACCOUNT_MAX, ROOM_HISTORY_BYTES_MAX, ROOM_HISTORY_MESSAGES_MAX, ROOM_NAME_CHARS_MAX,
+};
 
 use crate::error::SnapshotError;
+use crate::rooms::{History, Room, BROADCAST_ROOM};
 use crate::state::{Account, ChatState};
-use crate::validate::validate_name;
+use crate::validate::{validate_name, validate_room};
 
 /// FNV-1a 64-bit offset basis.
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -37,7 +41,7 @@ const SNAPSHOT_BUFFER_BYTES: usize = 64 * 1024;
 /// one-sentence reason.
 const SNAPSHOT_SCRATCH_BYTES: usize = NAME_CHARS_MAX + MESSAGE_TEXT_BYTES_MAX;
 
-const _: () = assert!(SNAPSHOT_SCRATCH_BYTES >= 4 * NAME_CHARS_MAX + 256);
+const _: () = assert!(SNAPSHOT_SCRATCH_BYTES >= 4 * ROOM_NAME_CHARS_MAX + 256);
 
 impl ChatState {
     /// Deterministic 64-bit digest of the whole state (FNV-1a over the
@@ -110,9 +114,75 @@ impl ChatState {
                 return Err("an account name breaks the naming rule");
             }
             check_account(account, self.last_message_id, self.applied_count)?;
+            self.check_memberships(name, account)?;
         }
+        for (name, room) in &self.rooms {
+            self.check_room(name, room)?;
+        }
+        check_history(&self.broadcasts, self.last_message_id)?;
         self.sessions.check(CLIENT_SESSIONS_MAX, self.applied_count)
     }
+
+    /// Every room an account lists exists and lists it back.
+    fn check_memberships(&self, name: &str, account: &Account) -> Result<(), &'static str> {
+        if account.rooms.len() > ROOMS_PER_ACCOUNT_MAX {
+            return Err("an account is in more rooms than the per-account limit");
+        }
+        let listed = |room: &String| self.rooms.get(room).is_some_and(|r| r.members.contains_key(name));
+        if !account.rooms.iter().all(listed) {
+            return Err("an account lists a room that does not list it as a member");
+        }
+        Ok(())
+    }
+
+    /// A room: a valid, non-reserved name; members that exist, list the room
+    /// back and read no further than the last id; a consistent history.
+    fn check_room(&self, name: &str, room: &Room) -> Result<(), &'static str> {
+        if validate_room(name).is_err() || name == BROADCAST_ROOM {
+            return Err("a room name breaks the naming rule or is the built-in room");
+        }
+        if room.members.is_empty() {
+            return Err("a room has no members");
+        }
+        for (member, position) in &room.members {
+            if !self.accounts.get(member).is_some_and(|a| a.rooms.contains(name)) {
+                return Err("a room lists a member that does not list the room");
+            }
+            if *position > self.last_message_id {
+                return Err("a room read position is past the last assigned message id");
+            }
+        }
+        check_history(&room.history, self.last_message_id)
+    }
+}
+
+/// A history: within both bounds, its byte count right, each message from
+/// a valid name with a valid text, ids increasing above the dropped ones
+/// and not past the last assigned id.
+fn check_history(history: &History, last_message_id: u64) -> Result<(), &'static str> {
+    if history.messages.len() > ROOM_HISTORY_MESSAGES_MAX || history.bytes > ROOM_HISTORY_BYTES_MAX {
+        return Err("a room history is over its bounds");
+    }
+    if history.bytes != history.messages.iter().map(|m| m.bytes()).sum::<usize>() {
+        return Err("a room history's byte count is wrong");
+    }
+    if history.dropped_through > last_message_id {
+        return Err("a room history dropped an id past the last assigned one");
+    }
+    let mut previous_id = history.dropped_through;
+    for message in &history.messages {
+        if validate_name(message.from()).is_err() {
+            return Err("a room message's sender breaks the naming rule");
+        }
+        if message.text().is_empty() || message.text().len() > MESSAGE_TEXT_BYTES_MAX {
+            return Err("a room message's text is empty or over the size limit");
+        }
+        if message.id <= previous_id || message.id > last_message_id {
+            return Err("room message ids are out of order or out of range");
+        }
+        previous_id = message.id;
+    }
+    Ok(())
 }
 
 /// Checks one account's mailbox: bounded, each message from a valid name

@@ -1,13 +1,18 @@
 //! [`ChatState`] and the replicated step [`ChatState::apply`]: the session
-//! gate (exactly-once), then the command itself (create, delete, send, ack).
+//! gate (exactly-once), then the command itself (create, delete, send, ack;
+//! the room commands are in `rooms`).
 
 use std::cmp::Ordering;
 
-use chorus_limits::{ACCOUNTS_MAX, CLIENT_SESSIONS_MAX, MAILBOX_MESSAGES_MAX};
-use imbl::{OrdMap, Vector};
+use chorus_limits::{
+    ACCOUNTS_MAX, CLIENT_SESSIONS_MAX, MAILBOX_MESSAGES_MAX, ROOMS_MAX, ROOMS_PER_ACCOUNT_MAX, ROOM_HISTORY_BYTES_MAX,
+    ROOM_HISTORY_MESSAGES_MAX, ROOM_MEMBERS_MAX,
+};
+use imbl::{OrdMap, OrdSet, Vector};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
+use crate::rooms::{History, Room, BROADCAST_ROOM};
 use crate::session::SessionTable;
 use crate::types::{Applied, Command, Message, MessageId, Millis, Outcome, Proposal, Queued, StateEvent};
 use crate::validate::{validate, validate_name};
@@ -34,6 +39,12 @@ pub struct ChatState {
     pub(crate) sessions: SessionTable,
     /// Proposals applied so far; the logical clock that orders session eviction.
     pub(crate) applied_count: u64,
+    /// Every room with at least one member, by name (`#all` aside).
+    #[serde(deserialize_with = "crate::bounded::ord_map::<_, _, _, ROOMS_MAX>")]
+    pub(crate) rooms: OrdMap<String, Room>,
+    /// The history of the built-in room `#all`, which every account is in;
+    /// an account's read position there is its `acked_through`.
+    pub(crate) broadcasts: History,
 }
 
 /// One account: its queue of undelivered messages and how far it has acked.
@@ -51,6 +62,9 @@ pub(crate) struct Account {
     /// The applied-proposal count at creation: an account deleted and
     /// created again gets a new one, so the old account's tokens fail.
     pub(crate) created: u64,
+    /// The rooms the account is a member of (`#all` aside).
+    #[serde(deserialize_with = "crate::bounded::ord_set::<_, _, ROOMS_PER_ACCOUNT_MAX>")]
+    pub(crate) rooms: OrdSet<String>,
 }
 
 /// The bounds `apply` enforces. Production always uses [`Bounds::LIMITS`];
@@ -63,6 +77,16 @@ pub(crate) struct Bounds {
     pub(crate) mailbox_messages_max: usize,
     /// Most open client sessions.
     pub(crate) sessions_max: usize,
+    /// Most rooms at once.
+    pub(crate) rooms_max: usize,
+    /// Most members of one room.
+    pub(crate) room_members_max: usize,
+    /// Most rooms one account is in.
+    pub(crate) rooms_per_account_max: usize,
+    /// Most messages a room's history retains.
+    pub(crate) history_messages_max: usize,
+    /// Most bytes a room's history retains.
+    pub(crate) history_bytes_max: usize,
 }
 
 impl Bounds {
@@ -71,6 +95,11 @@ impl Bounds {
         accounts_max: ACCOUNTS_MAX,
         mailbox_messages_max: MAILBOX_MESSAGES_MAX,
         sessions_max: CLIENT_SESSIONS_MAX,
+        rooms_max: ROOMS_MAX,
+        room_members_max: ROOM_MEMBERS_MAX,
+        rooms_per_account_max: ROOMS_PER_ACCOUNT_MAX,
+        history_messages_max: ROOM_HISTORY_MESSAGES_MAX,
+        history_bytes_max: ROOM_HISTORY_BYTES_MAX,
     };
 }
 
@@ -166,13 +195,26 @@ impl ChatState {
                     Err(error) => (Err(error), None),
                 }
             }
+            Command::Join { name, room } => (self.join(name, room, bounds), None),
+            Command::Leave { name, room } => (self.leave(name, room), None),
+            Command::Say { from, room, text } => self.post(from, room, text, at_millis, bounds),
+            Command::Broadcast { from, text } => self.post(from, BROADCAST_ROOM, text, at_millis, bounds),
             Command::RegisterClient | Command::Ack { .. } => {
                 unreachable!("session-less commands never reach execute")
             }
         }
     }
 
-    /// Creates an empty account.
+    /// Posts to a room (or `#all`), announcing it on success.
+    fn post(&mut self, from: &str, room: &str, text: &str, at_millis: Millis, bounds: Bounds) -> Step {
+        match self.say((from, room), text, at_millis, bounds) {
+            Ok(id) => (Ok(Outcome::Sent { id }), Some(StateEvent::Posted { room: room.to_string() })),
+            Err(error) => (Err(error), None),
+        }
+    }
+
+    /// Creates an empty account. Its read position starts at the last
+    /// assigned id, so it receives broadcasts posted from now on.
     fn create(&mut self, name: &str, password_hash: &str, accounts_max: usize) -> Result<Outcome, ChatError> {
         if self.accounts.contains_key(name) {
             return Err(ChatError::NameTaken { name: name.to_string() });
@@ -182,21 +224,25 @@ impl ChatState {
         }
         let account = Account {
             mailbox: Vector::new(),
-            acked_through: 0,
+            acked_through: self.last_message_id,
             password_hash: password_hash.into(),
             created: self.applied_count,
+            rooms: OrdSet::new(),
         };
         self.accounts.insert(name.to_string(), account);
         assert!(self.accounts.len() <= accounts_max);
         Ok(Outcome::Created)
     }
 
-    /// Removes an account and everything queued for it.
+    /// Removes an account, everything queued for it and its memberships.
     fn delete(&mut self, name: &str) -> Result<Outcome, ChatError> {
-        match self.accounts.remove(name) {
-            Some(_) => Ok(Outcome::Deleted),
-            None => Err(ChatError::NoSuchAccount { name: name.to_string() }),
+        let Some(account) = self.accounts.remove(name) else {
+            return Err(ChatError::NoSuchAccount { name: name.to_string() });
+        };
+        for room in &account.rooms {
+            self.remove_member(room, name);
         }
+        Ok(Outcome::Deleted)
     }
 
     /// Queues a message for `to` under the next global id.
@@ -220,8 +266,14 @@ impl ChatState {
         }
         assert!(recipient.acked_through <= self.last_message_id, "acks are clamped");
         recipient.mailbox.push_back(Queued::new(next_id, from, at_millis, text));
-        let message =
-            Message { id: next_id, from: from.to_string(), to: to.to_string(), at_millis, text: text.to_string() };
+        let message = Message {
+            id: next_id,
+            from: from.to_string(),
+            to: to.to_string(),
+            room: None,
+            at_millis,
+            text: text.to_string(),
+        };
         assert!(recipient.mailbox.len() <= mailbox_messages_max);
         self.last_message_id = next_id;
         Ok(message)
@@ -244,6 +296,7 @@ impl ChatState {
             account.mailbox.pop_front();
         }
         assert!(account.mailbox.front().is_none_or(|m| m.id > account.acked_through));
+        self.ack_rooms(name, through);
         Ok(Outcome::Acked)
     }
 }

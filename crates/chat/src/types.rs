@@ -60,8 +60,41 @@ pub enum Command {
         /// Message body, non-empty UTF-8 within the size limit.
         text: String,
     },
+    /// Makes `name` a member of `room` (created if it does not exist); it
+    /// receives the room's messages posted from now on.
+    Join {
+        /// Joining account; must exist.
+        name: String,
+        /// Room name, checked by [`crate::validate_room`].
+        room: String,
+    },
+    /// Ends `name`'s membership of `room`; a room without members is removed.
+    Leave {
+        /// Leaving account.
+        name: String,
+        /// Room it leaves.
+        room: String,
+    },
+    /// Posts `text` to `room`, of which `from` must be a member.
+    Say {
+        /// Posting account.
+        from: String,
+        /// Room posted to.
+        room: String,
+        /// Message body, non-empty UTF-8 within the size limit.
+        text: String,
+    },
+    /// Posts `text` to the built-in room `#all`, which every account
+    /// belongs to (see [`crate::BROADCAST_ROOM`]).
+    Broadcast {
+        /// Posting account.
+        from: String,
+        /// Message body, non-empty UTF-8 within the size limit.
+        text: String,
+    },
     /// The recipient has seen every message with id <= `through`; those
-    /// messages leave the mailbox. Session-less and idempotent.
+    /// messages leave the mailbox, and its read position in each of its
+    /// rooms moves to `through`. Session-less and idempotent.
     Ack {
         /// Account whose mailbox is acknowledged.
         name: String,
@@ -86,6 +119,10 @@ pub enum Outcome {
     },
     /// The acknowledgement cursor was advanced (or already covered it).
     Acked,
+    /// The account became a member of the room.
+    Joined,
+    /// The account left the room.
+    Left,
 }
 
 /// A message as queued and delivered.
@@ -95,12 +132,27 @@ pub struct Message {
     pub id: MessageId,
     /// Account that sent it.
     pub from: String,
-    /// Account whose mailbox holds it.
+    /// Account whose mailbox holds it; for a room message, the member it
+    /// is delivered to.
     pub to: String,
+    /// The room it was posted to, or `None` for a direct message. A room
+    /// message with an empty `from` is a gap notice (see
+    /// [`Message::is_gap_notice`]).
+    pub room: Option<String>,
     /// Leader's clock when the send was proposed.
     pub at_millis: Millis,
     /// The body.
     pub text: String,
+}
+
+impl Message {
+    /// True for a gap notice: the room's messages with ids up to `id` that
+    /// this member had not read were dropped from the retained history
+    /// before they could be delivered. Its `from` is empty (no account
+    /// has an empty name).
+    pub fn is_gap_notice(&self) -> bool {
+        self.room.is_some() && self.from.is_empty()
+    }
 }
 
 /// A message as a mailbox holds it: the recipient is the mailbox's owner,
@@ -141,9 +193,16 @@ impl Queued {
             id: self.id,
             from: self.from().to_string(),
             to: to.to_string(),
+            room: None,
             at_millis: self.at_millis,
             text: self.text().to_string(),
         }
+    }
+
+    /// Bytes the message holds (sender's name plus text), as counted
+    /// against a room's history bound.
+    pub(crate) fn bytes(&self) -> usize {
+        self.body.len()
     }
 }
 
@@ -166,6 +225,11 @@ pub struct Applied {
 pub enum StateEvent {
     /// A message entered a mailbox: push it to the recipient if connected.
     Queued(Message),
+    /// A message was posted to `room`: push it to the members connected.
+    Posted {
+        /// The room (`#all` for a broadcast).
+        room: String,
+    },
     /// An account disappeared: drop its subscriptions.
     AccountDeleted {
         /// The removed account.
@@ -180,6 +244,35 @@ pub struct ListResult {
     pub names: Vec<String>,
     /// True when more names matched than `names` carries.
     pub truncated: bool,
+}
+
+/// One room in a `rooms` reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    /// The room's name.
+    pub name: String,
+    /// How many accounts are members.
+    pub members: u64,
+}
+
+/// Reply to a `rooms` read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomsResult {
+    /// Matching rooms, sorted by name, at most `ROOMS_LISTED_MAX`.
+    pub rooms: Vec<RoomSummary>,
+    /// True when more rooms matched than `rooms` carries.
+    pub truncated: bool,
+}
+
+/// Reply to a `history` read: retained messages of one room, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// The newest retained messages before the requested id, oldest
+    /// first, at most `HISTORY_PAGE_MESSAGES_MAX`.
+    pub messages: Vec<Message>,
+    /// True when older messages are still retained: ask again with the
+    /// first id of `messages` to page further back.
+    pub more: bool,
 }
 
 /// Encodes a proposal for the replicated log (postcard).

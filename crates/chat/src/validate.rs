@@ -2,7 +2,9 @@
 //! before proposing, to refuse bad input early; `apply` runs them again,
 //! because the log, not the proposer, is the authority.
 
-use chorus_limits::{MESSAGE_TEXT_BYTES_MAX, NAME_CHARS_MAX, NAME_CHARS_MIN, PASSWORD_HASH_BYTES_MAX};
+use chorus_limits::{
+    MESSAGE_TEXT_BYTES_MAX, NAME_CHARS_MAX, NAME_CHARS_MIN, PASSWORD_HASH_BYTES_MAX, ROOM_NAME_CHARS_MAX,
+};
 
 use crate::error::ChatError;
 use crate::types::Command;
@@ -21,6 +23,33 @@ pub fn validate(command: &Command) -> Result<(), ChatError> {
             validate_name(to)?;
             validate_text(text)
         }
+        Command::Join { name, room } | Command::Leave { name, room } => {
+            validate_name(name)?;
+            validate_room(room)
+        }
+        Command::Say { from, room, text } => {
+            validate_name(from)?;
+            validate_room(room)?;
+            validate_text(text)
+        }
+        Command::Broadcast { from, text } => {
+            validate_name(from)?;
+            validate_text(text)
+        }
+    }
+}
+
+/// Checks a room name: `#` followed by an account-style name (ASCII
+/// letters, digits, `_`, `-` or `.`), at most `ROOM_NAME_CHARS_MAX`
+/// characters in all.
+pub fn validate_room(room: &str) -> Result<(), ChatError> {
+    let Some(rest) = room.strip_prefix('#') else {
+        return Err(room_invalid(room, "a room name starts with #".to_string()));
+    };
+    match validate_name(rest) {
+        Ok(()) => Ok(()),
+        Err(ChatError::NameInvalid { reason, .. }) => Err(room_invalid(room, reason)),
+        Err(other) => Err(other),
     }
 }
 
@@ -61,6 +90,15 @@ fn validate_text(text: &str) -> Result<(), ChatError> {
         return Err(ChatError::TextTooLong { bytes: text.len(), max: MESSAGE_TEXT_BYTES_MAX });
     }
     Ok(())
+}
+
+/// Builds `RoomNameInvalid`, cutting the echoed name like [`name_invalid`].
+fn room_invalid(room: &str, reason: String) -> ChatError {
+    let mut shown: String = room.chars().take(ROOM_NAME_CHARS_MAX).collect();
+    if shown.len() < room.len() {
+        shown.push_str("...");
+    }
+    ChatError::RoomNameInvalid { room: shown, reason }
 }
 
 /// True for the characters a name may contain.

@@ -11,11 +11,19 @@
 //! {"command":"delete","ok":true,"name":"user2"}
 //! {"command":"list","ok":true,"names":["user2","user3"],"truncated":false}
 //! {"command":"send","ok":true,"to":"user3","id":4}
+//! {"command":"join","ok":true,"room":"#rust"}
+//! {"command":"leave","ok":true,"room":"#rust"}
+//! {"command":"say","ok":true,"room":"#rust","id":5}
+//! {"command":"broadcast","ok":true,"room":"#all","id":6}
+//! {"command":"rooms","ok":true,"rooms":[{"name":"#all","members":2},{"name":"#rust","members":1}],"truncated":false}
+//! {"command":"history","ok":true,"room":"#rust","messages":[{"id":5,"from":"user3","room":"#rust","at":1732290001123,"text":"hi"}],"more":false}
 //! {"command":"help","ok":true,"text":"..."}
 //! {"command":"quit","ok":true}
 //! {"command":"send","error":"no such account: bob"}
 //! {"command":null,"error":"input line is not UTF-8; ignored"}
 //! {"delivery":true,"id":4,"from":"user2","to":"user3","at":1732290001123,"text":"hello"}
+//! {"delivery":true,"id":5,"from":"user3","to":"user2","room":"#rust","at":1732290001123,"text":"hi"}
+//! {"delivery":true,"id":9,"from":"","to":"user2","room":"#rust","gap":true,"at":0,"text":"messages of #rust up to id 9 were dropped ..."}
 //! {"delivery":true,"ended":true,"name":"user3","reason":"account deleted"}
 //! ```
 
@@ -24,7 +32,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
-use chorus_chat::{ListResult, Message};
+use chorus_chat::{HistoryPage, ListResult, Message, RoomSummary, RoomsResult};
 use chorus_client::command::{parse, Parsed};
 use chorus_client::{Client, Delivery};
 use chorus_proto::ClusterFile;
@@ -45,6 +53,13 @@ commands:
   delete NAME      delete account NAME (the one you act as) and its unread messages
   list [PATTERN]   account names matching the regular expression PATTERN anywhere (all if omitted)
   send NAME TEXT   send TEXT (the rest of the line) to NAME, from the account you act as
+  join ROOM        join ROOM (a name starting with #; created if new): connect then delivers its messages too
+  leave ROOM       leave ROOM
+  say ROOM TEXT    post TEXT to ROOM, of which you are a member; every member sees the same order
+  rooms [PATTERN]  rooms (with member counts) whose names match PATTERN anywhere (all if omitted)
+  history ROOM [N [BEFORE]]
+                   the last N (default 20) retained messages of ROOM with an id below BEFORE (newest if omitted)
+  broadcast TEXT   post TEXT to #all, the built-in room every account is in
   help             this text
   quit             acknowledge the messages shown and leave";
 
@@ -112,6 +127,11 @@ enum Done {
     Deleted(String),
     Listed(ListResult),
     Sent { to: String, id: u64 },
+    Joined(String),
+    Left(String),
+    Said { room: String, id: u64 },
+    RoomsListed(RoomsResult),
+    History { room: String, count: u32, page: HistoryPage },
     Help,
     Quit,
 }
@@ -173,6 +193,36 @@ async fn execute(
         }
         Parsed::Help => Ok(Done::Help),
         Parsed::Quit => Ok(Done::Quit),
+        room_command => execute_room(client, me.as_deref(), room_command).await,
+    }
+}
+
+/// History messages shown when `history` is given no count.
+const HISTORY_COUNT_DEFAULT: u32 = 20;
+
+/// Runs one room command as `me`.
+async fn execute_room(client: &Client, me: Option<&str>, parsed: Parsed) -> Result<Done, String> {
+    let failed = |e: chorus_client::ClientError| e.to_string();
+    if let Parsed::Rooms(pattern) = parsed {
+        return client.rooms(pattern.as_deref()).await.map(Done::RoomsListed).map_err(failed);
+    }
+    let me = me.ok_or_else(|| "sign in first with create or connect".to_string())?;
+    match parsed {
+        Parsed::Join(room) => client.join(me, &room).await.map(|()| Done::Joined(room)).map_err(failed),
+        Parsed::Leave(room) => client.leave(me, &room).await.map(|()| Done::Left(room)).map_err(failed),
+        Parsed::Say { room, text } => {
+            client.say(me, &room, &text).await.map(|id| Done::Said { room, id }).map_err(failed)
+        }
+        Parsed::Broadcast(text) => {
+            let id = client.broadcast(me, &text).await.map_err(failed)?;
+            Ok(Done::Said { room: chorus_chat::BROADCAST_ROOM.to_string(), id })
+        }
+        Parsed::History { room, count, before } => {
+            let count = count.unwrap_or(HISTORY_COUNT_DEFAULT);
+            let page = client.history(me, &room, before, count).await.map_err(failed)?;
+            Ok(Done::History { room, count, page })
+        }
+        other => Err(format!("not a room command: {other:?}")),
     }
 }
 
@@ -274,14 +324,7 @@ impl Output {
     /// Prints one delivery.
     fn delivery(&self, delivery: &Delivery) -> std::io::Result<()> {
         let text = match (delivery, self.json) {
-            (Delivery::Message(m), true) => to_json(&MessageLine {
-                delivery: true,
-                id: m.id,
-                from: &m.from,
-                to: &m.to,
-                at: m.at_millis,
-                text: &m.text,
-            }),
+            (Delivery::Message(m), true) => to_json(&MessageLine::delivered(m)),
             (Delivery::Message(m), false) => message_text(m),
             (Delivery::Ended { name, reason }, true) => {
                 to_json(&EndedLine { delivery: true, ended: true, name, reason })
@@ -305,7 +348,11 @@ struct ReplyLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     names: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rooms: Option<&'a [RoomSummary]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     truncated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -314,6 +361,21 @@ struct ReplyLine<'a> {
     id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<HistoryLine<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    more: Option<bool>,
+}
+
+/// A message of a `history` reply as one JSON object.
+#[derive(Debug, Serialize)]
+struct HistoryLine<'a> {
+    id: u64,
+    from: &'a str,
+    room: &'a str,
+    /// The leader's timestamp, in milliseconds since the Unix epoch.
+    at: u64,
+    text: &'a str,
 }
 
 /// A delivered message as one JSON object.
@@ -323,9 +385,31 @@ struct MessageLine<'a> {
     id: u64,
     from: &'a str,
     to: &'a str,
+    /// The room, for a room message (absent for a direct one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+    /// True for a gap notice (messages dropped from history unread).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    gap: bool,
     /// The leader's timestamp, in milliseconds since the Unix epoch.
     at: u64,
     text: &'a str,
+}
+
+impl<'a> MessageLine<'a> {
+    /// The line for a delivered message.
+    fn delivered(message: &'a Message) -> MessageLine<'a> {
+        MessageLine {
+            delivery: true,
+            id: message.id,
+            from: &message.from,
+            to: &message.to,
+            room: message.room.as_deref(),
+            gap: message.is_gap_notice(),
+            at: message.at_millis,
+            text: &message.text,
+        }
+    }
 }
 
 /// The end of a delivery as one JSON object (`delivery` too, so that
@@ -351,12 +435,32 @@ fn reply_json(reply: &Reply) -> String {
                 }
                 Done::Listed(list) => ReplyLine { names: Some(&list.names), truncated: Some(list.truncated), ..ok },
                 Done::Sent { to, id } => ReplyLine { to: Some(to), id: Some(*id), ..ok },
+                Done::Joined(room) | Done::Left(room) => ReplyLine { room: Some(room), ..ok },
+                Done::Said { room, id } => ReplyLine { room: Some(room), id: Some(*id), ..ok },
+                Done::RoomsListed(list) => {
+                    ReplyLine { rooms: Some(&list.rooms), truncated: Some(list.truncated), ..ok }
+                }
+                Done::History { room, page, .. } => {
+                    let messages = page.messages.iter().map(history_line).collect();
+                    ReplyLine { room: Some(room), messages: Some(messages), more: Some(page.more), ..ok }
+                }
                 Done::Help => ReplyLine { text: Some(HELP), ..ok },
                 Done::Quit => ok,
             }
         }
     };
     to_json(&line)
+}
+
+/// A history message as a JSON object.
+fn history_line(message: &Message) -> HistoryLine<'_> {
+    HistoryLine {
+        id: message.id,
+        from: &message.from,
+        room: message.room.as_deref().unwrap_or_default(),
+        at: message.at_millis,
+        text: &message.text,
+    }
 }
 
 /// One JSON line; these plain structs always serialize.
@@ -379,14 +483,54 @@ fn reply_text(done: &Done) -> String {
             text
         }
         Done::Sent { to, id } => format!("ok: sent to {to} (id {id})"),
+        Done::Joined(room) => format!("ok: joined {room}"),
+        Done::Left(room) => format!("ok: left {room}"),
+        Done::Said { room, id } => format!("ok: posted to {room} (id {id})"),
+        Done::RoomsListed(list) => rooms_text(list),
+        Done::History { room, count, page } => history_text(room, *count, page),
         Done::Help => HELP.into(),
         Done::Quit => String::new(),
     }
 }
 
-/// A delivered message for humans: `[YYYY-MM-DD HH:MM:SS.mmm] from: text`.
+/// A `rooms` reply for humans: one `NAME (N members)` line per room.
+fn rooms_text(list: &RoomsResult) -> String {
+    if list.rooms.is_empty() {
+        return "(no matching rooms)".into();
+    }
+    let lines: Vec<String> = list.rooms.iter().map(|r| format!("{} ({} members)", r.name, r.members)).collect();
+    let mut text = lines.join("\n");
+    if list.truncated {
+        text.push_str("\n(more rooms match; narrow the pattern)");
+    }
+    text
+}
+
+/// A `history` page for humans, with the command that pages further back.
+fn history_text(room: &str, count: u32, page: &HistoryPage) -> String {
+    let mut lines: Vec<String> = page.messages.iter().map(message_text).collect();
+    if lines.is_empty() {
+        lines.push(format!("(no retained messages in {room})"));
+    }
+    if let (true, Some(first)) = (page.more, page.messages.first()) {
+        lines.push(format!("(older messages retained: history {room} {count} {})", first.id));
+    }
+    lines.join("\n")
+}
+
+/// A delivered message for humans: `[YYYY-MM-DD HH:MM:SS.mmm] from: text`,
+/// with the room before the sender for a room message; a gap notice as
+/// `-- ROOM: text`.
 fn message_text(message: &Message) -> String {
-    format!("[{}] {}: {}", format_utc_millis(message.at_millis), message.from, printable(&message.text))
+    if message.is_gap_notice() {
+        let room = message.room.as_deref().unwrap_or_default();
+        return format!("-- {room}: {}", printable(&message.text));
+    }
+    let at = format_utc_millis(message.at_millis);
+    match &message.room {
+        Some(room) => format!("[{at}] {room} {}: {}", message.from, printable(&message.text)),
+        None => format!("[{at}] {}: {}", message.from, printable(&message.text)),
+    }
 }
 
 /// `text` with control characters escaped, so a message cannot move the
@@ -628,15 +772,33 @@ mod tests {
         );
         assert_eq!(reply("quit", Ok(Done::Quit)), r#"{"command":"quit","ok":true}"#);
         assert_eq!(reply_json(&Reply::refused("x".into())), r#"{"command":null,"error":"x"}"#);
-        let line = to_json(&MessageLine {
-            delivery: true,
+        let mut message = Message {
             id: 4,
-            from: "user2",
-            to: "user3",
-            at: 1_732_290_001_123,
-            text: "hello",
-        });
+            from: "user2".into(),
+            to: "user3".into(),
+            room: None,
+            at_millis: 1_732_290_001_123,
+            text: "hello".into(),
+        };
+        let line = to_json(&MessageLine::delivered(&message));
         assert_eq!(line, r#"{"delivery":true,"id":4,"from":"user2","to":"user3","at":1732290001123,"text":"hello"}"#);
+        message.room = Some("#rust".into());
+        assert_eq!(
+            to_json(&MessageLine::delivered(&message)),
+            r##"{"delivery":true,"id":4,"from":"user2","to":"user3","room":"#rust","at":1732290001123,"text":"hello"}"##
+        );
+        let said = Done::Said { room: "#rust".into(), id: 5 };
+        assert_eq!(reply("say", Ok(said)), r##"{"command":"say","ok":true,"room":"#rust","id":5}"##);
+        let rooms = RoomsResult { rooms: vec![RoomSummary { name: "#all".into(), members: 2 }], truncated: false };
+        assert_eq!(
+            reply("rooms", Ok(Done::RoomsListed(rooms))),
+            r##"{"command":"rooms","ok":true,"rooms":[{"name":"#all","members":2}],"truncated":false}"##
+        );
+        let page = HistoryPage { messages: vec![message], more: false };
+        assert_eq!(
+            reply("history", Ok(Done::History { room: "#rust".into(), count: 20, page })),
+            r##"{"command":"history","ok":true,"room":"#rust","messages":[{"id":4,"from":"user2","room":"#rust","at":1732290001123,"text":"hello"}],"more":false}"##
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use chorus_chat::{ChatError, Command, ListResult, MessageId, Outcome, SessionToken};
+use chorus_chat::{ChatError, Command, HistoryPage, ListResult, MessageId, Outcome, RoomsResult, SessionToken};
 use chorus_paxos::ReplicaId;
 use chorus_proto::{Password, ReplicaAddress, Request, RequestError, Response};
 use chorus_tls::ClientTls;
@@ -269,6 +269,79 @@ impl Client {
         match self.inner.call(&request).await {
             Ok(Response::List(result)) => Ok(result),
             Ok(other) => Err(unexpected("list", &other)),
+            Err(error) => Err(error.for_read()),
+        }
+    }
+
+    /// Makes `name` a member of `room` (created if new): from now on its
+    /// subscription also delivers the room's messages.
+    pub async fn join(&self, name: &str, room: &str) -> Result<(), ClientError> {
+        chorus_chat::validate_room(room)?;
+        let command = Command::Join { name: name.into(), room: room.into() };
+        match self.inner.execute(command).await? {
+            Outcome::Joined => Ok(()),
+            other => Err(unexpected("join", &other)),
+        }
+    }
+
+    /// Ends `name`'s membership of `room`.
+    pub async fn leave(&self, name: &str, room: &str) -> Result<(), ClientError> {
+        chorus_chat::validate_room(room)?;
+        let command = Command::Leave { name: name.into(), room: room.into() };
+        match self.inner.execute(command).await? {
+            Outcome::Left => Ok(()),
+            other => Err(unexpected("leave", &other)),
+        }
+    }
+
+    /// Posts `text` from member `from` to `room`; returns the message's
+    /// (global) id, which orders it among all the room's messages.
+    pub async fn say(&self, from: &str, room: &str, text: &str) -> Result<MessageId, ClientError> {
+        chorus_chat::validate_room(room)?;
+        let command = Command::Say { from: from.into(), room: room.into(), text: text.into() };
+        match self.inner.execute(command).await? {
+            Outcome::Sent { id } => Ok(id),
+            other => Err(unexpected("say", &other)),
+        }
+    }
+
+    /// Posts `text` from `from` to the built-in room `#all`, which every
+    /// account is in; returns the message's id.
+    pub async fn broadcast(&self, from: &str, text: &str) -> Result<MessageId, ClientError> {
+        let command = Command::Broadcast { from: from.into(), text: text.into() };
+        match self.inner.execute(command).await? {
+            Outcome::Sent { id } => Ok(id),
+            other => Err(unexpected("broadcast", &other)),
+        }
+    }
+
+    /// Rooms whose names match the regular expression `pattern` anywhere
+    /// (all when `None`), sorted, with member counts; linearizable.
+    pub async fn rooms(&self, pattern: Option<&str>) -> Result<RoomsResult, ClientError> {
+        let request = Request::Rooms { pattern: pattern.map(str::to_string) };
+        match self.inner.call(&request).await {
+            Ok(Response::Rooms(result)) => Ok(result),
+            Ok(other) => Err(unexpected("rooms", &other)),
+            Err(error) => Err(error.for_read()),
+        }
+    }
+
+    /// The newest `count` retained messages of `room` with id < `before`
+    /// (the newest of all when `None`), oldest first, read as member
+    /// `name`; pass the first id of a page as `before` to page further
+    /// back. Linearizable.
+    pub async fn history(
+        &self,
+        name: &str,
+        room: &str,
+        before: Option<MessageId>,
+        count: u32,
+    ) -> Result<HistoryPage, ClientError> {
+        chorus_chat::validate_room(room)?;
+        let request = Request::History { name: name.into(), room: room.into(), before, count };
+        match self.inner.call(&request).await {
+            Ok(Response::History(page)) => Ok(page),
+            Ok(other) => Err(unexpected("history", &other)),
             Err(error) => Err(error.for_read()),
         }
     }

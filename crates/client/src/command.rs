@@ -9,7 +9,25 @@ pub enum Parsed {
     Connect(String),
     Delete(String),
     List(Option<String>),
-    Send { to: String, text: String },
+    Send {
+        to: String,
+        text: String,
+    },
+    Join(String),
+    Leave(String),
+    Say {
+        room: String,
+        text: String,
+    },
+    Rooms(Option<String>),
+    /// `history ROOM [N [BEFORE]]`: the last `count` messages with id
+    /// below `before`.
+    History {
+        room: String,
+        count: Option<u32>,
+        before: Option<u64>,
+    },
+    Broadcast(String),
     Help,
     Quit,
 }
@@ -55,6 +73,16 @@ pub fn parse(line: &str) -> Option<(String, Result<Parsed, String>)> {
             Ok(Parsed::List((!pattern.is_empty()).then(|| pattern.to_string())))
         }
         "send" => parse_send(rest),
+        "join" => one_room(rest, "join ROOM").map(Parsed::Join),
+        "leave" => one_room(rest, "leave ROOM").map(Parsed::Leave),
+        "say" => parse_say(rest),
+        "rooms" => {
+            let pattern = rest.trim();
+            Ok(Parsed::Rooms((!pattern.is_empty()).then(|| pattern.to_string())))
+        }
+        "history" => parse_history(rest),
+        "broadcast" if rest.is_empty() => Err("missing message text (usage: broadcast TEXT)".into()),
+        "broadcast" => Ok(Parsed::Broadcast(rest.to_string())),
         "help" => Ok(Parsed::Help),
         "quit" => Ok(Parsed::Quit),
         _ => Err(format!("unknown command: {word} (type help for the list)")),
@@ -72,6 +100,54 @@ fn parse_send(rest: &str) -> Result<Parsed, String> {
         return Err("missing message text (usage: send NAME TEXT)".into());
     }
     Ok(Parsed::Send { to: to.to_string(), text: text.to_string() })
+}
+
+/// The single room name a command takes, checked locally.
+fn one_room(rest: &str, usage: &str) -> Result<String, String> {
+    let (room, extra) = split_word(rest);
+    if room.is_empty() {
+        return Err(format!("missing room name (usage: {usage})"));
+    }
+    if !extra.trim().is_empty() {
+        return Err(format!("too many arguments (usage: {usage})"));
+    }
+    chorus_chat::validate_room(room).map_err(|e| e.to_string())?;
+    Ok(room.to_string())
+}
+
+/// `say ROOM TEXT...`: the text is the rest of the line.
+fn parse_say(rest: &str) -> Result<Parsed, String> {
+    let (room, text) = split_word(rest);
+    if room.is_empty() {
+        return Err("missing room name (usage: say ROOM TEXT)".into());
+    }
+    chorus_chat::validate_room(room).map_err(|e| e.to_string())?;
+    if text.is_empty() {
+        return Err("missing message text (usage: say ROOM TEXT)".into());
+    }
+    Ok(Parsed::Say { room: room.to_string(), text: text.to_string() })
+}
+
+/// `history ROOM [N [BEFORE]]`.
+fn parse_history(rest: &str) -> Result<Parsed, String> {
+    const USAGE: &str = "usage: history ROOM [N [BEFORE]]";
+    let (room, rest) = split_word(rest);
+    if room.is_empty() {
+        return Err(format!("missing room name ({USAGE})"));
+    }
+    chorus_chat::validate_room(room).map_err(|e| e.to_string())?;
+    let (count, rest) = split_word(rest);
+    let (before, extra) = split_word(rest);
+    if !extra.is_empty() {
+        return Err(format!("too many arguments ({USAGE})"));
+    }
+    let number = |word: &str, what: &str| match word {
+        "" => Ok(None),
+        word => word.parse::<u64>().map(Some).map_err(|_| format!("{what} must be a number ({USAGE})")),
+    };
+    let count = number(count, "N")?.map(|n| n.min(u64::from(u32::MAX)) as u32);
+    let before = number(before, "BEFORE")?;
+    Ok(Parsed::History { room: room.to_string(), count, before })
 }
 
 #[cfg(test)]
@@ -95,5 +171,26 @@ mod tests {
         assert!(matches!(parsed("create bad/name"), Some(Err(e)) if e.contains("invalid account name")));
         assert!(matches!(parsed("frobnicate x"), Some(Err(e)) if e.contains("unknown command")));
         assert_eq!(parse("QUIT").map(|(c, _)| c), Some("quit".into()));
+    }
+
+    #[test]
+    fn room_commands_parse() {
+        let parsed = |line: &str| parse(line).map(|(_, p)| p);
+        assert_eq!(parsed("join #rust"), Some(Ok(Parsed::Join("#rust".into()))));
+        assert_eq!(parsed("leave #rust"), Some(Ok(Parsed::Leave("#rust".into()))));
+        assert!(matches!(parsed("join rust"), Some(Err(e)) if e.contains("starts with #")));
+        assert!(matches!(parsed("join"), Some(Err(e)) if e.contains("missing room name")));
+        assert_eq!(parsed("say #r  hi  all"), Some(Ok(Parsed::Say { room: "#r".into(), text: "hi  all".into() })));
+        assert!(matches!(parsed("say #r"), Some(Err(e)) if e.contains("missing message text")));
+        assert_eq!(parsed("rooms"), Some(Ok(Parsed::Rooms(None))));
+        assert_eq!(parsed("rooms ^#a"), Some(Ok(Parsed::Rooms(Some("^#a".into())))));
+        let history = |count, before| Some(Ok(Parsed::History { room: "#r".into(), count, before }));
+        assert_eq!(parsed("history #r"), history(None, None));
+        assert_eq!(parsed("history #r 5"), history(Some(5), None));
+        assert_eq!(parsed("history #r 5 40"), history(Some(5), Some(40)));
+        assert!(matches!(parsed("history #r x"), Some(Err(e)) if e.contains("must be a number")));
+        assert!(matches!(parsed("history #r 1 2 3"), Some(Err(e)) if e.contains("too many")));
+        assert_eq!(parsed("broadcast hello all"), Some(Ok(Parsed::Broadcast("hello all".into()))));
+        assert!(matches!(parsed("broadcast "), Some(Err(e)) if e.contains("missing message text")));
     }
 }

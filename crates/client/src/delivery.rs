@@ -171,7 +171,7 @@ mod tests {
     use super::*;
 
     fn message(id: MessageId, to: &str) -> Message {
-        Message { id, from: "x".into(), to: to.into(), at_millis: 0, text: format!("m{id}") }
+        Message { id, from: "x".into(), to: to.into(), room: None, at_millis: 0, text: format!("m{id}") }
     }
 
     #[test]

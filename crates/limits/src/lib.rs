@@ -32,6 +32,27 @@ pub const CLIENT_SESSIONS_MAX: usize = 10_000;
 /// Most messages one delivery frame carries to a client.
 pub const DELIVERY_MESSAGES_PER_FRAME_MAX: usize = 64;
 
+// ---- rooms --------------------------------------------------------------
+
+/// Longest room name, in characters: `#` then an account-style name.
+pub const ROOM_NAME_CHARS_MAX: usize = 1 + NAME_CHARS_MAX;
+/// Most rooms the chat state holds at once (the built-in `#all` aside).
+pub const ROOMS_MAX: usize = 1_000;
+/// Most members of one room.
+pub const ROOM_MEMBERS_MAX: usize = 10_000;
+/// Most rooms one account may be a member of at once (`#all` aside).
+pub const ROOMS_PER_ACCOUNT_MAX: usize = 64;
+/// Most messages a room's retained history holds; older ones are dropped
+/// first. A cluster-wide constant: every replica must drop the same ones.
+pub const ROOM_HISTORY_MESSAGES_MAX: usize = 1_000;
+/// Most bytes (senders' names plus texts) a room's retained history
+/// holds; older messages are dropped first. Cluster-wide, like the count.
+pub const ROOM_HISTORY_BYTES_MAX: usize = 1024 * 1024;
+/// Most messages one `history` reply carries.
+pub const HISTORY_PAGE_MESSAGES_MAX: usize = 64;
+/// Most rooms one `rooms` reply carries; a longer result is cut and flagged.
+pub const ROOMS_LISTED_MAX: usize = 1000;
+
 // ---- identity -----------------------------------------------------------
 
 /// Shortest password, in bytes.
@@ -183,8 +204,20 @@ const _: () = assert!(MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + 256 <= BATCH
 const _: () = assert!(MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + 256 <= CLIENT_FRAME_BYTES_MAX);
 // A full delivery frame fits in a client frame.
 const _: () = assert!(
-    DELIVERY_MESSAGES_PER_FRAME_MAX * (MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + 64) <= CLIENT_FRAME_BYTES_MAX
+    DELIVERY_MESSAGES_PER_FRAME_MAX * (MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + ROOM_NAME_CHARS_MAX + 64)
+        <= CLIENT_FRAME_BYTES_MAX
 );
+// Room limits relate to the account limits they sit on.
+const _: () = assert!(ROOM_MEMBERS_MAX <= ACCOUNTS_MAX);
+const _: () = assert!(ROOMS_PER_ACCOUNT_MAX <= ROOMS_MAX);
+const _: () = assert!(ROOM_HISTORY_BYTES_MAX >= MESSAGE_TEXT_BYTES_MAX + NAME_CHARS_MAX);
+const _: () = assert!(ROOM_HISTORY_MESSAGES_MAX >= HISTORY_PAGE_MESSAGES_MAX);
+// A full history page and a full rooms listing fit in a client frame.
+const _: () = assert!(
+    HISTORY_PAGE_MESSAGES_MAX * (MESSAGE_TEXT_BYTES_MAX + 2 * NAME_CHARS_MAX + ROOM_NAME_CHARS_MAX + 64)
+        <= CLIENT_FRAME_BYTES_MAX
+);
+const _: () = assert!(ROOMS_LISTED_MAX * (ROOM_NAME_CHARS_MAX + 16) <= CLIENT_FRAME_BYTES_MAX);
 // A full list reply fits in a client frame.
 const _: () = assert!(LIST_NAMES_MAX * (NAME_CHARS_MAX + 8) <= CLIENT_FRAME_BYTES_MAX);
 // Every unchosen entry a replica can hold (one window of full batches) fits

@@ -1,13 +1,15 @@
 //! The frames themselves.
 
-use chorus_chat::{ChatError, ClientId, Command, ListResult, Message, MessageId, Outcome, SessionToken};
+use chorus_chat::{
+    ChatError, ClientId, Command, HistoryPage, ListResult, Message, MessageId, Outcome, RoomsResult, SessionToken,
+};
 use chorus_paxos::{Ballot, Envelope, ReplicaId, Role, Slot};
 use serde::{Deserialize, Serialize};
 
 /// Identifies the protocol in the first frame ("CHRS").
 pub const MAGIC: u32 = 0x4348_5253;
 /// Bumped on any incompatible change to a frame.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Who is connecting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,10 +73,11 @@ pub enum Request {
     /// seq): the leader hashes the password (argon2id, a salt of its
     /// choosing) and proposes `Command::Create` with the hash.
     CreateAccount { client: ClientId, seq: u64, name: String, password: Password },
-    /// A state-changing chat command (delete, send), exactly once per
-    /// (client, seq). `Command::Create` is refused here: accounts are
-    /// created with `CreateAccount`, so a client never picks the hash.
-    /// A delete or send must name the account this connection signed in as.
+    /// A state-changing chat command (delete, send, join, leave, say,
+    /// broadcast), exactly once per (client, seq). `Command::Create` is
+    /// refused here: accounts are created with `CreateAccount`, so a
+    /// client never picks the hash. The command must act for the account
+    /// this connection signed in as.
     Command { client: ClientId, seq: u64, command: Command },
     /// Signs this connection in as `name`; answered by the leader with a
     /// session token. Failures are throttled per account and per address.
@@ -84,8 +87,18 @@ pub enum Request {
     Resume { token: SessionToken },
     /// Linearizable list of account names matching a regular expression.
     List { pattern: Option<String> },
+    /// Linearizable list of rooms (with member counts) whose names match a
+    /// regular expression; `#all` included.
+    Rooms { pattern: Option<String> },
+    /// Linearizable page of `room`'s retained history: the newest `count`
+    /// (at most `HISTORY_PAGE_MESSAGES_MAX`) messages with id < `before`
+    /// (newest when `None`), read as `name`, a member signed in on this
+    /// connection.
+    History { name: String, room: String, before: Option<MessageId>, count: u32 },
     /// Starts delivery for `name` (the account this connection signed in
-    /// as): queued messages with id > `after`, then live ones.
+    /// as): queued direct messages and the messages of its rooms with id >
+    /// `after` (and above its read position in each room), merged in id
+    /// order, then live ones.
     Subscribe { name: String, after: MessageId },
     /// Stops delivery for `name` on this connection.
     Unsubscribe { name: String },
@@ -120,6 +133,8 @@ pub enum Response {
     },
     Outcome(Outcome),
     List(ListResult),
+    Rooms(RoomsResult),
+    History(HistoryPage),
     Subscribed,
     Unsubscribed,
     Acked,

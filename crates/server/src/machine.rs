@@ -107,6 +107,8 @@ struct SnapshotState {
 #[derive(Debug)]
 enum ReadKind {
     List { pattern: Option<String> },
+    Rooms { pattern: Option<String> },
+    History { name: String, room: String, before: Option<u64>, count: u32 },
     Subscribe { name: String, after: u64 },
 }
 
@@ -421,6 +423,11 @@ impl Machine {
             Request::Resume { token } => self.resume(waiter, token, now, out),
             Request::Command { client, seq, command } => self.command(waiter, client, seq, command, now, out),
             Request::List { pattern } => self.start_read(waiter, ReadKind::List { pattern }, out),
+            Request::Rooms { pattern } => self.start_read(waiter, ReadKind::Rooms { pattern }, out),
+            Request::History { name, room, before, count } => match self.authorize(conn, &name) {
+                Ok(()) => self.start_read(waiter, ReadKind::History { name, room, before, count }, out),
+                Err(error) => self.reply(waiter, Err(error), out),
+            },
             Request::Subscribe { name, after } => match self.authorize(conn, &name) {
                 Ok(()) => self.start_read(waiter, ReadKind::Subscribe { name, after }, out),
                 Err(error) => self.reply(waiter, Err(error), out),
@@ -451,10 +458,12 @@ impl Machine {
         out: &mut impl Outbox,
     ) {
         let account = match &command {
-            Command::Delete { name } => name,
-            Command::Send { from, .. } => from,
+            Command::Delete { name } | Command::Join { name, .. } | Command::Leave { name, .. } => name,
+            Command::Send { from, .. } | Command::Say { from, .. } | Command::Broadcast { from, .. } => from,
             _ => {
-                let error = RequestError::BadRequest("only delete and send travel as commands".into());
+                let error = RequestError::BadRequest(
+                    "only delete, send, join, leave, say and broadcast travel as commands".into(),
+                );
                 return self.reply(waiter, Err(error), out);
             }
         };
@@ -655,6 +664,14 @@ impl Machine {
                 let listed = self.chat.list(pattern.as_deref());
                 self.reply(waiter, listed.map(Response::List).map_err(RequestError::from), out);
             }
+            ReadKind::Rooms { pattern } => {
+                let listed = self.chat.rooms(pattern.as_deref());
+                self.reply(waiter, listed.map(Response::Rooms).map_err(RequestError::from), out);
+            }
+            ReadKind::History { name, room, before, count } => {
+                let page = self.chat.history(&name, &room, before, count as usize);
+                self.reply(waiter, page.map(Response::History).map_err(RequestError::from), out);
+            }
             ReadKind::Subscribe { name, after } => self.finish_subscribe(waiter, name, after, out),
         }
     }
@@ -716,6 +733,11 @@ impl Machine {
         match event {
             Some(StateEvent::Queued(message)) => {
                 for conn in self.subscriptions.conns_for(&message.to) {
+                    self.pump(conn, out);
+                }
+            }
+            Some(StateEvent::Posted { room }) => {
+                for conn in self.subscriptions.conns_for_room(&self.chat, &room) {
                     self.pump(conn, out);
                 }
             }

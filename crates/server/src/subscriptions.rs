@@ -1,5 +1,7 @@
-//! Which connection receives which account's messages, and how far each
-//! has been sent. Sending is paced by each connection's bounded queue: a
+//! Which connection receives which account's messages (direct ones and
+//! those of its rooms, merged in id order by `ChatState::stream`), and how
+//! far each has been sent: one global id per subscription, since the
+//! merged stream is strictly increasing. Sending is paced by each connection's bounded queue: a
 //! subscription whose queue is full is "backlogged" and pumped again later.
 
 use crate::machine::{ConnId, Outbox, PushError};
@@ -63,6 +65,21 @@ impl Subscriptions {
         self.by_name.get(name).map(|c| c.iter().copied().collect()).unwrap_or_default()
     }
 
+    /// Connections subscribed to a member of `room` (every subscribed
+    /// connection for `#all`).
+    pub(crate) fn conns_for_room(&self, chat: &ChatState, room: &str) -> Vec<ConnId> {
+        if room == chorus_chat::BROADCAST_ROOM {
+            return self.subscribed();
+        }
+        let members = chat.room_members(room);
+        if members.len() < self.by_name.len() {
+            members.iter().flat_map(|member| self.conns_for(member)).collect()
+        } else {
+            let member = |name: &&String| members.binary_search(name).is_ok();
+            self.by_name.iter().filter(|(name, _)| member(name)).flat_map(|(_, c)| c.iter().copied()).collect()
+        }
+    }
+
     /// Every subscribed connection.
     pub(crate) fn subscribed(&self) -> Vec<ConnId> {
         self.by_conn.keys().copied().collect()
@@ -84,7 +101,7 @@ impl Subscriptions {
                 break Pumped::Backlogged;
             }
             let max = limits::DELIVERY_MESSAGES_PER_FRAME_MAX;
-            let messages = match chat.mailbox(&subscription.name, subscription.sent_through, max) {
+            let messages = match chat.stream(&subscription.name, subscription.sent_through, max) {
                 Ok(messages) if !messages.is_empty() => messages,
                 _ => break Pumped::Drained,
             };

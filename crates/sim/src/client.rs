@@ -16,6 +16,8 @@ pub const ATTEMPT_TICKS: u64 = 40;
 pub const OPERATION_TICKS: u64 = 600;
 /// Names the workload uses (few, so operations collide).
 pub const NAMES: [&str; 6] = ["u0", "u1", "u2", "u3", "u4", "u5"];
+/// Rooms the workload uses (few, so members overlap).
+pub const ROOMS: [&str; 2] = ["#r0", "#r1"];
 /// Every simulated account's password.
 const PASSWORD: &str = "sim-password";
 
@@ -29,13 +31,36 @@ pub enum OpKind {
     Connect(String),
     List(Option<String>),
     SignIn(String),
+    Join { name: String, room: String },
+    Leave { name: String, room: String },
+    Say { from: String, room: String, text: String },
+    Broadcast { from: String, text: String },
 }
 
 impl OpKind {
     /// True for operations the replica refuses unless the connection
     /// signed in as the account they act for.
     fn acts_as_account(&self) -> bool {
-        matches!(self, OpKind::Delete(_) | OpKind::Send { .. } | OpKind::Connect(_))
+        matches!(self, OpKind::Delete(_) | OpKind::Send { .. } | OpKind::Connect(_)) || self.is_room_command()
+    }
+
+    /// True for the room commands (through the log, exactly once).
+    fn is_room_command(&self) -> bool {
+        matches!(self, OpKind::Join { .. } | OpKind::Leave { .. } | OpKind::Say { .. } | OpKind::Broadcast { .. })
+    }
+
+    /// The chat command an exactly-once operation proposes.
+    fn command(&self) -> Option<Command> {
+        let command = match self.clone() {
+            OpKind::Delete(name) => Command::Delete { name },
+            OpKind::Send { from, to, text } => Command::Send { from, to, text },
+            OpKind::Join { name, room } => Command::Join { name, room },
+            OpKind::Leave { name, room } => Command::Leave { name, room },
+            OpKind::Say { from, room, text } => Command::Say { from, room, text },
+            OpKind::Broadcast { from, text } => Command::Broadcast { from, text },
+            _ => return None,
+        };
+        Some(command)
     }
 }
 
@@ -253,10 +278,8 @@ impl SimClient {
             (0..20, _) => OpKind::Create(name),
             (20..24, Some(me)) => OpKind::Delete(me),
             (24..27, _) => OpKind::Delete(name), // not signed in as it: refused
-            (27..65, Some(from)) => {
-                let text = format!("c{}.{}.{}", self.index, self.incarnation, self.next_seq);
-                OpKind::Send { from, to: name, text }
-            }
+            (27..50, Some(from)) => OpKind::Send { from, to: name, text: self.text() },
+            (50..65, Some(me)) => self.choose_room_op(me, rng),
             (65..80, Some(me)) if me == name => OpKind::Connect(name),
             (20..24, None) | (27..65, None) | (65..80, _) if self.may_switch_account() => OpKind::SignIn(name),
             _ => {
@@ -273,6 +296,23 @@ impl SimClient {
         self.to_show.is_empty() && !self.acks.pending()
     }
 
+    /// A room operation as `me`: mostly posts, some joins and leaves, a
+    /// few broadcasts.
+    fn choose_room_op(&self, me: String, rng: &mut ChaCha8Rng) -> OpKind {
+        let room = ROOMS[rng.random_range(0..ROOMS.len())].to_string();
+        match rng.random_range(0..100) {
+            0..50 => OpKind::Say { from: me, room, text: self.text() },
+            50..75 => OpKind::Join { name: me, room },
+            75..90 => OpKind::Leave { name: me, room },
+            _ => OpKind::Broadcast { from: me, text: self.text() },
+        }
+    }
+
+    /// A text unique to this operation.
+    fn text(&self) -> String {
+        format!("c{}.{}.{}", self.index, self.incarnation, self.next_seq)
+    }
+
     fn begin(&mut self, kind: OpKind, now: u64) {
         if let (OpKind::SignIn(name), Some((current, _))) = (&kind, self.filter.resume_point()) {
             if current != *name {
@@ -282,7 +322,8 @@ impl SimClient {
             }
         }
         let client = self.client_id;
-        let exactly_once = matches!(kind, OpKind::Create(_) | OpKind::Delete(_) | OpKind::Send { .. });
+        let exactly_once =
+            matches!(kind, OpKind::Create(_) | OpKind::Delete(_) | OpKind::Send { .. }) || kind.is_room_command();
         let seq = if exactly_once { self.next_seq } else { 0 };
         self.next_seq += u64::from(exactly_once);
         let command = |command| Request::Command { client, seq, command };
@@ -291,10 +332,12 @@ impl SimClient {
             OpKind::Register => Request::Register { client },
             OpKind::Create(name) => Request::CreateAccount { client, seq, name: name.clone(), password: password() },
             OpKind::SignIn(name) => Request::SignIn { name: name.clone(), password: password() },
-            OpKind::Delete(name) => command(Command::Delete { name: name.clone() }),
-            OpKind::Send { from, to, text } => {
-                command(Command::Send { from: from.clone(), to: to.clone(), text: text.clone() })
-            }
+            OpKind::Delete(_)
+            | OpKind::Send { .. }
+            | OpKind::Join { .. }
+            | OpKind::Leave { .. }
+            | OpKind::Say { .. }
+            | OpKind::Broadcast { .. } => command(kind.command().expect("an exactly-once command")),
             OpKind::Connect(name) => {
                 let after = self.filter.begin(name);
                 Request::Subscribe { name: name.clone(), after }

@@ -612,12 +612,13 @@ impl World {
         }
     }
 
-    /// Points quiet clients at accounts that still have queued messages.
+    /// Points quiet clients at accounts that still have unread messages
+    /// (direct, or in their rooms).
     fn drain_mailboxes(&mut self) {
         let Some(machine) = self.most_advanced() else { return };
         let listed = machine.chat().list(None).map(|l| l.names).unwrap_or_default();
         let waiting: Vec<String> =
-            listed.into_iter().filter(|name| machine.chat().mailbox(name, 0, 1).is_ok_and(|m| !m.is_empty())).collect();
+            listed.into_iter().filter(|name| machine.chat().stream(name, 0, 1).is_ok_and(|m| !m.is_empty())).collect();
         for (client, name) in self.clients.iter_mut().filter(|c| c.quiet()).zip(waiting.iter().cycle()) {
             if client.subscription().as_deref() != Some(name.as_str()) {
                 client.start_drain(name, self.now);
@@ -630,7 +631,8 @@ impl World {
     }
 
     /// Every replica up and done rebuilding with the same applied state,
-    /// one leader, every mailbox drained and every client quiet.
+    /// one leader, every account's messages (direct and room) read and every
+    /// client quiet.
     fn converged(&self) -> bool {
         let machines: Vec<&Machine> = self.hosts.iter().filter_map(|h| h.machine.as_ref()).collect();
         if machines.len() != self.hosts.len() || !self.clients.iter().all(|c| c.quiet()) {
@@ -644,7 +646,7 @@ impl World {
         let leaders = machines.iter().filter(|m| m.replica().role() == Role::Leader).count();
         let rebuilt = machines.iter().all(|m| m.replica().role() != Role::Recovering);
         let names = first.chat().list(None).map(|l| l.names).unwrap_or_default();
-        let drained = names.iter().all(|n| first.chat().mailbox(n, 0, 1).is_ok_and(|m| m.is_empty()));
+        let drained = names.iter().all(|n| first.chat().stream(n, 0, 1).is_ok_and(|m| m.is_empty()));
         same && leaders == 1 && drained && rebuilt
     }
 

@@ -28,7 +28,7 @@ pub const DATABASE_FILE_NAME: &str = "chorus.redb";
 
 /// Version of the on-disk layout this build writes and reads. A file with
 /// another version is refused as [`StoreError::Corrupt`].
-pub const FORMAT_VERSION: u64 = 3;
+pub const FORMAT_VERSION: u64 = 4;
 
 /// Most bytes redb may keep in its page cache. The whole log is read into
 /// memory once at start-up and only appended to afterwards, so a large cache

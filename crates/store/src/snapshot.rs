@@ -27,7 +27,7 @@ use std::io::{Read, Write};
 
 /// Version of the snapshot layout this build writes and reads. 2: queued
 /// messages hold sender and text in one string and no recipient.
-pub const SNAPSHOT_FORMAT: u32 = 3;
+pub const SNAPSHOT_FORMAT: u32 = 4;
 
 const HEADER_MAGIC: &[u8; 8] = b"CHORUSSN";
 const TRAILER_MAGIC: &[u8; 8] = b"CHSNDONE";

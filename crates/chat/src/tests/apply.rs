@@ -6,11 +6,18 @@ use super::*;
 use crate::Message;
 
 /// Bounds small enough to reach fullness in a few steps.
-const SMALL: Bounds = Bounds { accounts_max: 2, mailbox_messages_max: 2, sessions_max: 3 };
+const SMALL: Bounds = Bounds { accounts_max: 2, mailbox_messages_max: 2, sessions_max: 3, ..Bounds::LIMITS };
 
 /// The message the harness produces for a send at sequence number `seq`.
 fn message(id: u64, from: &str, to: &str, seq: u64, text: &str) -> Message {
-    Message { id, from: from.to_string(), to: to.to_string(), at_millis: millis(seq), text: text.to_string() }
+    Message {
+        id,
+        from: from.to_string(),
+        to: to.to_string(),
+        room: None,
+        at_millis: millis(seq),
+        text: text.to_string(),
+    }
 }
 
 /// A harness with accounts `alice` and `bob`.

@@ -27,13 +27,26 @@ fn command() -> impl Strategy<Value = Command> {
         1 => Just(Command::RegisterClient),
         2 => name().prop_map(|name| Command::Create { name, password_hash: super::HASH.to_string() }),
         1 => name().prop_map(|name| Command::Delete { name }),
-        8 => (name(), name(), text).prop_map(|(from, to, text)| Command::Send {
+        8 => (name(), name(), text.clone()).prop_map(|(from, to, text)| Command::Send {
             from,
             to,
             text: text.to_string(),
         }),
         2 => (name(), 0..40u64).prop_map(|(name, through)| Command::Ack { name, through }),
+        2 => (name(), room()).prop_map(|(name, room)| Command::Join { name, room }),
+        1 => (name(), room()).prop_map(|(name, room)| Command::Leave { name, room }),
+        4 => (name(), room(), text.clone()).prop_map(|(from, room, text)| Command::Say {
+            from,
+            room,
+            text: text.to_string(),
+        }),
+        1 => (name(), text).prop_map(|(from, text)| Command::Broadcast { from, text: text.to_string() }),
     ]
+}
+
+/// Room names from a small pool, with the built-in room and a bad name.
+fn room() -> impl Strategy<Value = String> {
+    prop_oneof![4 => Just("#a"), 3 => Just("#b"), 1 => Just("#all"), 1 => Just("a")].prop_map(str::to_string)
 }
 
 /// How a client numbers its next proposal.
@@ -72,7 +85,16 @@ fn proposals() -> impl Strategy<Value = Vec<Proposal>> {
 }
 
 /// Bounds small enough that eviction and fullness happen within a run.
-const TIGHT: Bounds = Bounds { accounts_max: 2, mailbox_messages_max: 3, sessions_max: 2 };
+const TIGHT: Bounds = Bounds {
+    accounts_max: 2,
+    mailbox_messages_max: 3,
+    sessions_max: 2,
+    rooms_max: 1,
+    room_members_max: 2,
+    rooms_per_account_max: 1,
+    history_messages_max: 2,
+    history_bytes_max: 12,
+};
 
 proptest! {
     #[test]

@@ -4,6 +4,7 @@
 mod apply;
 mod determinism;
 mod list;
+mod rooms;
 mod sessions;
 mod snapshot;
 mod tokens;
@@ -52,7 +53,7 @@ fn ack(name: &str, through: u64) -> Command {
 /// The chat part of the state (accounts, mailboxes, id counter), encoded:
 /// what an error must leave byte-identical.
 fn chat_bytes(state: &ChatState) -> Vec<u8> {
-    postcard::to_stdvec(&(&state.accounts, state.last_message_id)).expect("encodes")
+    postcard::to_stdvec(&(&state.accounts, state.last_message_id, &state.rooms, &state.broadcasts)).expect("encodes")
 }
 
 /// A state with one registered client that numbers its commands itself.

@@ -9,6 +9,7 @@ mod exactly_once;
 pub use chorus_lincheck as linearizable;
 mod promises;
 mod rebuilding_abstains;
+mod rooms;
 mod state_hash;
 
 use crate::client::{Finished, Observation};
@@ -44,6 +45,7 @@ pub struct Checks {
     promises: promises::Promises,
     exactly_once: exactly_once::ExactlyOnce,
     delivery: delivery::Delivery,
+    rooms: rooms::Rooms,
     finished: Vec<Finished>,
 }
 
@@ -61,6 +63,7 @@ impl Checks {
             if first {
                 let executed = self.exactly_once.first_application(slot)?;
                 self.delivery.first_application(slot, &executed);
+                self.rooms.first_application(slot, &executed);
             }
         }
         Ok(())
@@ -102,7 +105,10 @@ impl Checks {
                 self.finished.push(finished);
                 Ok(())
             }
-            other => self.delivery.observed(other),
+            other => {
+                self.rooms.observed(&other)?;
+                self.delivery.observed(other)
+            }
         }
     }
 
@@ -110,6 +116,7 @@ impl Checks {
     pub fn finish(&self) -> Result<(), Violation> {
         acked_survive::check(&self.finished, &self.exactly_once)?;
         self.delivery.complete()?;
+        self.rooms.complete()?;
         let history = linearizable_history(&self.finished);
         match linearizable::check(&history) {
             Ok(()) => Ok(()),
@@ -140,6 +147,7 @@ fn linearizable_history(finished: &[Finished]) -> Vec<linearizable::Operation> {
             OpKind::Send { from, to, .. } => AccountOp::Send { from: from.clone(), to: to.clone() },
             OpKind::List(p) => AccountOp::List(p.clone()),
             OpKind::Register | OpKind::Connect(_) | OpKind::SignIn(_) => continue,
+            OpKind::Join { .. } | OpKind::Leave { .. } | OpKind::Say { .. } | OpKind::Broadcast { .. } => continue,
         };
         let completed = match &f.end {
             OpEnd::GaveUp => None,

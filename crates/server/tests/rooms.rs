@@ -1,0 +1,222 @@
+//! Rooms through the real [`Machine`] of a one-replica cluster: members
+//! see one order, an offline member catches up on connect, acks move the
+//! read positions, and every room request acts only for the signed-in
+//! account.
+
+use chorus_chat::{Command, HistoryPage, Message, MessageId, Outcome};
+use chorus_paxos::{Config, DurableState, Event, Replica};
+use chorus_proto::{ClientFrame, Password, Request, RequestError, Response, ServerFrame};
+use chorus_server::machine::{ConnId, Machine, Outbox, PushError};
+use chorus_server::passwords::{self, HashCost};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+const CHEAP: HashCost = HashCost { memory_kib: chorus_limits::PASSWORD_HASH_MEMORY_KIB_MIN };
+const ADDRESS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+const CLIENT: u64 = 31;
+const PASSWORD: &str = "room password";
+
+/// Frames queued for each connection.
+#[derive(Default)]
+struct Frames(BTreeMap<ConnId, Vec<ServerFrame>>);
+
+impl Outbox for Frames {
+    fn room(&self, _: ConnId) -> usize {
+        usize::MAX
+    }
+    fn push(&mut self, conn: ConnId, frame: ServerFrame) -> Result<(), PushError> {
+        self.0.entry(conn).or_default().push(frame);
+        Ok(())
+    }
+    fn kick(&mut self, _: ConnId) {}
+}
+
+/// A one-replica cluster whose effects are carried out at once, with one
+/// connection per account: `alice` on 1, `bob` on 2, `carol` on 3.
+struct Cluster {
+    machine: Machine,
+    out: Frames,
+    next_request: u64,
+    next_seq: u64,
+}
+
+const NAMES: [&str; 3] = ["alice", "bob", "carol"];
+
+impl Cluster {
+    fn new() -> Cluster {
+        let replica = Replica::new(Config::new(0, vec![0], 1), DurableState::default(), 0);
+        let machine = Machine::new(replica, 5);
+        let mut cluster = Cluster { machine, out: Frames::default(), next_request: 1, next_seq: 1 };
+        for _ in 0..200 {
+            cluster.machine.step(Event::Tick, &mut cluster.out);
+            cluster.settle();
+        }
+        assert_eq!(cluster.machine.replica().role(), chorus_paxos::Role::Leader, "a lone replica leads");
+        for (conn, name) in (1..).zip(NAMES) {
+            cluster.machine.connected(conn, ADDRESS);
+            assert_eq!(cluster.ask(conn, Request::Register { client: CLIENT + conn }), Ok(Response::Registered));
+            let password = Password(PASSWORD.into());
+            let create = Request::CreateAccount { client: CLIENT + conn, seq: 1, name: name.into(), password };
+            assert_eq!(cluster.ask(conn, create), Ok(Response::Outcome(Outcome::Created)));
+            let sign_in = Request::SignIn { name: name.into(), password: Password(PASSWORD.into()) };
+            assert!(matches!(cluster.ask(conn, sign_in), Ok(Response::SignedIn { .. })));
+        }
+        cluster
+    }
+
+    /// Carries out effects until there are none.
+    fn settle(&mut self) {
+        loop {
+            let effects = self.machine.process(&mut self.out);
+            let idle = effects.write.is_none() && effects.passwords.is_empty();
+            if let Some(write) = effects.write {
+                self.machine.step(Event::Persisted(write.id), &mut self.out);
+            }
+            for job in effects.passwords {
+                let outcome = passwords::run(&job.work, CHEAP, [3; 16]);
+                self.machine.password_done(job.id, outcome, 1_000, &mut self.out);
+            }
+            if idle {
+                return;
+            }
+        }
+    }
+
+    /// Sends `request` on `conn` and returns its reply.
+    fn ask(&mut self, conn: ConnId, request: Request) -> Result<Response, RequestError> {
+        let request_id = self.next_request;
+        self.next_request += 1;
+        self.machine.request(conn, ClientFrame { request_id, request }, 1_000, &mut self.out);
+        self.settle();
+        let frames = self.out.0.entry(conn).or_default();
+        let at = frames
+            .iter()
+            .position(|f| matches!(f, ServerFrame::Reply { request_id: id, .. } if *id == request_id))
+            .expect("the request was answered");
+        match frames.remove(at) {
+            ServerFrame::Reply { result, .. } => result,
+            _ => unreachable!("matched a reply"),
+        }
+    }
+
+    /// Runs `command` exactly once on `conn`'s session.
+    fn command(&mut self, conn: ConnId, command: Command) -> Result<Response, RequestError> {
+        self.next_seq += 1;
+        let request = Request::Command { client: CLIENT + conn, seq: self.next_seq, command };
+        self.ask(conn, request)
+    }
+
+    fn say(&mut self, conn: ConnId, room: &str, text: &str) -> MessageId {
+        let from = NAMES[conn as usize - 1].to_string();
+        let say = Command::Say { from, room: room.into(), text: text.into() };
+        match self.command(conn, say) {
+            Ok(Response::Outcome(Outcome::Sent { id })) => id,
+            other => panic!("say answered {other:?}"),
+        }
+    }
+
+    fn subscribe(&mut self, conn: ConnId, after: MessageId) {
+        let name = NAMES[conn as usize - 1].to_string();
+        assert_eq!(self.ask(conn, Request::Subscribe { name, after }), Ok(Response::Subscribed));
+    }
+
+    /// The messages delivered to `conn` since the last call.
+    fn delivered(&mut self, conn: ConnId) -> Vec<Message> {
+        let frames = std::mem::take(self.out.0.entry(conn).or_default());
+        let delivered = frames.into_iter().flat_map(|frame| match frame {
+            ServerFrame::Deliver { messages } => messages,
+            _ => Vec::new(),
+        });
+        delivered.collect()
+    }
+}
+
+/// (id, room, text) of what was delivered, to compare across members.
+fn seen(messages: &[Message]) -> Vec<(MessageId, Option<String>, String)> {
+    messages.iter().map(|m| (m.id, m.room.clone(), m.text.clone())).collect()
+}
+
+fn join(cluster: &mut Cluster, conn: ConnId, room: &str) {
+    let name = NAMES[conn as usize - 1].to_string();
+    let joined = cluster.command(conn, Command::Join { name, room: room.into() });
+    assert_eq!(joined, Ok(Response::Outcome(Outcome::Joined)));
+}
+
+#[test]
+fn members_see_one_order_and_an_offline_member_catches_up_on_connect() {
+    let mut cluster = Cluster::new();
+    for conn in 1..=3 {
+        join(&mut cluster, conn, "#r");
+    }
+    cluster.subscribe(1, 0);
+    cluster.subscribe(2, 0);
+    let mut ids = vec![cluster.say(1, "#r", "one"), cluster.say(2, "#r", "two")];
+    let direct = Command::Send { from: "bob".into(), to: "alice".into(), text: "direct".into() };
+    assert!(matches!(cluster.command(2, direct), Ok(Response::Outcome(Outcome::Sent { .. }))));
+    let broadcast = Command::Broadcast { from: "carol".into(), text: "to all".into() };
+    assert!(matches!(cluster.command(3, broadcast), Ok(Response::Outcome(Outcome::Sent { .. }))));
+    ids.push(cluster.say(1, "#r", "three"));
+    let in_room = |messages: &[Message]| seen(messages).into_iter().filter(|m| m.1.as_deref() == Some("#r")).collect();
+    let (alice, bob): (Vec<Message>, Vec<Message>) = (cluster.delivered(1), cluster.delivered(2));
+    let alice_room: Vec<_> = in_room(&alice);
+    assert_eq!(alice_room, in_room(&bob), "one order for every member");
+    assert_eq!(alice_room.iter().map(|m| m.0).collect::<Vec<_>>(), ids, "the log's order, no gaps");
+    assert!(alice.windows(2).all(|pair| pair[0].id < pair[1].id), "a member's stream increases");
+    assert!(alice.iter().any(|m| m.text == "direct") && alice.iter().any(|m| m.text == "to all"));
+    assert!(cluster.delivered(3).is_empty(), "carol is not connected");
+    cluster.subscribe(3, 0);
+    let carol = cluster.delivered(3);
+    assert_eq!(in_room(&carol), alice_room, "carol catches up in the same order");
+    assert!(carol.iter().any(|m| m.text == "to all" && m.room.as_deref() == Some("#all")));
+    let last = carol.last().expect("carol caught up").id;
+    let ack = Request::Ack { name: "carol".into(), through: last };
+    assert_eq!(cluster.ask(3, ack), Ok(Response::Acked));
+    cluster.subscribe(3, 0);
+    assert!(cluster.delivered(3).is_empty(), "an ack moves carol's read position in every room");
+    let four = cluster.say(2, "#r", "four");
+    assert_eq!(cluster.delivered(3).iter().map(|m| m.id).collect::<Vec<_>>(), [four], "then live messages");
+}
+
+#[test]
+fn history_and_rooms_are_linearizable_reads() {
+    let mut cluster = Cluster::new();
+    join(&mut cluster, 1, "#r");
+    join(&mut cluster, 2, "#r");
+    let ids: Vec<MessageId> = (0..5).map(|i| cluster.say(1 + i % 2, "#r", &format!("m{i}"))).collect();
+    let history = |before| Request::History { name: "bob".into(), room: "#r".into(), before, count: 3 };
+    let Ok(Response::History(HistoryPage { messages, more })) = cluster.ask(2, history(None)) else {
+        panic!("a history page");
+    };
+    assert_eq!(messages.iter().map(|m| m.id).collect::<Vec<_>>(), ids[2..]);
+    assert!(more);
+    let Ok(Response::History(older)) = cluster.ask(2, history(Some(ids[2]))) else { panic!("a history page") };
+    assert_eq!(older.messages.iter().map(|m| m.id).collect::<Vec<_>>(), ids[..2]);
+    assert!(!older.more);
+    let Ok(Response::Rooms(rooms)) = cluster.ask(3, Request::Rooms { pattern: Some("^#r$".into()) }) else {
+        panic!("a rooms listing");
+    };
+    assert_eq!((rooms.rooms[0].name.as_str(), rooms.rooms[0].members), ("#r", 2));
+    let carol_reads = Request::History { name: "carol".into(), room: "#r".into(), before: None, count: 3 };
+    assert!(matches!(cluster.ask(3, carol_reads), Err(RequestError::Chat(_))), "carol is not a member");
+}
+
+#[test]
+fn room_commands_act_only_for_the_signed_in_account() {
+    let mut cluster = Cluster::new();
+    join(&mut cluster, 1, "#r");
+    let forged = [
+        Command::Join { name: "alice".into(), room: "#s".into() },
+        Command::Leave { name: "alice".into(), room: "#r".into() },
+        Command::Say { from: "alice".into(), room: "#r".into(), text: "forged".into() },
+        Command::Broadcast { from: "alice".into(), text: "forged".into() },
+    ];
+    for command in forged {
+        let result = cluster.command(2, command.clone());
+        assert!(matches!(result, Err(RequestError::Unauthorized(_))), "{command:?}: {result:?}");
+    }
+    let peek = Request::History { name: "alice".into(), room: "#r".into(), before: None, count: 3 };
+    assert!(matches!(cluster.ask(2, peek), Err(RequestError::Unauthorized(_))));
+    let full = "#".to_string() + &"x".repeat(chorus_limits::ROOM_NAME_CHARS_MAX);
+    let too_long = Command::Join { name: "bob".into(), room: full };
+    assert!(matches!(cluster.command(2, too_long), Err(RequestError::Chat(_))), "room names are bounded");
+}
