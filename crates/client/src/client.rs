@@ -225,8 +225,12 @@ impl Client {
                 tracing::debug!(%error, account = %previous, "acknowledgements before switching accounts");
             }
             if self.inner.deliveries.filter().resume_point().is_some_and(|(current, _)| current == previous) {
-                self.inner.deliveries.end(previous, "signed in as another account".into()).await;
+                self.inner.deliveries.end(previous.clone(), "signed in as another account".into()).await;
             }
+            // The replica stops too, even if this sign-in fails (and so does
+            // a resubscription still in flight): a stream the filter skipped
+            // parts of must not feed a later subscription to `previous`.
+            self.inner.unsubscribe_quietly(previous).await;
         }
         let request = Request::SignIn { name: name.into(), password: Password(password.into()) };
         match self.inner.call(&request).await {

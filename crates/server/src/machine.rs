@@ -106,10 +106,24 @@ struct SnapshotState {
 /// A linearizable read waiting for the core's confirmation.
 #[derive(Debug)]
 enum ReadKind {
-    List { pattern: Option<String> },
-    Rooms { pattern: Option<String> },
-    History { name: String, room: String, before: Option<u64>, count: u32 },
-    Subscribe { name: String, after: u64 },
+    List {
+        pattern: Option<String>,
+    },
+    Rooms {
+        pattern: Option<String>,
+    },
+    History {
+        name: String,
+        room: String,
+        before: Option<u64>,
+        count: u32,
+    },
+    /// `unsubscribes`: the connection's count when the request arrived.
+    Subscribe {
+        name: String,
+        after: u64,
+        unsubscribes: u64,
+    },
 }
 
 /// Who waits for the reply of one request.
@@ -122,6 +136,10 @@ struct Conn {
     address: IpAddr,
     /// The account this connection signed in as, if any.
     signed_in: Option<String>,
+    /// Unsubscribes received so far: a subscription whose read was still
+    /// pending when one arrived must not start (requests take effect in
+    /// the order a connection sent them).
+    unsubscribes: u64,
 }
 
 /// A password job out with the runtime, and what to do with its outcome.
@@ -349,7 +367,7 @@ impl Machine {
 
     /// A client connected from `address`.
     pub fn connected(&mut self, conn: ConnId, address: IpAddr) {
-        self.connections.insert(conn, Conn { address, signed_in: None });
+        self.connections.insert(conn, Conn { address, signed_in: None, unsubscribes: 0 });
     }
 
     pub fn disconnected(&mut self, conn: ConnId) {
@@ -429,11 +447,17 @@ impl Machine {
                 Err(error) => self.reply(waiter, Err(error), out),
             },
             Request::Subscribe { name, after } => match self.authorize(conn, &name) {
-                Ok(()) => self.start_read(waiter, ReadKind::Subscribe { name, after }, out),
+                Ok(()) => {
+                    let unsubscribes = self.connections.get(&conn).map_or(0, |c| c.unsubscribes);
+                    self.start_read(waiter, ReadKind::Subscribe { name, after, unsubscribes }, out)
+                }
                 Err(error) => self.reply(waiter, Err(error), out),
             },
             Request::Unsubscribe { .. } => {
                 self.subscriptions.unsubscribe(conn);
+                if let Some(conn) = self.connections.get_mut(&conn) {
+                    conn.unsubscribes += 1;
+                }
                 self.reply(waiter, Ok(Response::Unsubscribed), out);
             }
             Request::Ack { name, through } => {
@@ -672,20 +696,29 @@ impl Machine {
                 let page = self.chat.history(&name, &room, before, count as usize);
                 self.reply(waiter, page.map(Response::History).map_err(RequestError::from), out);
             }
-            ReadKind::Subscribe { name, after } => self.finish_subscribe(waiter, name, after, out),
+            ReadKind::Subscribe { name, after, unsubscribes } => {
+                self.finish_subscribe(waiter, (name, after), unsubscribes, out)
+            }
         }
     }
 
     /// The subscription starts once its read is confirmed; the connection
     /// must still be signed in as `name` then (a sign-in as another account
-    /// may have overtaken the read, and must not leave it subscribed).
-    fn finish_subscribe(&mut self, waiter: Waiter, name: String, after: u64, out: &mut impl Outbox) {
+    /// may have overtaken the read, and must not leave it subscribed). An
+    /// `Unsubscribe` sent after it ends it at once: it answers
+    /// `Subscribed` (it did take effect, in the connection's order) but
+    /// delivers nothing.
+    fn finish_subscribe(&mut self, waiter: Waiter, request: (String, u64), unsubscribes: u64, out: &mut impl Outbox) {
+        let (name, after) = request;
         if !self.chat.account_exists(&name) {
             return self.reply(waiter, Err(ChatError::NoSuchAccount { name }.into()), out);
         }
         let conn = waiter.0;
         if let Err(error) = self.authorize(conn, &name) {
             return self.reply(waiter, Err(error), out);
+        }
+        if self.connections.get(&conn).is_some_and(|c| c.unsubscribes != unsubscribes) {
+            return self.reply(waiter, Ok(Response::Subscribed), out);
         }
         self.subscriptions.subscribe(conn, name, after);
         self.reply(waiter, Ok(Response::Subscribed), out);

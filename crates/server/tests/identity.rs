@@ -201,3 +201,28 @@ fn wrong_passwords_are_throttled_per_account_and_per_address() {
     assert!(unauthorized(missing.clone()), "an unknown account answers like a wrong password");
     assert!(!matches!(missing, Err(RequestError::Chat(ChatError::NoSuchAccount { .. }))));
 }
+
+#[test]
+fn an_unsubscribe_ends_a_subscription_whose_read_is_still_pending() {
+    let mut single = Single::new();
+    single.create("bob", "bob's password").unwrap();
+    single.sign_in(1, "bob", "bob's password").unwrap();
+    single.send(1, "bob", "bob").unwrap();
+    // Both requests arrive before the subscription's read is confirmed.
+    let subscribe = Request::Subscribe { name: "bob".into(), after: 0 };
+    let unsubscribe = Request::Unsubscribe { name: "bob".into() };
+    for (request_id, request) in [(900, subscribe), (901, unsubscribe)] {
+        single.machine.request(1, ClientFrame { request_id, request }, single.now, &mut single.out);
+    }
+    single.settle();
+    single.send(1, "bob", "bob").unwrap();
+    let frames = single.out.0.remove(&1).unwrap_or_default();
+    let replied = |id: u64, want: Response| {
+        frames
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Reply { request_id, result: Ok(r) } if *request_id == id && *r == want))
+    };
+    assert!(replied(900, Response::Subscribed) && replied(901, Response::Unsubscribed), "{frames:?}");
+    let delivered = frames.iter().any(|f| matches!(f, ServerFrame::Deliver { .. }));
+    assert!(!delivered, "the unsubscribe came after the subscribe, so nothing is delivered: {frames:?}");
+}

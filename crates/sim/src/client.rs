@@ -230,13 +230,13 @@ impl SimClient {
     }
 
     /// Signs in and connects as `name` to drain its mailbox (the liveness phase).
-    pub fn start_drain(&mut self, name: &str, now: u64) {
+    pub fn start_drain(&mut self, name: &str, now: u64, links: &mut Links) {
         if self.op.is_none() {
             let kind = match self.identity.as_deref() == Some(name) {
                 true => OpKind::Connect(name.to_string()),
                 false => OpKind::SignIn(name.to_string()),
             };
-            self.begin(kind, now);
+            self.begin(kind, now, links);
         }
     }
 
@@ -254,7 +254,7 @@ impl SimClient {
         }
         if self.op.is_none() && self.working && now >= self.idle_until {
             let kind = self.choose(rng);
-            self.begin(kind, now);
+            self.begin(kind, now, links);
             self.idle_until = now + rng.random_range(0..30);
         }
         self.show(now);
@@ -313,12 +313,16 @@ impl SimClient {
         format!("c{}.{}.{}", self.index, self.incarnation, self.next_seq)
     }
 
-    fn begin(&mut self, kind: OpKind, now: u64) {
+    fn begin(&mut self, kind: OpKind, now: u64, links: &mut Links) {
         if let (OpKind::SignIn(name), Some((current, _))) = (&kind, self.filter.resume_point()) {
             if current != *name {
                 // Stop taking the old account's messages now: what arrives
-                // from here on stays queued for its next subscription.
+                // from here on stays queued for its next subscription. The
+                // replica must stop sending them too, even if the sign-in
+                // fails: a stream the filter skipped parts of must not feed
+                // a later subscription to the same account.
                 self.filter.end(&current);
+                self.unsubscribe(current, links);
             }
         }
         let client = self.client_id;
@@ -356,6 +360,9 @@ impl SimClient {
             let op = self.op.take().expect("checked");
             if let OpKind::Connect(name) = &op.kind {
                 self.filter.cancel(name);
+                if op.attempt.is_some() {
+                    self.unsubscribe(name.clone(), links); // the subscribe may still take effect
+                }
             }
             return self.finish(op, now, OpEnd::GaveUp);
         }
@@ -411,6 +418,15 @@ impl SimClient {
                 None
             }
         }
+    }
+
+    /// Ends whatever subscription the current connection has or is setting
+    /// up (like the library's `unsubscribe_quietly`); the reply is ignored.
+    fn unsubscribe(&mut self, name: String, links: &mut Links) {
+        let Some(conn) = self.conn else { return };
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        links.client_send(conn, ClientFrame { request_id: id, request: Request::Unsubscribe { name } });
     }
 
     /// On a fresh connection, resumes the sign-in (like the library).

@@ -621,7 +621,7 @@ impl World {
             listed.into_iter().filter(|name| machine.chat().stream(name, 0, 1).is_ok_and(|m| !m.is_empty())).collect();
         for (client, name) in self.clients.iter_mut().filter(|c| c.quiet()).zip(waiting.iter().cycle()) {
             if client.subscription().as_deref() != Some(name.as_str()) {
-                client.start_drain(name, self.now);
+                client.start_drain(name, self.now, &mut self.links);
             }
         }
     }
