@@ -54,6 +54,10 @@ pub struct Options {
     pub password_memory_kib: u32,
     /// Own cluster only: run it in plaintext (`--insecure`) instead of TLS.
     pub insecure: bool,
+    /// Room mode when above 0: this many members join one room and stay
+    /// connected; the first `clients` of them post to it (`say`) in the
+    /// closed loop, and every member's deliveries are timed.
+    pub room_members: usize,
 }
 
 /// Every benchmark user's password.
@@ -101,6 +105,10 @@ pub async fn bench(options: &Options, mut each: impl FnMut(&Figures)) -> anyhow:
         "--kill-leader-at needs the benchmark's own cluster (no --cluster)"
     );
     anyhow::ensure!(
+        options.clients.iter().all(|&clients| clients <= options.room_members) || options.room_members == 0,
+        "the senders are members of the room: give --room-members at least --clients"
+    );
+    anyhow::ensure!(
         !options.insecure || options.cluster.is_none(),
         "--insecure applies to the benchmark's own cluster; a cluster file says itself whether it uses TLS"
     );
@@ -130,10 +138,15 @@ async fn measure(
 ) -> anyhow::Result<Figures> {
     let tag = std::process::id() % 10_000;
     // With one client, a second (idle) user receives its messages.
-    let names = (0..clients.max(2)).map(|i| format!("b{tag}r{round}u{i}")).collect::<Vec<_>>();
+    let users = clients.max(2).max(options.room_members);
+    let names = (0..users).map(|i| format!("b{tag}r{round}u{i}")).collect::<Vec<_>>();
+    let room = (options.room_members > 0).then(|| format!("#b{tag}r{round}"));
+    let members = if room.is_some() { options.room_members } else { clients };
     let run = Arc::new(Run {
         endpoints: target.endpoints(),
-        names: names[..clients].to_vec(),
+        names: names[..members].to_vec(),
+        senders: clients,
+        room,
         payload: options.payload,
         online: options.online,
         origin: Instant::now(),
@@ -145,11 +158,11 @@ async fn measure(
         last_ack_before_kill_us: 0.into(),
         first_ack_after_kill_us: 0.into(),
     });
-    if clients == 1 {
+    if clients == 1 && options.room_members == 0 {
         let extra = chorus_client::Client::connect(run.endpoints.clone()).await?;
         extra.create(&names[1], PASSWORD).await?;
     }
-    let (ready, go) = (Arc::new(Barrier::new(clients + 1)), Arc::new(Barrier::new(clients + 1)));
+    let (ready, go) = (Arc::new(Barrier::new(members + 1)), Arc::new(Barrier::new(members + 1)));
     let load = tokio::spawn(load::run_clients(run.clone(), ready.clone(), go.clone()));
     ready.wait().await;
     let start = run.now_us() + WARM_UP.as_micros() as u64;
@@ -162,6 +175,7 @@ async fn measure(
     let ((), cpu, per_client) = tokio::join!(killer, cpu, async { load.await? });
     progress.finish_and_clear();
     let mut figures = summarize(clients, options, &run, &per_client?);
+    figures.room_members = options.room_members;
     if !replicas.is_empty() && figures.ops > 0 {
         figures.replica_cpu_us_per_op = Some((cpu as f64 / figures.ops as f64 * 10.0).round() / 10.0);
     }

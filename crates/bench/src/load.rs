@@ -1,6 +1,7 @@
 //! The closed loop: C clients, each signed in as its own user and (unless
 //! recipients are offline) connected for delivery, each sending to the next user and waiting for
-//! the durable acknowledgement before its next send.
+//! the durable acknowledgement before its next send. In room mode every
+//! user joins one room and stays connected, and the first C post to it.
 //!
 //! A message's text starts with the microsecond (on the benchmark's clock)
 //! at which it was sent, so its recipient measures send-to-receipt
@@ -22,7 +23,11 @@ const SETUP_CONCURRENCY: usize = 64;
 /// What every client of one run shares.
 pub struct Run {
     pub endpoints: Endpoints,
+    /// Every user of the run; the first `senders` send.
     pub names: Vec<String>,
+    pub senders: usize,
+    /// Room mode: the room every user joins and the senders post to.
+    pub room: Option<String>,
     pub payload: usize,
     /// Recipients connected for delivery (false: every message stays queued).
     pub online: bool,
@@ -89,7 +94,11 @@ pub async fn run_clients(run: Arc<Run>, ready: Arc<Barrier>, go: Arc<Barrier>) -
             };
             ready.wait().await;
             go.wait().await;
-            Ok::<_, anyhow::Error>(closed_loop(&run, index, client?).await)
+            let client = client?;
+            if index >= run.senders {
+                return Ok(listen(&run, &client).await);
+            }
+            Ok::<_, anyhow::Error>(closed_loop(&run, index, client).await)
         }));
     }
     let mut figures = Vec::new();
@@ -105,7 +114,19 @@ async fn sign_in(run: &Run, index: usize) -> anyhow::Result<Client> {
     let client = Client::connect_with(run.endpoints.clone(), options).await?;
     client.create(&run.names[index], crate::PASSWORD).await?;
     client.sign_in(&run.names[index], crate::PASSWORD).await?;
+    if let Some(room) = &run.room {
+        client.join(&run.names[index], room).await?;
+    }
     Ok(client)
+}
+
+/// A room member that only receives, until the window closes.
+async fn listen(run: &Run, client: &Client) -> ClientFigures {
+    let me = client.signed_in_as().expect("signed in during setup");
+    let receiver = tokio::spawn(receive(run.origin, run.window(), client.clone(), me.clone()));
+    let _ = client.subscribe(&me).await;
+    let deliveries = receiver.await.unwrap_or_default();
+    ClientFigures { deliveries, ..ClientFigures::default() }
 }
 
 async fn closed_loop(run: &Run, index: usize, client: Client) -> ClientFigures {
@@ -121,7 +142,11 @@ async fn closed_loop(run: &Run, index: usize, client: Client) -> ClientFigures {
         if start >= run.window().1 {
             break;
         }
-        let result = client.send(me, to, &text(start, run.payload)).await;
+        let text = text(start, run.payload);
+        let result = match &run.room {
+            Some(room) => client.say(me, room, &text).await,
+            None => client.send(me, to, &text).await,
+        };
         let end = run.now_us();
         match result {
             Ok(_) => {

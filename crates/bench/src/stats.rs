@@ -83,6 +83,10 @@ pub struct Figures {
     /// Extra clients connected for delivery and idle during the run.
     #[serde(skip_serializing_if = "is_zero")]
     pub idle_clients: usize,
+    /// Room mode: members of the one room every send posts to (all
+    /// connected; `deliveries` counts what each of them received).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub room_members: usize,
 }
 
 fn is_zero(count: &usize) -> bool {
@@ -119,6 +123,7 @@ impl Figures {
             replica_cpu_us_per_op: None,
             replica_rss_mib: Vec::new(),
             idle_clients: 0,
+            room_members: 0,
         }
     }
 
@@ -128,6 +133,10 @@ impl Figures {
             "clients {:>5}  acks/s {:>9.1}  ack p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  max {:>7} us",
             self.clients, self.ops_per_s, self.p50_us, self.p99_us, self.p999_us, self.max_us
         );
+        if self.room_members > 0 {
+            let per_second = (self.deliveries as f64 / self.seconds.max(0.001)).round();
+            line += &format!("  room members {}  deliveries/s {per_second}", self.room_members);
+        }
         if self.deliveries > 0 {
             line += &format!("  delivery p50 {} us  p99 {} us", self.delivery_p50_us, self.delivery_p99_us);
         }

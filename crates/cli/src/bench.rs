@@ -50,6 +50,11 @@ pub struct BenchArgs {
     /// measure what TLS costs: compare with a run without it).
     #[arg(long)]
     insecure: bool,
+    /// Room mode: this many members join one room and stay connected for
+    /// delivery; the first --clients of them post to it. Deliveries count
+    /// what every member received (fan-out).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=chorus_limits::ROOM_MEMBERS_MAX as u64))]
+    room_members: u64,
     /// Runtime threads driving the clients. One (the default) takes the
     /// least CPU from a cluster on the same machine.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
@@ -77,6 +82,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         idle_clients: args.idle_clients as usize,
         password_memory_kib: args.password_memory_kib,
         insecure: args.insecure,
+        room_members: args.room_members as usize,
     };
     let json = args.json;
     let runs = chorus_bench::bench(&options, |figures| {
