@@ -64,8 +64,11 @@ impl History {
             out.push(gap_notice(room, to, self.dropped_through));
         }
         let start = self.messages.binary_search_by(|m| order_by_floor(m.id, floor)).unwrap_err();
-        let room_message = |queued: &Queued| room_message(queued, room, to);
-        out.extend(self.messages.skip(start).iter().take(max - out.len()).map(room_message));
+        let end = self.messages.len().min(start + (max - out.len()));
+        // A focus walks the tree leaf by leaf, without copying it (this
+        // runs for every subscribed member on every post).
+        let mut focus = self.messages.focus();
+        out.extend((start..end).filter_map(|index| focus.get(index).map(|queued| room_message(queued, room, to))));
         assert!(out.len() <= max);
         out
     }
@@ -75,8 +78,9 @@ impl History {
     pub(crate) fn before(&self, room: &str, to: &str, before: MessageId, max: usize) -> (Vec<Message>, bool) {
         let end = self.messages.binary_search_by(|m| order_by_floor(m.id, before.saturating_sub(1))).unwrap_err();
         let start = end.saturating_sub(max);
+        let mut focus = self.messages.focus();
         let page: Vec<Message> =
-            self.messages.clone().slice(start..end).iter().map(|queued| room_message(queued, room, to)).collect();
+            (start..end).filter_map(|index| focus.get(index).map(|queued| room_message(queued, room, to))).collect();
         assert!(page.len() <= max);
         (page, start > 0)
     }
