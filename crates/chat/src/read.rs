@@ -115,7 +115,11 @@ impl ChatState {
         for room in &account.rooms {
             let Some(state) = self.rooms.get(room) else { continue };
             let position = state.members.get(name).copied().unwrap_or(MessageId::MAX);
-            merged.extend(state.history.after(room, name, after.max(position), max));
+            let mut floor = after.max(position);
+            if chorus_plant::active(chorus_plant::bugs::ROOM_BACKLOG_SKIPPED) {
+                floor = floor.max(state.history.newest().saturating_sub(1));
+            }
+            merged.extend(state.history.after(room, name, floor, max));
         }
         merged.sort_unstable_by_key(|message| message.id);
         merged.truncate(max);

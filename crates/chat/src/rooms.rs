@@ -55,6 +55,11 @@ impl History {
         assert!(self.bytes <= bounds.history_bytes_max || self.messages.is_empty());
     }
 
+    /// The id of the newest retained message (0 if none).
+    pub(crate) fn newest(&self) -> MessageId {
+        self.messages.back().map_or(0, |message| message.id)
+    }
+
     /// Up to `max` messages with id > `floor`, oldest first, as delivered
     /// to `to`; led by a gap notice when messages above `floor` were
     /// dropped.

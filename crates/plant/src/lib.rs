@@ -15,6 +15,9 @@ pub mod bugs {
     /// A replica whose disk was wiped ignores that it must rebuild, and
     /// votes at once with the empty state of a founding member.
     pub const WIPED_VOTES_AT_ONCE: u32 = 1 << 3;
+    /// A member's room messages start at the room's newest one instead of
+    /// its read position: what it missed while away is skipped.
+    pub const ROOM_BACKLOG_SKIPPED: u32 = 1 << 4;
 }
 
 /// The flag of the bug called `name` (kebab case, as the simulator's
@@ -25,6 +28,7 @@ pub fn from_name(name: &str) -> Option<u32> {
         "skip-recovery" => Some(bugs::SKIP_RECOVERY),
         "dedup-outside-log" => Some(bugs::DEDUP_OUTSIDE_LOG),
         "wiped-votes-at-once" => Some(bugs::WIPED_VOTES_AT_ONCE),
+        "room-backlog-skipped" => Some(bugs::ROOM_BACKLOG_SKIPPED),
         _ => None,
     }
 }

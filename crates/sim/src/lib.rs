@@ -50,6 +50,9 @@ pub enum Plant {
     /// A replica restarting on a wiped disk votes at once, as a blank
     /// founding member, instead of rebuilding first.
     WipedVotesAtOnce,
+    /// Room messages reach a member from the room's newest one on, not
+    /// from its read position.
+    RoomBacklogSkipped,
 }
 
 /// Turns planted bugs on (or off) for this thread.
@@ -63,6 +66,7 @@ pub(crate) mod plant {
             Some(Plant::SkipRecovery) => bugs::SKIP_RECOVERY,
             Some(Plant::DedupOutsideLog) => bugs::DEDUP_OUTSIDE_LOG,
             Some(Plant::WipedVotesAtOnce) => bugs::WIPED_VOTES_AT_ONCE,
+            Some(Plant::RoomBacklogSkipped) => bugs::ROOM_BACKLOG_SKIPPED,
             Some(Plant::AckBeforeShown) | None => 0,
         };
         chorus_plant::set(flags);

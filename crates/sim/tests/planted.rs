@@ -57,6 +57,13 @@ fn a_wiped_replica_voting_at_once_is_caught() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "bugs are planted only in debug builds")]
+fn skipping_a_members_room_backlog_is_caught() {
+    let (seed, check) = caught_by(Plant::RoomBacklogSkipped);
+    assert_eq!(check, "rooms", "seed {seed}");
+}
+
+#[test]
 fn acking_before_showing_is_caught() {
     let (seed, check) = caught_by(Plant::AckBeforeShown);
     assert_eq!(check, "delivery", "seed {seed}");
