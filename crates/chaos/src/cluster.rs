@@ -170,7 +170,7 @@ impl ChaosCluster {
             }
             write(&self.dir.join(format!("cluster-{id}.toml")), &file.to_toml())?;
         }
-        let clients = ClusterFile { tls: self.real.tls.clone(), replicas: self.client_addresses() };
+        let clients = ClusterFile { tls: self.real.tls.clone(), rooms: None, replicas: self.client_addresses() };
         write(&self.dir.join("clients.toml"), &clients.to_toml())?;
         write(&self.dir.join("cluster.toml"), &self.real.to_toml())
     }

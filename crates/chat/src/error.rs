@@ -37,6 +37,18 @@ pub enum ChatError {
     /// A message must carry at least one byte.
     #[error("message text is empty")]
     TextEmpty,
+    /// Room history bounds outside the limits.
+    #[error("room history bounds of {messages} messages and {bytes} bytes are outside {messages_range:?} messages and {bytes_range:?} bytes")]
+    HistoryBoundsInvalid {
+        /// Messages asked for.
+        messages: u32,
+        /// Bytes asked for.
+        bytes: u32,
+        /// Allowed messages, inclusive.
+        messages_range: (u32, u32),
+        /// Allowed bytes, inclusive.
+        bytes_range: (u32, u32),
+    },
     /// The message body is over the size limit.
     #[error("message text is {bytes} bytes, over the limit of {max} bytes")]
     TextTooLong {

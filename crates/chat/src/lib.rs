@@ -76,7 +76,7 @@ pub use rooms::BROADCAST_ROOM;
 pub use state::ChatState;
 pub use token::{SessionToken, TokenError};
 pub use types::{
-    decode_proposal, encode_proposal, Applied, ClientId, Command, HistoryPage, ListResult, Message, MessageId, Millis,
-    Outcome, Proposal, RoomSummary, RoomsResult, StateEvent,
+    decode_proposal, encode_proposal, Applied, ClientId, Command, HistoryBounds, HistoryPage, ListResult, Message,
+    MessageId, Millis, Outcome, Proposal, RoomSummary, RoomsResult, StateEvent,
 };
 pub use validate::{validate, validate_name, validate_password_hash, validate_room};

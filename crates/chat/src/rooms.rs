@@ -46,13 +46,19 @@ impl History {
         assert!(self.messages.back().is_none_or(|last| last.id < message.id), "ids increase");
         self.bytes += message.bytes();
         self.messages.push_back(message);
-        while self.messages.len() > bounds.history_messages_max || self.bytes > bounds.history_bytes_max {
+        self.trim(bounds.history_messages_max, bounds.history_bytes_max);
+    }
+
+    /// Drops the oldest messages until at most `messages_max` messages and
+    /// `bytes_max` bytes remain.
+    pub(crate) fn trim(&mut self, messages_max: usize, bytes_max: usize) {
+        while self.messages.len() > messages_max || self.bytes > bytes_max {
             let Some(oldest) = self.messages.pop_front() else { break };
             self.bytes -= oldest.bytes();
             self.dropped_through = oldest.id;
         }
-        assert!(self.messages.len() <= bounds.history_messages_max);
-        assert!(self.bytes <= bounds.history_bytes_max || self.messages.is_empty());
+        assert!(self.messages.len() <= messages_max);
+        assert!(self.bytes <= bytes_max || self.messages.is_empty());
     }
 
     /// The id of the newest retained message (0 if none).

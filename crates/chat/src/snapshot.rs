@@ -15,7 +15,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
 use chorus_limits::{
     ACCOUNTS_MAX, CLIENT_SESSIONS_MAX, MAILBOX_MESSAGES_MAX, MESSAGE_TEXT_BYTES_MAX, NAME_CHARS_MAX,
-    ROOMS_PER_ACCOUNT_MAX, ROOM_HISTORY_BYTES_MAX, ROOM_HISTORY_MESSAGES_MAX, ROOM_NAME_CHARS_MAX,
+    ROOMS_PER_ACCOUNT_MAX, ROOM_NAME_CHARS_MAX,
 };
 
 use crate::error::SnapshotError;
@@ -119,7 +119,10 @@ impl ChatState {
         for (name, room) in &self.rooms {
             self.check_room(name, room)?;
         }
-        check_history(&self.broadcasts, self.last_message_id)?;
+        if self.room_history.check().is_err() {
+            return Err("the room history bounds are outside the limits");
+        }
+        check_history(&self.broadcasts, self.room_history, self.last_message_id)?;
         self.sessions.check(CLIENT_SESSIONS_MAX, self.applied_count)
     }
 
@@ -152,15 +155,15 @@ impl ChatState {
                 return Err("a room read position is past the last assigned message id");
             }
         }
-        check_history(&room.history, self.last_message_id)
+        check_history(&room.history, self.room_history, self.last_message_id)
     }
 }
 
 /// A history: within both bounds, its byte count right, each message from
 /// a valid name with a valid text, ids increasing above the dropped ones
 /// and not past the last assigned id.
-fn check_history(history: &History, last_message_id: u64) -> Result<(), &'static str> {
-    if history.messages.len() > ROOM_HISTORY_MESSAGES_MAX || history.bytes > ROOM_HISTORY_BYTES_MAX {
+fn check_history(history: &History, bounds: crate::HistoryBounds, last_message_id: u64) -> Result<(), &'static str> {
+    if history.messages.len() > bounds.messages as usize || history.bytes > bounds.bytes as usize {
         return Err("a room history is over its bounds");
     }
     if history.bytes != history.messages.iter().map(|m| m.bytes()).sum::<usize>() {

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ChatError;
 use crate::rooms::{History, Room, BROADCAST_ROOM};
 use crate::session::SessionTable;
-use crate::types::{Applied, Command, Message, MessageId, Millis, Outcome, Proposal, Queued, StateEvent};
+use crate::types::{
+    Applied, Command, HistoryBounds, Message, MessageId, Millis, Outcome, Proposal, Queued, StateEvent,
+};
 use crate::validate::{validate, validate_name};
 
 /// A reply plus the side effect other connections must hear about.
@@ -45,6 +47,8 @@ pub struct ChatState {
     /// The history of the built-in room `#all`, which every account is in;
     /// an account's read position there is its `acked_through`.
     pub(crate) broadcasts: History,
+    /// How much each room's history retains (set by `Configure`).
+    pub(crate) room_history: HistoryBounds,
 }
 
 /// One account: its queue of undelivered messages and how far it has acked.
@@ -134,6 +138,11 @@ impl ChatState {
     /// [`ChatState::apply`] with explicit bounds.
     pub(crate) fn apply_bounded(&mut self, proposal: &Proposal, bounds: Bounds) -> Applied {
         self.applied_count = self.applied_count.checked_add(1).expect("fewer than 2^64 proposals are applied");
+        let bounds = Bounds {
+            history_messages_max: bounds.history_messages_max.min(self.room_history.messages as usize),
+            history_bytes_max: bounds.history_bytes_max.min(self.room_history.bytes as usize),
+            ..bounds
+        };
         let now = self.applied_count;
         let (reply, event) = match &proposal.command {
             Command::RegisterClient => {
@@ -141,6 +150,7 @@ impl ChatState {
                 (Ok(Outcome::Registered), None)
             }
             Command::Ack { name, through } => (self.ack(name, *through), None),
+            Command::Configure { room_history } => (self.configure(*room_history), None),
             _ => self.apply_in_session(proposal, now, bounds),
         };
         assert!(self.sessions.len() <= bounds.sessions_max);
@@ -199,7 +209,7 @@ impl ChatState {
             Command::Leave { name, room } => (self.leave(name, room), None),
             Command::Say { from, room, text } => self.post(from, room, text, at_millis, bounds),
             Command::Broadcast { from, text } => self.post(from, BROADCAST_ROOM, text, at_millis, bounds),
-            Command::RegisterClient | Command::Ack { .. } => {
+            Command::RegisterClient | Command::Ack { .. } | Command::Configure { .. } => {
                 unreachable!("session-less commands never reach execute")
             }
         }
@@ -282,6 +292,29 @@ impl ChatState {
     /// Advances `name`'s ack cursor and drops the messages it covers. The
     /// cursor never passes the last assigned id, so acking ahead cannot hide
     /// messages sent later.
+    /// `Configure`: new room history bounds; every history over them drops
+    /// its oldest messages now (deterministically, in log order).
+    fn configure(&mut self, room_history: HistoryBounds) -> Result<Outcome, ChatError> {
+        room_history.check()?;
+        self.room_history = room_history;
+        let (messages, bytes) = (room_history.messages as usize, room_history.bytes as usize);
+        let over = |room: &Room| room.history.messages.len() > messages || room.history.bytes > bytes;
+        let names: Vec<String> =
+            self.rooms.iter().filter(|(_, room)| over(room)).map(|(name, _)| name.clone()).collect();
+        for name in names {
+            if let Some(room) = self.rooms.get_mut(&name) {
+                room.history.trim(messages, bytes);
+            }
+        }
+        self.broadcasts.trim(messages, bytes);
+        Ok(Outcome::Configured)
+    }
+
+    /// The room history bounds in force.
+    pub fn room_history(&self) -> HistoryBounds {
+        self.room_history
+    }
+
     fn ack(&mut self, name: &str, through: MessageId) -> Result<Outcome, ChatError> {
         validate_name(name)?;
         let Some(account) = self.accounts.get_mut(name) else {

@@ -92,6 +92,14 @@ pub enum Command {
         /// Message body, non-empty UTF-8 within the size limit.
         text: String,
     },
+    /// Sets how much every room's history retains (the cluster file's
+    /// setting, proposed by the leader when it differs from the replicated
+    /// one); histories over the new bounds drop their oldest messages at
+    /// once. Session-less and idempotent.
+    Configure {
+        /// The new bounds, within [`HistoryBounds::check`].
+        room_history: HistoryBounds,
+    },
     /// The recipient has seen every message with id <= `through`; those
     /// messages leave the mailbox, and its read position in each of its
     /// rooms moves to `through`. Session-less and idempotent.
@@ -123,6 +131,50 @@ pub enum Outcome {
     Joined,
     /// The account left the room.
     Left,
+    /// The room history bounds were set.
+    Configured,
+}
+
+/// How much each room's history retains, `#all` included: the cluster's
+/// setting, part of the replicated state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HistoryBounds {
+    /// Most messages retained per room.
+    pub messages: u32,
+    /// Most bytes (senders' names plus texts) retained per room.
+    pub bytes: u32,
+}
+
+impl HistoryBounds {
+    /// The largest bounds, and the default.
+    pub const MAX: HistoryBounds = HistoryBounds {
+        messages: chorus_limits::ROOM_HISTORY_MESSAGES_MAX as u32,
+        bytes: chorus_limits::ROOM_HISTORY_BYTES_MAX as u32,
+    };
+
+    /// Checks both bounds against the limits (`ROOM_HISTORY_*_MIN` and
+    /// `_MAX` in `chorus-limits`).
+    pub fn check(&self) -> Result<(), crate::ChatError> {
+        use chorus_limits::{ROOM_HISTORY_BYTES_MAX, ROOM_HISTORY_BYTES_MIN};
+        use chorus_limits::{ROOM_HISTORY_MESSAGES_MAX, ROOM_HISTORY_MESSAGES_MIN};
+        let messages = (ROOM_HISTORY_MESSAGES_MIN..=ROOM_HISTORY_MESSAGES_MAX).contains(&(self.messages as usize));
+        let bytes = (ROOM_HISTORY_BYTES_MIN..=ROOM_HISTORY_BYTES_MAX).contains(&(self.bytes as usize));
+        match messages && bytes {
+            true => Ok(()),
+            false => Err(crate::ChatError::HistoryBoundsInvalid {
+                messages: self.messages,
+                bytes: self.bytes,
+                messages_range: (ROOM_HISTORY_MESSAGES_MIN as u32, ROOM_HISTORY_MESSAGES_MAX as u32),
+                bytes_range: (ROOM_HISTORY_BYTES_MIN as u32, ROOM_HISTORY_BYTES_MAX as u32),
+            }),
+        }
+    }
+}
+
+impl Default for HistoryBounds {
+    fn default() -> Self {
+        HistoryBounds::MAX
+    }
 }
 
 /// A message as queued and delivered.

@@ -36,6 +36,7 @@ pub fn validate(command: &Command) -> Result<(), ChatError> {
             validate_name(from)?;
             validate_text(text)
         }
+        Command::Configure { room_history } => room_history.check(),
     }
 }
 

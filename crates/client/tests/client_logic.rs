@@ -33,6 +33,7 @@ fn answer(request: &Request) -> Response {
             Command::Leave { .. } => Outcome::Left,
             Command::Ack { .. } => Outcome::Acked,
             Command::RegisterClient => Outcome::Registered,
+            Command::Configure { .. } => Outcome::Configured,
         }),
         Request::List { .. } => Response::List(chorus_chat::ListResult { names: vec![], truncated: false }),
         Request::Rooms { .. } => Response::Rooms(chorus_chat::RoomsResult { rooms: vec![], truncated: false }),

@@ -42,12 +42,17 @@ pub const ROOMS_MAX: usize = 1_000;
 pub const ROOM_MEMBERS_MAX: usize = 10_000;
 /// Most rooms one account may be a member of at once (`#all` aside).
 pub const ROOMS_PER_ACCOUNT_MAX: usize = 64;
-/// Most messages a room's retained history holds; older ones are dropped
-/// first. A cluster-wide constant: every replica must drop the same ones.
+/// Most messages a room's retained history may be set to hold (and the
+/// default); older ones are dropped first. The setting is replicated
+/// (`Configure` in the log), so every replica drops the same ones.
 pub const ROOM_HISTORY_MESSAGES_MAX: usize = 1_000;
-/// Most bytes (senders' names plus texts) a room's retained history
-/// holds; older messages are dropped first. Cluster-wide, like the count.
+/// Fewest messages a room's history may be set to hold.
+pub const ROOM_HISTORY_MESSAGES_MIN: usize = 1;
+/// Most bytes (senders' names plus texts) a room's retained history may be
+/// set to hold (and the default); older messages are dropped first.
 pub const ROOM_HISTORY_BYTES_MAX: usize = 1024 * 1024;
+/// Fewest bytes a room's history may be set to hold: one longest message.
+pub const ROOM_HISTORY_BYTES_MIN: usize = MESSAGE_TEXT_BYTES_MAX + NAME_CHARS_MAX;
 /// Most messages one `history` reply carries.
 pub const HISTORY_PAGE_MESSAGES_MAX: usize = 64;
 /// Most rooms one `rooms` reply carries; a longer result is cut and flagged.

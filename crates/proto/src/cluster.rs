@@ -16,6 +16,10 @@
 //! data_dir = "replica-0"   # relative paths are relative to this file
 //! tls_cert = "tls/replica-0.pem"   # certificate for replica-0.chorus
 //! tls_key = "tls/replica-0.key"    # its private key (only replica 0 reads it)
+//!
+//! [rooms]                  # optional; these are the defaults and the maxima
+//! history_messages = 1000  # messages each room's history retains
+//! history_bytes = 1048576  # bytes (senders' names plus texts) it retains
 //! ```
 //!
 //! With a `[tls]` table, every connection is TLS: a replica serves
@@ -57,12 +61,33 @@ pub struct ClusterTls {
     pub ca_cert: String,
 }
 
+/// The cluster file's `[rooms]` table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRooms {
+    /// Most messages each room's history retains.
+    pub history_messages: u32,
+    /// Most bytes (senders' names plus texts) each room's history retains.
+    pub history_bytes: u32,
+}
+
+impl ClusterRooms {
+    /// As the replicated setting the leader proposes.
+    pub fn history_bounds(&self) -> chorus_chat::HistoryBounds {
+        chorus_chat::HistoryBounds { messages: self.history_messages, bytes: self.history_bytes }
+    }
+}
+
 /// The whole cluster file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterFile {
     /// TLS settings; `None` means plaintext (only with `--insecure`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClusterTls>,
+    /// Room settings; `None` keeps the defaults. The leader proposes them
+    /// through the log when they differ from the replicated ones, so keep
+    /// them the same in every replica's file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<ClusterRooms>,
     /// Every replica, in id order.
     #[serde(rename = "replica")]
     pub replicas: Vec<ReplicaAddress>,
@@ -126,6 +151,9 @@ impl ClusterFile {
         if addrs.len() != 2 * n {
             return Err("every client and peer address must be distinct".into());
         }
+        if let Some(rooms) = &self.rooms {
+            rooms.history_bounds().check().map_err(|error| format!("[rooms]: {error}"))?;
+        }
         self.check_tls()
     }
 
@@ -166,7 +194,7 @@ impl ClusterFile {
                 tls_key: None,
             })
             .collect();
-        ClusterFile { tls: None, replicas }
+        ClusterFile { tls: None, rooms: None, replicas }
     }
 }
 
@@ -218,6 +246,20 @@ mod tests {
         assert!(!plain.contains("\n[tls]") && !plain.contains("tls_"), "{plain}");
         std::fs::write(&path, &plain).expect("write");
         assert_eq!(ClusterFile::load(&path).expect("loads").tls, None);
+    }
+
+    #[test]
+    fn room_settings_round_trip_and_out_of_range_ones_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cluster.toml");
+        let mut file = ClusterFile::local(3, 7100);
+        file.rooms = Some(ClusterRooms { history_messages: 50, history_bytes: 65_536 });
+        std::fs::write(&path, file.to_toml()).expect("write");
+        assert_eq!(ClusterFile::load(&path).expect("loads").rooms, file.rooms);
+        file.rooms = Some(ClusterRooms { history_messages: 5_000, history_bytes: 65_536 });
+        assert!(file.check().unwrap_err().starts_with("[rooms]"), "over the message limit");
+        file.rooms = Some(ClusterRooms { history_messages: 50, history_bytes: 10 });
+        assert!(file.check().is_err(), "too few bytes for one message");
     }
 
     #[test]

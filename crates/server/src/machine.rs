@@ -6,8 +6,8 @@ use crate::passwords::{self, JobId, PasswordJob, PasswordOutcome, PasswordWork};
 use crate::subscriptions::Subscriptions;
 use crate::throttle::SignInThrottle;
 use chorus_chat::{
-    encode_proposal, validate, validate_name, ChatError, ChatState, ClientId, Command, Millis, Outcome, Proposal,
-    SessionToken, StateEvent,
+    encode_proposal, validate, validate_name, ChatError, ChatState, ClientId, Command, HistoryBounds, Millis, Outcome,
+    Proposal, SessionToken, StateEvent,
 };
 use chorus_limits as limits;
 use chorus_paxos::{
@@ -203,6 +203,12 @@ pub struct Machine {
     /// planted bug `DEDUP_OUTSIDE_LOG` replaces the replicated table.
     planted_dedup: BTreeMap<(ClientId, u64), Result<Response, RequestError>>,
     snapshots: SnapshotState,
+    /// The cluster file's room history bounds: as leader, this replica
+    /// proposes them whenever the replicated ones differ.
+    room_history: Option<HistoryBounds>,
+    /// A `Configure` proposed and not yet applied (or abandoned with the
+    /// leadership).
+    configuring: bool,
 }
 
 impl Machine {
@@ -227,6 +233,31 @@ impl Machine {
             pid: 0,
             planted_dedup: BTreeMap::new(),
             snapshots: SnapshotState::default(),
+            room_history: None,
+            configuring: false,
+        }
+    }
+
+    /// The room history bounds of the cluster file (`None`: the defaults).
+    pub fn with_room_history(mut self, bounds: Option<HistoryBounds>) -> Self {
+        self.room_history = Some(bounds.unwrap_or_default());
+        self
+    }
+
+    /// As leader, proposes the configured room history bounds when the
+    /// replicated ones differ (once at a time; no client waits for it;
+    /// `now` is stamped on the proposal, which does not use it).
+    fn configure_rooms(&mut self, now: Millis) {
+        let Some(wanted) = self.room_history else { return };
+        if self.configuring || self.replica.role() != Role::Leader || self.chat.room_history() == wanted {
+            return;
+        }
+        let (client, seq) = (self.ack_client, self.next_ack_seq);
+        self.next_ack_seq += 1;
+        let proposal = Proposal { client, seq, at_millis: now, command: Command::Configure { room_history: wanted } };
+        if self.replica.propose(encode_proposal(&proposal)).is_ok() {
+            tracing::info!(?wanted, "proposing the cluster file's room history bounds");
+            self.configuring = true;
         }
     }
 
@@ -388,6 +419,7 @@ impl Machine {
             self.finish_read(read, result, out);
         }
         self.notice_role_change(out);
+        self.configure_rooms(0);
         let fetch = self.fetch_due(ready.snapshot_wanted);
         let passwords = std::mem::take(&mut self.identity.outgoing);
         Effects { write: ready.write, messages: ready.messages, snapshot: self.snapshot_due(), fetch, passwords }
@@ -396,6 +428,7 @@ impl Machine {
     fn notice_role_change(&mut self, out: &mut impl Outbox) {
         let leader = self.replica.role() == Role::Leader;
         if self.was_leader && !leader {
+            self.configuring = false;
             let waiting = std::mem::take(&mut self.pending_commands);
             let reason = "the leader changed before the outcome was known; retry";
             for waiter in waiting.into_values().flatten() {
@@ -743,6 +776,9 @@ impl Machine {
                 }
             };
             let applied = self.chat.apply(&proposal);
+            if matches!(proposal.command, Command::Configure { .. }) {
+                self.configuring = false;
+            }
             if let Some(recorded) = recorded.as_mut() {
                 recorded.push((proposal, applied.reply.clone()));
             }

@@ -191,7 +191,8 @@ pub async fn run_with(cluster: ClusterFile, id: ReplicaId, options: Options) -> 
     let replica = Replica::new(config, durable, snapshot_slot);
     let mut machine = Machine::new(replica, rand::random())
         .with_snapshot(snapshot_slot, chat)
-        .with_snapshot_policy(options.snapshots);
+        .with_snapshot_policy(options.snapshots)
+        .with_room_history(cluster.rooms.map(|rooms| rooms.history_bounds()));
     machine.set_pid(std::process::id());
     let tls = tls.is_some();
     tracing::info!(replica = id, client = %me.client_addr, peer = %me.peer_addr, chosen, snapshot_slot, tls, "replica started");

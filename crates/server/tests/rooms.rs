@@ -3,7 +3,7 @@
 //! read positions, and every room request acts only for the signed-in
 //! account.
 
-use chorus_chat::{Command, HistoryPage, Message, MessageId, Outcome};
+use chorus_chat::{Command, HistoryBounds, HistoryPage, Message, MessageId, Outcome};
 use chorus_paxos::{Config, DurableState, Event, Replica};
 use chorus_proto::{ClientFrame, Password, Request, RequestError, Response, ServerFrame};
 use chorus_server::machine::{ConnId, Machine, Outbox, PushError};
@@ -44,8 +44,13 @@ const NAMES: [&str; 3] = ["alice", "bob", "carol"];
 
 impl Cluster {
     fn new() -> Cluster {
+        Cluster::with_room_history(None)
+    }
+
+    /// As `new`, with the cluster file's room history bounds.
+    fn with_room_history(bounds: Option<HistoryBounds>) -> Cluster {
         let replica = Replica::new(Config::new(0, vec![0], 1), DurableState::default(), 0);
-        let machine = Machine::new(replica, 5);
+        let machine = Machine::new(replica, 5).with_room_history(bounds);
         let mut cluster = Cluster { machine, out: Frames::default(), next_request: 1, next_seq: 1 };
         for _ in 0..200 {
             cluster.machine.step(Event::Tick, &mut cluster.out);
@@ -219,4 +224,21 @@ fn room_commands_act_only_for_the_signed_in_account() {
     let full = "#".to_string() + &"x".repeat(chorus_limits::ROOM_NAME_CHARS_MAX);
     let too_long = Command::Join { name: "bob".into(), room: full };
     assert!(matches!(cluster.command(2, too_long), Err(RequestError::Chat(_))), "room names are bounded");
+}
+
+#[test]
+fn the_leader_proposes_the_cluster_files_room_history_bounds_and_clients_cannot() {
+    let small = HistoryBounds { messages: 3, bytes: chorus_limits::ROOM_HISTORY_BYTES_MIN as u32 };
+    let mut cluster = Cluster::with_room_history(Some(small));
+    assert_eq!(cluster.machine.chat().room_history(), small, "applied through the log");
+    join(&mut cluster, 1, "#x");
+    for i in 0..5 {
+        cluster.say(1, "#x", &format!("m{i}"));
+    }
+    let request = Request::History { name: "alice".into(), room: "#x".into(), before: None, count: 64 };
+    let Ok(Response::History(page)) = cluster.ask(1, request) else { panic!("history refused") };
+    assert_eq!(page.messages.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["m2", "m3", "m4"]);
+    let forged = Command::Configure { room_history: HistoryBounds::MAX };
+    assert!(matches!(cluster.command(1, forged), Err(RequestError::BadRequest(_))), "not a client's command");
+    assert_eq!(cluster.machine.chat().room_history(), small);
 }

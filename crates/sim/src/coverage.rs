@@ -35,11 +35,14 @@ pub struct Coverage {
     pub disks_wiped: u64,
     /// Rebuilds after a wipe that became durable (the replica votes again).
     pub rebuilds_finished: u64,
+    /// Gap notices shown to room members (messages dropped from a room's
+    /// history before they read them; runs with small history bounds).
+    pub room_gap_notices_shown: u64,
 }
 
 impl Coverage {
     /// Every counter, by name.
-    pub fn counters(&self) -> [(&'static str, u64); 13] {
+    pub fn counters(&self) -> [(&'static str, u64); 14] {
         [
             ("snapshots written", self.snapshots_written),
             ("fetches started", self.fetches_started),
@@ -54,6 +57,7 @@ impl Coverage {
             ("crashes during install", self.crashes_during_install),
             ("disks wiped", self.disks_wiped),
             ("rebuilds finished", self.rebuilds_finished),
+            ("room gap notices shown", self.room_gap_notices_shown),
         ]
     }
 
@@ -78,6 +82,7 @@ impl std::ops::AddAssign for Coverage {
         self.crashes_during_install += other.crashes_during_install;
         self.disks_wiped += other.disks_wiped;
         self.rebuilds_finished += other.rebuilds_finished;
+        self.room_gap_notices_shown += other.room_gap_notices_shown;
     }
 }
 

@@ -100,8 +100,10 @@ impl Host {
         let ids = (0..self.replicas as u8).collect();
         let seed = self.seed ^ (self.incarnation << 32) ^ u64::from(self.id);
         let replica = Replica::new(Config::new(self.id, ids, seed), durable, slot);
-        let mut machine =
-            Machine::new(replica, rng.random()).with_snapshot(slot, chat).with_snapshot_policy(self.policy);
+        let mut machine = Machine::new(replica, rng.random())
+            .with_snapshot(slot, chat)
+            .with_snapshot_policy(self.policy)
+            .with_room_history(room_history(self.seed));
         machine.record_applied();
         self.machine = Some(machine);
         Ok(started)
@@ -262,4 +264,12 @@ pub fn write_snapshot(snapshots: &mut Snapshots<MemBlobs>, job: &SnapshotJob) ->
     job.state.write_snapshot(&mut writer).map_err(|e| text(&e))?;
     writer.finish().map_err(|e| text(&e))?;
     snapshots.prune(previous.min(job.slot)).map_err(|e| text(&e))
+}
+
+/// The room history bounds of a run: in every third seed (by number, so
+/// other seeds replay as before) so small that rooms drop messages and
+/// members behind get gap notices; the defaults otherwise.
+fn room_history(seed: u64) -> Option<chorus_chat::HistoryBounds> {
+    let bytes = chorus_limits::ROOM_HISTORY_BYTES_MIN as u32;
+    seed.is_multiple_of(3).then_some(chorus_chat::HistoryBounds { messages: 4, bytes })
 }

@@ -594,6 +594,9 @@ impl World {
                         return Err(Violation::new("liveness", detail));
                     }
                 }
+                if let crate::client::Observation::Shown { message, .. } = &observation {
+                    self.report.coverage.room_gap_notices_shown += u64::from(message.is_gap_notice());
+                }
                 self.checks.observed(observation)?;
             }
         }

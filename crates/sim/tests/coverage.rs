@@ -2,7 +2,8 @@
 //! over a fixed range of seeds, snapshots are written and the log
 //! compacted, fetched from peers and installed, loaded at restarts (also
 //! past the log's chosen prefix), replicas crash in the middle of each,
-//! and disks are wiped and their replicas finish rebuilding.
+//! disks are wiped and their replicas finish rebuilding, and room
+//! members are shown gap notices (runs with small history bounds).
 
 use chorus_sim::{run_seed, Coverage, Options};
 

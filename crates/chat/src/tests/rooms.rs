@@ -2,7 +2,7 @@
 //! merged stream a member receives.
 
 use super::*;
-use crate::{HistoryPage, Message, RoomSummary, RoomsResult};
+use crate::{validate, HistoryBounds, HistoryPage, Message, RoomSummary, RoomsResult};
 
 /// Bounds small enough to reach each room limit in a few steps.
 const ROOMY: Bounds = Bounds {
@@ -215,4 +215,39 @@ fn snapshots_keep_rooms_and_refuse_inconsistent_ones() {
     let mut reordered = state;
     reordered.broadcasts.dropped_through = 2;
     assert_eq!(refused(reordered), "room message ids are out of order or out of range");
+}
+
+#[test]
+fn configure_sets_the_history_bounds_and_trims_every_history_at_once() {
+    let mut harness = three_in_x(Bounds::LIMITS);
+    for i in 0..5 {
+        assert!(matches!(harness.run(say("alice", "#x", &format!("m{i}"))).reply, Ok(Outcome::Sent { .. })));
+    }
+    harness.run(broadcast("bob", "to everyone"));
+    let bytes = chorus_limits::ROOM_HISTORY_BYTES_MIN as u32;
+    let small = HistoryBounds { messages: 2, bytes };
+    harness.ok(Command::Configure { room_history: small }, Outcome::Configured);
+    assert_eq!(harness.state.room_history(), small);
+    // carol (not in #x) still reads #all; bob, behind in #x, gets a gap notice.
+    let delivered = harness.state.stream("bob", 0, 100).unwrap();
+    let in_x: Vec<&Message> = delivered.iter().filter(|m| m.room.as_deref() == Some("#x")).collect();
+    assert!(in_x[0].is_gap_notice(), "{in_x:?}");
+    assert_eq!(in_x.len(), 3, "the notice, then the 2 retained: {in_x:?}");
+    harness.run(say("alice", "#x", "m5"));
+    let retained = harness.state.history("alice", "#x", None, 64).unwrap();
+    assert_eq!(retained.messages.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["m4", "m5"]);
+    let snapshot = ChatState::from_snapshot(&harness.state.to_snapshot()).expect("the snapshot checks");
+    assert_eq!(snapshot.room_history(), small);
+}
+
+#[test]
+fn configure_refuses_bounds_outside_the_limits_and_changes_nothing() {
+    let mut harness = three_in_x(Bounds::LIMITS);
+    let too_small = HistoryBounds { messages: 0, bytes: HistoryBounds::MAX.bytes };
+    let before = chat_bytes(&harness.state);
+    let applied = harness.run(Command::Configure { room_history: too_small });
+    assert!(matches!(applied.reply, Err(ChatError::HistoryBoundsInvalid { .. })), "{applied:?}");
+    assert_eq!(chat_bytes(&harness.state), before);
+    let too_big = HistoryBounds { messages: HistoryBounds::MAX.messages + 1, bytes: HistoryBounds::MAX.bytes };
+    assert!(validate(&Command::Configure { room_history: too_big }).is_err());
 }

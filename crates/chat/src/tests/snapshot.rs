@@ -279,12 +279,13 @@ fn keys_out_of_order_or_repeated_are_refused() {
     let no_rooms = (Vec::<(u64, u64)>::new(), (Vec::<u64>::new(), 0u64, 0u64));
     for names in [["bob", "alice"], ["bob", "bob"]] {
         let accounts: Vec<(&str, Account)> = names.iter().map(|name| (*name, account())).collect();
-        let bytes = postcard::to_stdvec(&(accounts, 0u64, &no_sessions, 0u64, &no_rooms)).unwrap();
+        let bytes =
+            postcard::to_stdvec(&(accounts, 0u64, &no_sessions, 0u64, &no_rooms, crate::HistoryBounds::MAX)).unwrap();
         let result = ChatState::read_snapshot(&bytes[..]);
         assert!(matches!(result, Err(SnapshotError::Malformed { .. })), "{names:?}: {result:?}");
     }
     let sorted = vec![("alice", account()), ("bob", account())];
-    let bytes = postcard::to_stdvec(&(sorted, 0u64, &no_sessions, 0u64, &no_rooms)).unwrap();
+    let bytes = postcard::to_stdvec(&(sorted, 0u64, &no_sessions, 0u64, &no_rooms, crate::HistoryBounds::MAX)).unwrap();
     assert_eq!(ChatState::read_snapshot(&bytes[..]).map(|state| state.accounts_len()), Ok(2));
 }
 
