@@ -82,7 +82,21 @@ mod seeds {
                 command: Command::Send { from: "alice".into(), to: "bob".into(), text: "hi there".into() },
             },
             Request::List { pattern: Some("^a.*".into()) },
+            Request::Command { client: 7, seq: 4, command: Command::Join { name: "alice".into(), room: "#x".into() } },
+            Request::Command {
+                client: 7,
+                seq: 5,
+                command: Command::Say { from: "alice".into(), room: "#x".into(), text: "hello room".into() },
+            },
+            Request::Command {
+                client: 7,
+                seq: 6,
+                command: Command::Broadcast { from: "alice".into(), text: "all".into() },
+            },
+            Request::Rooms { pattern: Some("^#".into()) },
+            Request::History { name: "alice".into(), room: "#x".into(), before: Some(9), count: 10 },
             Request::Subscribe { name: "alice".into(), after: 3 },
+            Request::Unsubscribe { name: "alice".into() },
             Request::Ack { name: "alice".into(), through: 9 },
             Request::Status,
         ];
@@ -119,5 +133,34 @@ mod seeds {
         for (name, line) in [("create", "create alice"), ("send", "send bob hello  there"), ("list", "list ^a")] {
             write("command", name, line.as_bytes());
         }
+        for (name, line) in [("join", "join #x"), ("say", "say #x hi all"), ("history", "history #x 5")] {
+            write("command", name, line.as_bytes());
+        }
+        write("snapshot", "rooms-state", &state_with_rooms().to_snapshot());
+    }
+
+    /// A chat state with accounts, a room with history, a broadcast and
+    /// small history bounds, built by applying commands.
+    fn state_with_rooms() -> chorus_chat::ChatState {
+        use chorus_chat::{HistoryBounds, Proposal};
+        let hash = "$argon2id$v=19$m=64,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let mut state = chorus_chat::ChatState::new();
+        let commands = [
+            Command::RegisterClient,
+            Command::Create { name: "alice".into(), password_hash: hash.into() },
+            Command::Create { name: "bob".into(), password_hash: hash.into() },
+            Command::Join { name: "alice".into(), room: "#x".into() },
+            Command::Join { name: "bob".into(), room: "#x".into() },
+            Command::Say { from: "alice".into(), room: "#x".into(), text: "one".into() },
+            Command::Say { from: "bob".into(), room: "#x".into(), text: "two".into() },
+            Command::Broadcast { from: "bob".into(), text: "to all".into() },
+            Command::Send { from: "alice".into(), to: "bob".into(), text: "direct".into() },
+            Command::Configure { room_history: HistoryBounds { messages: 1, bytes: 5_000 } },
+        ];
+        for (seq, command) in commands.into_iter().enumerate() {
+            let applied = state.apply(&Proposal { client: 7, seq: seq as u64, at_millis: 1, command });
+            assert!(applied.reply.is_ok(), "{applied:?}");
+        }
+        state
     }
 }
