@@ -2,99 +2,48 @@
 //! one-replica cluster: writes are persisted at once, password jobs run
 //! inline with the real argon2id code (at the smallest cost).
 
-use chorus_chat::{ChatError, Command, SessionToken};
-use chorus_paxos::{Config, DurableState, Event, Replica};
-use chorus_proto::{ClientFrame, Password, Request, RequestError, Response, ServerFrame};
-use chorus_server::machine::{ConnId, Machine, Outbox, PushError};
-use chorus_server::passwords::{self, HashCost};
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+mod common;
 
-const CHEAP: HashCost = HashCost { memory_kib: chorus_limits::PASSWORD_HASH_MEMORY_KIB_MIN };
+use chorus_chat::{ChatError, Command, SessionToken};
+use chorus_proto::{Password, Request, RequestError, Response, ServerFrame};
+use chorus_server::machine::ConnId;
+use chorus_server::passwords;
+use common::Lone;
+use std::net::IpAddr;
+use std::ops::{Deref, DerefMut};
+
 const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
 const AWAY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
 
-/// Frames queued for each connection.
-#[derive(Default)]
-struct Frames(BTreeMap<ConnId, Vec<ServerFrame>>);
-
-impl Outbox for Frames {
-    fn room(&self, _: ConnId) -> usize {
-        usize::MAX
-    }
-    fn push(&mut self, conn: ConnId, frame: ServerFrame) -> Result<(), PushError> {
-        self.0.entry(conn).or_default().push(frame);
-        Ok(())
-    }
-    fn kick(&mut self, _: ConnId) {}
+/// The lone leader with two connections, from `HOME` (1) and `AWAY` (2),
+/// and one exactly-once session.
+struct Single {
+    lone: Lone,
+    next_seq: u64,
 }
 
-/// A one-replica cluster's machine with its effects carried out at once.
-struct Single {
-    machine: Machine,
-    out: Frames,
-    /// The replica's clock, in milliseconds.
-    now: u64,
-    next_request: u64,
-    next_seq: u64,
+impl Deref for Single {
+    type Target = Lone;
+    fn deref(&self) -> &Lone {
+        &self.lone
+    }
+}
+
+impl DerefMut for Single {
+    fn deref_mut(&mut self) -> &mut Lone {
+        &mut self.lone
+    }
 }
 
 const CLIENT: u64 = 77;
 
 impl Single {
     fn new() -> Single {
-        let replica = Replica::new(Config::new(0, vec![0], 1), DurableState::default(), 0);
-        let mut single = Single {
-            machine: Machine::new(replica, 5),
-            out: Frames::default(),
-            now: 1_000,
-            next_request: 1,
-            next_seq: 1,
-        };
-        for _ in 0..200 {
-            single.machine.step(Event::Tick, &mut single.out);
-            single.settle();
-        }
-        assert_eq!(single.machine.replica().role(), chorus_paxos::Role::Leader, "a lone replica leads");
+        let mut single = Single { lone: Lone::new(|machine| machine), next_seq: 1 };
         single.machine.connected(1, HOME);
         single.machine.connected(2, AWAY);
         assert_eq!(single.ask(1, Request::Register { client: CLIENT }), Ok(Response::Registered));
         single
-    }
-
-    /// Carries out effects until there are none.
-    fn settle(&mut self) {
-        loop {
-            let effects = self.machine.process(&mut self.out);
-            let idle = effects.write.is_none() && effects.passwords.is_empty();
-            if let Some(write) = effects.write {
-                self.machine.step(Event::Persisted(write.id), &mut self.out);
-            }
-            for job in effects.passwords {
-                let outcome = passwords::run(&job.work, CHEAP, [9; 16]);
-                self.machine.password_done(job.id, outcome, self.now, &mut self.out);
-            }
-            if idle {
-                return;
-            }
-        }
-    }
-
-    /// Sends `request` on `conn` and returns its reply.
-    fn ask(&mut self, conn: ConnId, request: Request) -> Result<Response, RequestError> {
-        let request_id = self.next_request;
-        self.next_request += 1;
-        self.machine.request(conn, ClientFrame { request_id, request }, self.now, &mut self.out);
-        self.settle();
-        let frames = self.out.0.entry(conn).or_default();
-        let at = frames
-            .iter()
-            .position(|f| matches!(f, ServerFrame::Reply { request_id: id, .. } if *id == request_id))
-            .expect("the request was answered");
-        match frames.remove(at) {
-            ServerFrame::Reply { result, .. } => result,
-            _ => unreachable!("matched a reply"),
-        }
     }
 
     fn create(&mut self, name: &str, password: &str) -> Result<Response, RequestError> {
@@ -211,9 +160,7 @@ fn an_unsubscribe_ends_a_subscription_whose_read_is_still_pending() {
     // Both requests arrive before the subscription's read is confirmed.
     let subscribe = Request::Subscribe { name: "bob".into(), after: 0 };
     let unsubscribe = Request::Unsubscribe { name: "bob".into() };
-    for (request_id, request) in [(900, subscribe), (901, unsubscribe)] {
-        single.machine.request(1, ClientFrame { request_id, request }, single.now, &mut single.out);
-    }
+    let (subscribed, unsubscribed) = (single.submit(1, subscribe), single.submit(1, unsubscribe));
     single.settle();
     single.send(1, "bob", "bob").unwrap();
     let frames = single.out.0.remove(&1).unwrap_or_default();
@@ -222,7 +169,7 @@ fn an_unsubscribe_ends_a_subscription_whose_read_is_still_pending() {
             .iter()
             .any(|f| matches!(f, ServerFrame::Reply { request_id, result: Ok(r) } if *request_id == id && *r == want))
     };
-    assert!(replied(900, Response::Subscribed) && replied(901, Response::Unsubscribed), "{frames:?}");
+    assert!(replied(subscribed, Response::Subscribed) && replied(unsubscribed, Response::Unsubscribed), "{frames:?}");
     let delivered = frames.iter().any(|f| matches!(f, ServerFrame::Deliver { .. }));
     assert!(!delivered, "the unsubscribe came after the subscribe, so nothing is delivered: {frames:?}");
 }

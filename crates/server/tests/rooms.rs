@@ -3,41 +3,37 @@
 //! read positions, and every room request acts only for the signed-in
 //! account.
 
-use chorus_chat::{Command, HistoryBounds, HistoryPage, Message, MessageId, Outcome};
-use chorus_paxos::{Config, DurableState, Event, Replica};
-use chorus_proto::{ClientFrame, Password, Request, RequestError, Response, ServerFrame};
-use chorus_server::machine::{ConnId, Machine, Outbox, PushError};
-use chorus_server::passwords::{self, HashCost};
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+mod common;
 
-const CHEAP: HashCost = HashCost { memory_kib: chorus_limits::PASSWORD_HASH_MEMORY_KIB_MIN };
+use chorus_chat::{Command, HistoryBounds, HistoryPage, Message, MessageId, Outcome};
+use chorus_proto::{Password, Request, RequestError, Response, ServerFrame};
+use chorus_server::machine::ConnId;
+use common::Lone;
+use std::net::IpAddr;
+use std::ops::{Deref, DerefMut};
+
 const ADDRESS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
 const CLIENT: u64 = 31;
 const PASSWORD: &str = "room password";
 
-/// Frames queued for each connection.
-#[derive(Default)]
-struct Frames(BTreeMap<ConnId, Vec<ServerFrame>>);
-
-impl Outbox for Frames {
-    fn room(&self, _: ConnId) -> usize {
-        usize::MAX
-    }
-    fn push(&mut self, conn: ConnId, frame: ServerFrame) -> Result<(), PushError> {
-        self.0.entry(conn).or_default().push(frame);
-        Ok(())
-    }
-    fn kick(&mut self, _: ConnId) {}
+/// The lone leader with one connection per account, signed in: `alice` on
+/// 1, `bob` on 2, `carol` on 3.
+struct Cluster {
+    lone: Lone,
+    next_seq: u64,
 }
 
-/// A one-replica cluster whose effects are carried out at once, with one
-/// connection per account: `alice` on 1, `bob` on 2, `carol` on 3.
-struct Cluster {
-    machine: Machine,
-    out: Frames,
-    next_request: u64,
-    next_seq: u64,
+impl Deref for Cluster {
+    type Target = Lone;
+    fn deref(&self) -> &Lone {
+        &self.lone
+    }
+}
+
+impl DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut Lone {
+        &mut self.lone
+    }
 }
 
 const NAMES: [&str; 3] = ["alice", "bob", "carol"];
@@ -49,14 +45,7 @@ impl Cluster {
 
     /// As `new`, with the cluster file's room history bounds.
     fn with_room_history(bounds: Option<HistoryBounds>) -> Cluster {
-        let replica = Replica::new(Config::new(0, vec![0], 1), DurableState::default(), 0);
-        let machine = Machine::new(replica, 5).with_room_history(bounds);
-        let mut cluster = Cluster { machine, out: Frames::default(), next_request: 1, next_seq: 1 };
-        for _ in 0..200 {
-            cluster.machine.step(Event::Tick, &mut cluster.out);
-            cluster.settle();
-        }
-        assert_eq!(cluster.machine.replica().role(), chorus_paxos::Role::Leader, "a lone replica leads");
+        let mut cluster = Cluster { lone: Lone::new(|machine| machine.with_room_history(bounds)), next_seq: 1 };
         for (conn, name) in (1..).zip(NAMES) {
             cluster.machine.connected(conn, ADDRESS);
             assert_eq!(cluster.ask(conn, Request::Register { client: CLIENT + conn }), Ok(Response::Registered));
@@ -67,41 +56,6 @@ impl Cluster {
             assert!(matches!(cluster.ask(conn, sign_in), Ok(Response::SignedIn { .. })));
         }
         cluster
-    }
-
-    /// Carries out effects until there are none.
-    fn settle(&mut self) {
-        loop {
-            let effects = self.machine.process(&mut self.out);
-            let idle = effects.write.is_none() && effects.passwords.is_empty();
-            if let Some(write) = effects.write {
-                self.machine.step(Event::Persisted(write.id), &mut self.out);
-            }
-            for job in effects.passwords {
-                let outcome = passwords::run(&job.work, CHEAP, [3; 16]);
-                self.machine.password_done(job.id, outcome, 1_000, &mut self.out);
-            }
-            if idle {
-                return;
-            }
-        }
-    }
-
-    /// Sends `request` on `conn` and returns its reply.
-    fn ask(&mut self, conn: ConnId, request: Request) -> Result<Response, RequestError> {
-        let request_id = self.next_request;
-        self.next_request += 1;
-        self.machine.request(conn, ClientFrame { request_id, request }, 1_000, &mut self.out);
-        self.settle();
-        let frames = self.out.0.entry(conn).or_default();
-        let at = frames
-            .iter()
-            .position(|f| matches!(f, ServerFrame::Reply { request_id: id, .. } if *id == request_id))
-            .expect("the request was answered");
-        match frames.remove(at) {
-            ServerFrame::Reply { result, .. } => result,
-            _ => unreachable!("matched a reply"),
-        }
     }
 
     /// Runs `command` exactly once on `conn`'s session.
