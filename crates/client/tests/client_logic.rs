@@ -163,13 +163,24 @@ async fn not_leader_without_a_hint_and_a_dead_replica_move_on_round_robin() {
 /// A fake leader that accepts everything but drops the connection on the
 /// first command, and a client connected to it.
 async fn leader_dropping_the_first_command() -> (FakeReplica, Client) {
+    leader_dropping_the_first(|request| matches!(request, Request::Command { .. }), None).await
+}
+
+/// A fake leader that drops the connection on the first request `first`
+/// matches, refuses every resume with `refusal` (if given), answers the
+/// rest; and a client connected to it.
+async fn leader_dropping_the_first(
+    first: fn(&Request) -> bool,
+    refusal: Option<&'static str>,
+) -> (FakeReplica, Client) {
     let mut dropped = false;
-    let policy: fake::Policy = Box::new(move |request: &Request, _| match request {
-        Request::Command { .. } if !dropped => {
+    let policy: fake::Policy = Box::new(move |request: &Request, _| match (request, refusal) {
+        (request, _) if !dropped && first(request) => {
             dropped = true;
             Action::Drop
         }
-        other => Action::Reply(Ok(answer(other))),
+        (Request::Resume { .. }, Some(refusal)) => Action::Reply(Err(RequestError::Unauthorized(refusal.into()))),
+        (other, _) => Action::Reply(Ok(answer(other))),
     });
     let leader = FakeReplica::start(0, policy).await;
     let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
@@ -262,19 +273,8 @@ async fn a_new_connection_resumes_the_sign_in_before_anything_else() {
 
 #[tokio::test]
 async fn a_refused_resume_ends_the_sign_in_but_not_what_needs_none() {
-    let mut dropped = false;
-    let policy: fake::Policy = Box::new(move |request: &Request, _| match request {
-        Request::List { .. } if !dropped => {
-            dropped = true;
-            Action::Drop
-        }
-        Request::Resume { .. } => Action::Reply(Err(RequestError::Unauthorized("the account is gone".into()))),
-        other => Action::Reply(Ok(answer(other))),
-    });
-    let leader = FakeReplica::start(0, policy).await;
-    let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
-        .await
-        .expect("connects");
+    let listing = |request: &Request| matches!(request, Request::List { .. });
+    let (leader, client) = leader_dropping_the_first(listing, Some("the account is gone")).await;
     client.sign_in("alice", "password").await.expect("signed in");
     client.list(None).await.expect("a list needs no sign-in, on the new connection either");
     let refused = client.send("alice", "bob", "hi").await;
@@ -288,19 +288,10 @@ async fn a_refused_resume_ends_the_sign_in_but_not_what_needs_none() {
 
 #[tokio::test]
 async fn a_sign_in_that_ends_while_a_command_is_retried_leaves_its_outcome_unknown() {
-    let mut dropped = false;
-    let policy: fake::Policy = Box::new(move |request: &Request, _| match request {
-        Request::Command { .. } if !dropped => {
-            dropped = true;
-            Action::Drop // the delete may have run: the account and its sign-in are gone
-        }
-        Request::Resume { .. } => Action::Reply(Err(RequestError::Unauthorized("the session is not valid".into()))),
-        other => Action::Reply(Ok(answer(other))),
-    });
-    let leader = FakeReplica::start(0, policy).await;
-    let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
-        .await
-        .expect("connects");
+    // The delete is dropped unanswered, though it may have run: the account
+    // and its sign-in are gone, so the retry's resume is refused.
+    let commanding = |request: &Request| matches!(request, Request::Command { .. });
+    let (_leader, client) = leader_dropping_the_first(commanding, Some("the session is not valid")).await;
     client.sign_in("alice", "password").await.expect("signed in");
     let error = client.delete("alice").await.expect_err("no answer to the delete");
     assert!(matches!(&error, ClientError::Unavailable(m) if m.contains("unknown")), "not a refusal: {error}");
