@@ -580,9 +580,7 @@ impl Machine {
         password: Password,
         out: &mut impl Outbox,
     ) {
-        let checked = validate_name(&name)
-            .map_err(RequestError::from)
-            .and_then(|()| passwords::check_length(&password.0).map_err(RequestError::BadRequest))
+        let checked = check_credentials(&name, &password)
             .and_then(|()| match seq {
                 0 => Err(RequestError::BadRequest("command sequence numbers start at 1".into())),
                 _ => self.leader_only(),
@@ -602,9 +600,7 @@ impl Machine {
         let Some(address) = self.connections.get(&waiter.0).map(|c| c.address) else {
             return;
         };
-        let checked = validate_name(&name)
-            .map_err(RequestError::from)
-            .and_then(|()| passwords::check_length(&password.0).map_err(RequestError::BadRequest))
+        let checked = check_credentials(&name, &password)
             .and_then(|()| self.leader_only())
             .and_then(|()| {
                 let throttled = self.identity.throttle.check(&name, address, now);
@@ -879,6 +875,13 @@ fn response_for(outcome: Outcome) -> Response {
         Outcome::Acked => Response::Acked,
         other => Response::Outcome(other),
     }
+}
+
+/// The checks a name and password pass before any password work: a valid
+/// name, and a password within the length bounds.
+fn check_credentials(name: &str, password: &Password) -> Result<(), RequestError> {
+    validate_name(name)?;
+    passwords::check_length(&password.0).map_err(RequestError::BadRequest)
 }
 
 fn refusal(error: ProposeError) -> RequestError {
