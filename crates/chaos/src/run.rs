@@ -8,8 +8,9 @@ use crate::faults::{self, Injected, Kind, Plan};
 use crate::history::{Clock, History, Micros};
 use crate::report::{Counts, FaultEvent, Report};
 use crate::workload::{Shape, Workload};
+use anyhow::Context;
 use chorus_paxos::ReplicaId;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,15 +46,22 @@ pub struct Options {
 /// An error means the harness itself could not run.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let (dir, temp) = run_dir(options)?;
-    let mut cluster = ChaosCluster::start(&options.exe, &dir, options.replicas, options.server_args.clone()).await?;
+    let result = run_in(options, &dir).await;
+    let failed = result.as_ref().map_or(true, |report| !report.violations.is_empty());
+    if let (Some(temp), true) = (temp, failed) {
+        // Keep the logs of a failed run, and of a harness that failed.
+        let _ = temp.keep();
+    }
+    result.with_context(|| format!("the replicas' logs are kept in {}", dir.display()))
+}
+
+/// Starts the cluster in `dir`, drives the run and stops the cluster.
+async fn run_in(options: &Options, dir: &Path) -> anyhow::Result<Report> {
+    let mut cluster = ChaosCluster::start(&options.exe, dir, options.replicas, options.server_args.clone()).await?;
     let outcome = drive(options, &mut cluster).await;
     cluster.stop().await;
     let mut report = outcome?;
     report.dir = dir.display().to_string();
-    if let (Some(temp), false) = (temp, report.violations.is_empty()) {
-        // Keep the logs of a failed run.
-        let _ = temp.keep();
-    }
     Ok(report)
 }
 
