@@ -88,8 +88,8 @@ struct Pacer {
 }
 
 impl Pacer {
-    fn new() -> Self {
-        Pacer { rate: 0.0, last_commit: Instant::now() }
+    fn new(now: Instant) -> Self {
+        Pacer { rate: 0.0, last_commit: now }
     }
 
     /// True when more batches are likely to arrive within [`LINGER`].
@@ -97,9 +97,8 @@ impl Pacer {
         self.rate * LINGER.as_secs_f64() >= LINGER_WHEN_EXPECTING
     }
 
-    /// Records a commit of `batches` batches starting now.
-    fn committing(&mut self, batches: usize) {
-        let now = Instant::now();
+    /// Records a commit of `batches` batches starting at `now`.
+    fn committing(&mut self, batches: usize, now: Instant) {
         let elapsed = now.duration_since(self.last_commit).as_secs_f64().max(1e-6);
         self.rate = RATE_WEIGHT * (batches as f64 / elapsed) + (1.0 - RATE_WEIGHT) * self.rate;
         self.last_commit = now;
@@ -119,7 +118,7 @@ pub fn spawn<S: LogStore + 'static>(
         .name("chorus-storage".into())
         .spawn(move || {
             let mut batches = Vec::new();
-            let mut pacer = Pacer::new();
+            let mut pacer = Pacer::new(Instant::now());
             while let Some(first) = writes.blocking_recv() {
                 if pacer.should_linger() {
                     std::thread::sleep(LINGER);
@@ -132,7 +131,7 @@ pub fn spawn<S: LogStore + 'static>(
                         Err(_) => break,
                     }
                 }
-                pacer.committing(batches.len());
+                pacer.committing(batches.len(), Instant::now());
                 let last = batches.last().expect("one batch at least").id;
                 let report = match store.persist(&batches) {
                     Ok(()) => Input::Persisted(last),
@@ -145,4 +144,41 @@ pub fn spawn<S: LogStore + 'static>(
             }
         })
         .expect("spawning the storage thread")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pacer after `commits` commits of `batches` each, `gap` apart.
+    fn paced(commits: usize, batches: usize, gap: Duration) -> (Pacer, Instant) {
+        let mut now = Instant::now();
+        let mut pacer = Pacer::new(now);
+        for _ in 0..commits {
+            now += gap;
+            pacer.committing(batches, now);
+        }
+        (pacer, now)
+    }
+
+    #[test]
+    fn a_lone_client_never_waits() {
+        assert!(!Pacer::new(Instant::now()).should_linger(), "nothing seen yet");
+        // One batch per round trip of ~600 µs: under one expected per LINGER.
+        let (pacer, _) = paced(50, 1, Duration::from_micros(600));
+        assert!(!pacer.should_linger(), "rate {}", pacer.rate);
+    }
+
+    #[test]
+    fn batches_arriving_fast_make_it_linger_and_a_lull_stops_it() {
+        // Eight batches per 500 µs commit: about 6 expected within LINGER.
+        let (mut pacer, mut now) = paced(20, 8, Duration::from_micros(500));
+        assert!(pacer.should_linger(), "rate {}", pacer.rate);
+        // Then single batches 10 ms apart: the average decays below one.
+        for _ in 0..20 {
+            now += Duration::from_millis(10);
+            pacer.committing(1, now);
+        }
+        assert!(!pacer.should_linger(), "rate {}", pacer.rate);
+    }
 }
