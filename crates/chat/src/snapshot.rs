@@ -21,7 +21,9 @@ use chorus_limits::{
 use crate::error::SnapshotError;
 use crate::rooms::{History, Room, BROADCAST_ROOM};
 use crate::state::{Account, ChatState};
+use crate::types::Queued;
 use crate::validate::{validate_name, validate_room};
+use imbl::Vector;
 
 /// FNV-1a 64-bit offset basis.
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -172,20 +174,7 @@ fn check_history(history: &History, bounds: crate::HistoryBounds, last_message_i
     if history.dropped_through > last_message_id {
         return Err("a room history dropped an id past the last assigned one");
     }
-    let mut previous_id = history.dropped_through;
-    for message in &history.messages {
-        if validate_name(message.from()).is_err() {
-            return Err("a room message's sender breaks the naming rule");
-        }
-        if message.text().is_empty() || message.text().len() > MESSAGE_TEXT_BYTES_MAX {
-            return Err("a room message's text is empty or over the size limit");
-        }
-        if message.id <= previous_id || message.id > last_message_id {
-            return Err("room message ids are out of order or out of range");
-        }
-        previous_id = message.id;
-    }
-    Ok(())
+    check_messages(&history.messages, history.dropped_through, last_message_id, &ROOM_MESSAGE_FAULTS)
 }
 
 /// Checks one account's mailbox: bounded, each message from a valid name
@@ -204,16 +193,47 @@ fn check_account(account: &Account, last_message_id: u64, applied_count: u64) ->
     if account.acked_through > last_message_id {
         return Err("an ack cursor is past the last assigned message id");
     }
-    let mut previous_id = account.acked_through;
-    for message in &account.mailbox {
+    check_messages(&account.mailbox, account.acked_through, last_message_id, &QUEUED_MESSAGE_FAULTS)
+}
+
+/// What to call each fault of a list of stored messages.
+struct MessageFaults {
+    sender: &'static str,
+    text: &'static str,
+    ids: &'static str,
+}
+
+const QUEUED_MESSAGE_FAULTS: MessageFaults = MessageFaults {
+    sender: "a queued message's sender breaks the naming rule",
+    text: "a queued message's text is empty or over the size limit",
+    ids: "queued message ids are out of order or out of range",
+};
+
+const ROOM_MESSAGE_FAULTS: MessageFaults = MessageFaults {
+    sender: "a room message's sender breaks the naming rule",
+    text: "a room message's text is empty or over the size limit",
+    ids: "room message ids are out of order or out of range",
+};
+
+/// Stored messages (a mailbox or a room history): each from a valid name
+/// with a text a send would take, ids increasing above `floor` and not
+/// past the last assigned id.
+fn check_messages(
+    messages: &Vector<Queued>,
+    floor: u64,
+    last_message_id: u64,
+    faults: &MessageFaults,
+) -> Result<(), &'static str> {
+    let mut previous_id = floor;
+    for message in messages {
         if validate_name(message.from()).is_err() {
-            return Err("a queued message's sender breaks the naming rule");
+            return Err(faults.sender);
         }
         if message.text().is_empty() || message.text().len() > MESSAGE_TEXT_BYTES_MAX {
-            return Err("a queued message's text is empty or over the size limit");
+            return Err(faults.text);
         }
         if message.id <= previous_id || message.id > last_message_id {
-            return Err("queued message ids are out of order or out of range");
+            return Err(faults.ids);
         }
         previous_id = message.id;
     }
