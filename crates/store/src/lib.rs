@@ -15,6 +15,9 @@
 //!   `Ok` may the core hear `Event::Persisted` for them.
 //! - [`RedbStore`]: the real store, one [redb](https://docs.rs/redb) file
 //!   per replica, checksummed, one fsync per `persist`.
+//! - [`WalStore`]: a draft replacement for [`RedbStore`], an append-only
+//!   log of checksummed records, one record and one `fdatasync` per
+//!   `persist`; not used by the server yet.
 //! - [`MemStore`]: the in-memory twin for the simulator; same contract,
 //!   nothing on disk. A simulated crash keeps [`MemStore::durable`] and
 //!   nothing else.
@@ -68,12 +71,17 @@ mod blobs;
 mod mem;
 mod redb_store;
 mod snapshot;
+mod wal;
 
 pub use blobs::{Blobs, DirBlobs, MemBlobs};
 use chorus_paxos::{DurableState, Slot, WriteBatch};
 pub use mem::MemStore;
 pub use redb_store::{RedbStore, DATABASE_FILE_NAME, FORMAT_VERSION};
 pub use snapshot::{SnapshotInfo, SnapshotReader, SnapshotWriter, Snapshots, SNAPSHOT_FORMAT};
+pub use wal::{
+    WalStore, HEADER_BYTES, LOCK_FILE_NAME, RECORD_BYTES_MAX, RECORD_PREFIX_BYTES, REWRITE_BYTES_MIN,
+    WAL_FORMAT_VERSION,
+};
 
 /// Largest encoded size of one log entry, in bytes. One entry's value must
 /// fit in one Accept message, so an entry never exceeds it; a larger record

@@ -57,7 +57,7 @@ impl LogStore for MemStore {
 
 /// Size of `entry` as the redb store would encode it, so both stores refuse
 /// the same oversized entries.
-fn encoded_bytes(entry: &Entry) -> usize {
+pub(crate) fn encoded_bytes(entry: &Entry) -> usize {
     let counter = postcard::to_io(entry, ByteCounter(0)).expect("encoding an entry into a counter cannot fail");
     counter.0
 }

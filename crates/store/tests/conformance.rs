@@ -4,7 +4,7 @@
 //! `conformance!` macro turns every check into one `#[test]` per store.
 
 use chorus_paxos::{Ballot, DurableState, Entry, Incarnations, Slot, Value, WriteBatch};
-use chorus_store::{LogStore, MemStore, RedbStore};
+use chorus_store::{LogStore, MemStore, RedbStore, WalStore};
 
 /// The checks, generic over the store.
 mod suite {
@@ -197,6 +197,37 @@ fn new_redb() -> TempRedb {
     TempRedb { store, _dir: dir }
 }
 
+/// A `WalStore` in its own temporary directory, removed after the store.
+struct TempWal {
+    /// Declared first so it is dropped (and its files closed) first.
+    store: WalStore,
+    _dir: tempfile::TempDir,
+}
+
+impl LogStore for TempWal {
+    fn load(&mut self) -> Result<DurableState, chorus_store::StoreError> {
+        self.store.load()
+    }
+
+    fn persist(&mut self, batches: &[WriteBatch]) -> Result<(), chorus_store::StoreError> {
+        self.store.persist(batches)
+    }
+}
+
+fn new_wal() -> TempWal {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalStore::open_founding(dir.path(), 1).unwrap();
+    TempWal { store, _dir: dir }
+}
+
+/// A `WalStore` that rewrites its segment after nearly every `persist`, so
+/// every check also runs across rewrites.
+fn new_wal_rewriting() -> TempWal {
+    let mut wal = new_wal();
+    wal.store.set_rewrite_bytes_min(0);
+    wal
+}
+
 /// One `#[test]` per check of `suite`, for the store `$new_store` builds.
 macro_rules! conformance {
     ($module:ident, $new_store:expr) => {
@@ -260,3 +291,5 @@ macro_rules! conformance {
 
 conformance!(mem_store, MemStore::new);
 conformance!(redb_store, new_redb);
+conformance!(wal_store, new_wal);
+conformance!(wal_store_rewriting, new_wal_rewriting);

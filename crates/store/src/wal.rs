@@ -1,0 +1,664 @@
+//! [`WalStore`]: the acceptor's state as an append-only write-ahead log.
+//!
+//! A draft to replace [`crate::RedbStore`]; nothing uses it yet.
+//!
+//! # Layout
+//!
+//! The data directory holds one live segment, `wal-<sequence>.log`
+//! (twenty decimal digits), plus `wal.lock`, which an open store holds
+//! locked. A segment is:
+//!
+//! - a fixed header of [`HEADER_BYTES`]: the magic `CHORUSWL`, the format
+//!   version (u32 LE, [`WAL_FORMAT_VERSION`]), the owning replica id (1
+//!   byte), 3 zero bytes, the segment's sequence number (u64 LE, equal to
+//!   the one in its name), and a crc32 of those 24 bytes (u32 LE);
+//! - then records, each `[len u32 LE][crc32 of the payload u32 LE][payload]`,
+//!   the payload one postcard-encoded record:
+//!   - the first record of a segment is a *checkpoint*: the whole durable
+//!     state (promised, the live entries, chosen_through,
+//!     compacted_through, incarnations, recovering). A new store's first
+//!     checkpoint is empty, with `recovering` true unless it was opened
+//!     with [`WalStore::open_founding`]: that is the founding flag;
+//!   - every later record is one `persist` call: all its batches, verbatim.
+//!     `load` replays them in order with [`DurableState::apply`], the same
+//!     override rules as every other store.
+//!
+//! # Durability order
+//!
+//! `persist` encodes its batches as ONE record, appends it with one write
+//! and issues ONE `fdatasync` (which also makes the file's new length
+//! durable). It returns `Ok` only after that returned.
+//!
+//! A new segment (the first one, or a rewrite) is written under the name
+//! `wal-<sequence>.tmp`, fsynced, renamed to `wal-<sequence>.log`, and the
+//! directory is fsynced. So a `.log` segment's header and checkpoint are
+//! always complete: the name appears only once its contents are durable.
+//!
+//! # Reading back: torn tail versus corruption
+//!
+//! Only the newest `.log` segment is read. Its header and checkpoint must be
+//! whole and valid (see above); anything else there is [`StoreError::Corrupt`].
+//! After the checkpoint, records are read in order until the end of the
+//! file. The first record that is not whole and valid ends the scan:
+//!
+//! 1. Fewer than 8 bytes left (not even a length and a checksum): torn.
+//! 2. The length field is 0 or over [`RECORD_BYTES_MAX`], values this store
+//!    never writes: torn if every byte left is zero (a crash can leave the
+//!    file longer with its new blocks unwritten, which read as zeros),
+//!    otherwise `Corrupt`.
+//! 3. The record claims more bytes than the file has left: torn, unless the
+//!    bytes that are there decode as one whole record whose checksum
+//!    matches, which means the record is complete and only its length field
+//!    is damaged: `Corrupt`. (Postcard payloads delimit themselves, so this
+//!    check needs no second length.) This is what stops a bit flip in the
+//!    length of a record in the middle of the file from passing as a torn
+//!    tail and silently dropping every record after it.
+//! 4. The record is complete but its checksum does not match, or its
+//!    payload does not decode (or has trailing bytes): `Corrupt`, even when
+//!    it is the last record of the file.
+//!
+//! A torn tail is cut off on open (`set_len`, `fdatasync`) and treated as
+//! absent. That is safe: the only bytes ever appended are one `persist`'s
+//! record, and `persist` returns `Ok` only after the `fdatasync` that
+//! follows the whole record, so an incomplete last record belongs to a
+//! `persist` that never returned `Ok`, and the contract lets it be absent.
+//! Nothing after it can exist: `persist` refuses every call after a failure.
+//!
+//! Rule 4 is deliberately strict: on a file system that can persist a
+//! record's later blocks before its earlier ones, a crash mid-`persist` can
+//! leave a full-length record with bad contents, which this store reports
+//! as `Corrupt` (the replica rebuilds from its peers) rather than guess.
+//! A wrong answer here costs a rebuild, never an acknowledged write. The
+//! one damage that can still pass as a torn tail is a length field and
+//! payload damaged together in one record.
+//!
+//! # Rewriting (compaction of the file)
+//!
+//! A batch's `compact_through` removes entries from the state at once, but
+//! their bytes stay in the segment until it is rewritten. After a `persist`,
+//! once the segment is longer than both [`REWRITE_BYTES_MIN`] and twice its
+//! last checkpoint, the store rewrites it:
+//!
+//! 1. read and replay the live segment `n` (everything in it is durable);
+//! 2. write header and one checkpoint of that state to `wal-<n+1>.tmp`, fsync;
+//! 3. rename it to `wal-<n+1>.log`, fsync the directory;
+//! 4. append later records to `n + 1`; remove `wal-<n>.log`.
+//!
+//! A crash before step 3 leaves `n` in force and a `.tmp` that the next open
+//! removes. A crash after the rename, whether or not the directory fsync
+//! finished, leaves `n + 1` complete (or not yet named) holding exactly the
+//! state of `n`, so either segment gives the same state; open uses the
+//! newest `.log` and removes older ones, finishing step 4. Nothing is
+//! appended to `n + 1` before its name is durable. Disk use is bounded by
+//! about twice the live state, or [`REWRITE_BYTES_MIN`] plus the largest
+//! record.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chorus_paxos::{Ballot, DurableState, Entry, Incarnations, Slot, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::{assert_entry_well_formed, LogStore, StoreError, ENTRY_BYTES_MAX};
+
+/// Version of the segment layout this build writes and reads. A segment
+/// with another version is refused as [`StoreError::Corrupt`].
+pub const WAL_FORMAT_VERSION: u32 = 1;
+
+/// Bytes of a segment's header.
+pub const HEADER_BYTES: usize = 28;
+
+/// Bytes before each record's payload: its length and its checksum.
+pub const RECORD_PREFIX_BYTES: usize = 8;
+
+/// Largest payload of one record, in bytes. A checkpoint holds the whole
+/// live log, so this is also the largest live state the store can rewrite.
+pub const RECORD_BYTES_MAX: usize = 1 << 30;
+
+/// A segment shorter than this is never rewritten, in bytes.
+pub const REWRITE_BYTES_MIN: u64 = 64 * 1024 * 1024;
+
+/// Name of the lock file held while a store is open.
+pub const LOCK_FILE_NAME: &str = "wal.lock";
+
+const MAGIC: &[u8; 8] = b"CHORUSWL";
+const SEGMENT_PREFIX: &str = "wal-";
+const SEGMENT_SUFFIX: &str = ".log";
+const TEMPORARY_SUFFIX: &str = ".tmp";
+
+/// The durable state of one acceptor, as a log of records in `dir`.
+pub struct WalStore {
+    /// The data directory.
+    dir: PathBuf,
+    /// The owning replica, as recorded in every segment's header.
+    replica: u8,
+    /// Held locked (against another process opening the same directory)
+    /// until the store is dropped.
+    _lock: File,
+    /// The live segment, opened for appending; its length is `segment_bytes`.
+    segment: File,
+    /// Sequence number of the live segment.
+    sequence: u64,
+    /// Length of the live segment: where the next record goes.
+    segment_bytes: u64,
+    /// Length of the live segment's header and checkpoint record.
+    checkpoint_bytes: u64,
+    /// Segment length (in bytes) below which the store does not rewrite.
+    rewrite_bytes_min: u64,
+    /// Reused across `persist` calls: the record being written.
+    encode_buffer: Vec<u8>,
+    /// Set by the first failed `persist`. Afterwards the file may end in a
+    /// partial record and the page cache may disagree with the disk, so
+    /// the store refuses every later write.
+    failure: Option<String>,
+}
+
+/// The first record of every segment: the whole durable state.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    promised: Ballot,
+    /// In strictly increasing slot order, every slot above `compacted_through`.
+    entries: Vec<(Slot, Entry)>,
+    chosen_through: Slot,
+    compacted_through: Slot,
+    incarnations: Incarnations,
+    recovering: bool,
+}
+
+/// One record as written. Must list its variants in the order of [`Record`]:
+/// postcard encodes a variant by its index.
+#[derive(Serialize)]
+enum RecordOut<'a> {
+    Checkpoint(&'a Checkpoint),
+    Persist(&'a [WriteBatch]),
+}
+
+/// One record as read back.
+#[derive(Deserialize)]
+enum Record {
+    Checkpoint(Checkpoint),
+    Persist(Vec<WriteBatch>),
+}
+
+/// The identity a segment's header records.
+#[derive(Debug, PartialEq, Eq)]
+struct Header {
+    format_version: u32,
+    replica: u8,
+    sequence: u64,
+}
+
+/// A segment read back and replayed.
+struct Replayed {
+    state: DurableState,
+    /// Bytes of the header and the checkpoint record.
+    checkpoint_bytes: u64,
+    /// Bytes up to the end of the last whole record: where a torn tail, if
+    /// any, begins.
+    valid_bytes: u64,
+}
+
+impl WalStore {
+    /// Opens or creates the log in `dir`, creating `dir` if needed. On first
+    /// open records `replica`; a later open with a different replica id is
+    /// `Err(WrongReplica)`, and changes nothing on disk.
+    ///
+    /// Reads and checks the whole live segment, so a damaged one is
+    /// `Err(Corrupt)` here; cuts off a torn last record. Takes time
+    /// proportional to the segment.
+    ///
+    /// A store this call creates is *not* a voter (see
+    /// [`crate::RedbStore::open`]); founding members use
+    /// [`WalStore::open_founding`].
+    pub fn open(dir: &Path, replica: u8) -> Result<Self, StoreError> {
+        Self::open_as(dir, replica, false)
+    }
+
+    /// Like [`WalStore::open`], but a store this call creates belongs to a
+    /// founding member and votes from the start. An existing store is
+    /// opened unchanged.
+    pub fn open_founding(dir: &Path, replica: u8) -> Result<Self, StoreError> {
+        Self::open_as(dir, replica, true)
+    }
+
+    /// Sets the segment length below which the store never rewrites its
+    /// segment ([`REWRITE_BYTES_MIN`] by default). For tests and benchmarks.
+    pub fn set_rewrite_bytes_min(&mut self, bytes: u64) {
+        self.rewrite_bytes_min = bytes;
+    }
+
+    /// Sequence number of the live segment: 1 for a new store, one more
+    /// after each rewrite.
+    pub fn segment_sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Path of the live segment.
+    pub fn segment_path(&self) -> PathBuf {
+        segment_path(&self.dir, self.sequence, SEGMENT_SUFFIX)
+    }
+
+    fn open_as(dir: &Path, replica: u8, founding: bool) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|error| io_error("creating", dir, error))?;
+        let lock = lock_directory(dir)?;
+        if dir.join(crate::DATABASE_FILE_NAME).exists() {
+            return Err(StoreError::Engine(format!("{} holds a redb store, not a log", dir.display())));
+        }
+        let (segments, temporaries) = list_segments(dir)?;
+        let sequence = match segments.last() {
+            Some(&newest) => {
+                // Identity first: a refused open must change nothing.
+                let bytes = read_file(&segment_path(dir, newest, SEGMENT_SUFFIX))?;
+                check_header(&bytes, replica, newest)?;
+                newest
+            }
+            None => {
+                let recovering = !founding;
+                let empty = DurableState { recovering, ..DurableState::default() };
+                write_segment(dir, 1, replica, empty)?;
+                1
+            }
+        };
+        // Left by a rewrite (or a creation) that crashed before its rename:
+        // never in force. Then the segments a finished rewrite replaced.
+        remove_files(dir, &temporaries, TEMPORARY_SUFFIX)?;
+        let older: Vec<u64> = segments.iter().copied().filter(|&older| older < sequence).collect();
+        remove_files(dir, &older, SEGMENT_SUFFIX)?;
+        let path = segment_path(dir, sequence, SEGMENT_SUFFIX);
+        let replayed = replay(&read_file(&path)?, replica, sequence)?;
+        let mut segment =
+            OpenOptions::new().append(true).open(&path).map_err(|error| io_error("opening", &path, error))?;
+        cut_torn_tail(&mut segment, &path, replayed.valid_bytes)?;
+        // The segment is durable; make its name durable too, every time: a
+        // previous run may have crashed before its directory fsync.
+        sync_directory(dir)?;
+        sync_directory(parent_directory(dir))?;
+        Ok(WalStore {
+            dir: dir.to_path_buf(),
+            replica,
+            _lock: lock,
+            segment,
+            sequence,
+            segment_bytes: replayed.valid_bytes,
+            checkpoint_bytes: replayed.checkpoint_bytes,
+            rewrite_bytes_min: REWRITE_BYTES_MIN,
+            encode_buffer: Vec::new(),
+            failure: None,
+        })
+    }
+
+    /// Appends one record holding every batch, then one `fdatasync`.
+    fn append(&mut self, batches: &[WriteBatch]) -> Result<(), StoreError> {
+        for batch in batches {
+            for (slot, entry) in &batch.entries {
+                assert_entry_well_formed(*slot, crate::mem::encoded_bytes(entry));
+            }
+        }
+        encode_record(&mut self.encode_buffer, &RecordOut::Persist(batches))?;
+        let path = self.segment_path();
+        self.segment.write_all(&self.encode_buffer).map_err(|error| io_error("appending to", &path, error))?;
+        self.segment.sync_data().map_err(|error| io_error("fdatasyncing", &path, error))?;
+        self.segment_bytes += self.encode_buffer.len() as u64;
+        Ok(())
+    }
+
+    fn rewrite_due(&self) -> bool {
+        self.segment_bytes > self.rewrite_bytes_min.max(self.checkpoint_bytes.saturating_mul(2))
+    }
+
+    /// Replaces the live segment with a new one holding one checkpoint of
+    /// its state. See the module documentation for the order of steps.
+    fn rewrite(&mut self) -> Result<(), StoreError> {
+        let replica = self.replica;
+        let old_path = self.segment_path();
+        let replayed = replay(&read_file(&old_path)?, replica, self.sequence)?;
+        assert_eq!(replayed.valid_bytes, self.segment_bytes, "the live segment ends in a partial record");
+        let sequence = self.sequence + 1;
+        let checkpoint_bytes = write_segment(&self.dir, sequence, replica, replayed.state)?;
+        let path = segment_path(&self.dir, sequence, SEGMENT_SUFFIX);
+        self.segment =
+            OpenOptions::new().append(true).open(&path).map_err(|error| io_error("opening", &path, error))?;
+        self.sequence = sequence;
+        self.segment_bytes = checkpoint_bytes;
+        self.checkpoint_bytes = checkpoint_bytes;
+        // Not fsyncing the directory again: if the removal is lost, the next
+        // open removes the old segment.
+        std::fs::remove_file(&old_path).map_err(|error| io_error("removing", &old_path, error))
+    }
+}
+
+impl LogStore for WalStore {
+    fn load(&mut self) -> Result<DurableState, StoreError> {
+        let replayed = replay(&read_file(&self.segment_path())?, self.replica, self.sequence)?;
+        Ok(replayed.state)
+    }
+
+    fn persist(&mut self, batches: &[WriteBatch]) -> Result<(), StoreError> {
+        if let Some(failure) = &self.failure {
+            return Err(StoreError::Engine(format!("store stopped after an earlier failure: {failure}")));
+        }
+        if batches.iter().all(WriteBatch::is_empty) {
+            return Ok(());
+        }
+        let mut result = self.append(batches);
+        if result.is_ok() && self.rewrite_due() {
+            // The record is durable already; a failed rewrite still stops
+            // the replica, which the contract allows.
+            result = self.rewrite();
+        }
+        if let Err(error) = &result {
+            self.failure = Some(error.to_string());
+        }
+        result
+    }
+}
+
+/// Encodes `record` with its length and checksum into `buffer`.
+fn encode_record(buffer: &mut Vec<u8>, record: &RecordOut<'_>) -> Result<(), StoreError> {
+    buffer.clear();
+    buffer.extend_from_slice(&[0; RECORD_PREFIX_BYTES]);
+    postcard::to_io(record, &mut *buffer).map_err(|error| StoreError::Engine(format!("encoding a record: {error}")))?;
+    let payload_bytes = buffer.len() - RECORD_PREFIX_BYTES;
+    if payload_bytes > RECORD_BYTES_MAX {
+        return Err(StoreError::Engine(format!("a record of {payload_bytes} bytes is over RECORD_BYTES_MAX")));
+    }
+    assert!(payload_bytes > 0, "a record encodes to nothing");
+    let crc = crc32fast::hash(&buffer[RECORD_PREFIX_BYTES..]);
+    buffer[..4].copy_from_slice(&(payload_bytes as u32).to_le_bytes());
+    buffer[4..RECORD_PREFIX_BYTES].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// Writes segment `sequence` (header and one checkpoint of `state`) under a
+/// temporary name, fsyncs it, renames it into place and fsyncs `dir`.
+/// Returns its length.
+fn write_segment(dir: &Path, sequence: u64, replica: u8, state: DurableState) -> Result<u64, StoreError> {
+    let checkpoint = Checkpoint {
+        promised: state.promised,
+        entries: state.entries.into_iter().collect(),
+        chosen_through: state.chosen_through,
+        compacted_through: state.compacted_through,
+        incarnations: state.incarnations,
+        recovering: state.recovering,
+    };
+    let mut bytes = encode_header(&Header { format_version: WAL_FORMAT_VERSION, replica, sequence }).to_vec();
+    let mut record = Vec::new();
+    encode_record(&mut record, &RecordOut::Checkpoint(&checkpoint))?;
+    bytes.extend_from_slice(&record);
+    let temporary = segment_path(dir, sequence, TEMPORARY_SUFFIX);
+    let mut file = File::create(&temporary).map_err(|error| io_error("creating", &temporary, error))?;
+    file.write_all(&bytes).map_err(|error| io_error("writing", &temporary, error))?;
+    file.sync_all().map_err(|error| io_error("fsyncing", &temporary, error))?;
+    drop(file);
+    let path = segment_path(dir, sequence, SEGMENT_SUFFIX);
+    std::fs::rename(&temporary, &path).map_err(|error| io_error("renaming", &temporary, error))?;
+    sync_directory(dir)?;
+    Ok(bytes.len() as u64)
+}
+
+fn encode_header(header: &Header) -> [u8; HEADER_BYTES] {
+    let mut bytes = [0_u8; HEADER_BYTES];
+    bytes[..8].copy_from_slice(MAGIC);
+    bytes[8..12].copy_from_slice(&header.format_version.to_le_bytes());
+    bytes[12] = header.replica;
+    bytes[16..24].copy_from_slice(&header.sequence.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..24]);
+    bytes[24..].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// Decodes a header, checking its magic, checksum and padding (not yet its
+/// version: a wrong replica is reported before a wrong version).
+fn decode_header(bytes: &[u8]) -> Result<Header, StoreError> {
+    if bytes.len() < HEADER_BYTES {
+        return Err(corrupt(format!("segment is {} bytes, shorter than its header", bytes.len())));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(corrupt("segment does not start with the magic CHORUSWL"));
+    }
+    let crc = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
+    if crc != crc32fast::hash(&bytes[..24]) {
+        return Err(corrupt("segment header fails its checksum"));
+    }
+    if bytes[13..16] != [0, 0, 0] {
+        return Err(corrupt("segment header padding is not zero"));
+    }
+    Ok(Header {
+        format_version: u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")),
+        replica: bytes[12],
+        sequence: u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")),
+    })
+}
+
+/// Checks the header of segment `sequence` belongs to `replica` and this
+/// format version.
+fn check_header(bytes: &[u8], replica: u8, sequence: u64) -> Result<(), StoreError> {
+    let header = decode_header(bytes)?;
+    if header.replica != replica {
+        return Err(StoreError::WrongReplica { expected: replica, found: header.replica });
+    }
+    if header.format_version != WAL_FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "format version {}; this build reads version {WAL_FORMAT_VERSION}",
+            header.format_version
+        )));
+    }
+    if header.sequence != sequence {
+        return Err(corrupt(format!("segment {sequence} has sequence {} in its header", header.sequence)));
+    }
+    Ok(())
+}
+
+/// Replays a whole segment: header, checkpoint, then every whole record.
+fn replay(bytes: &[u8], replica: u8, sequence: u64) -> Result<Replayed, StoreError> {
+    check_header(bytes, replica, sequence)?;
+    let mut offset = HEADER_BYTES;
+    let mut state = match read_record(bytes, offset)? {
+        Some((Record::Checkpoint(checkpoint), next)) => {
+            offset = next;
+            from_checkpoint(checkpoint)?
+        }
+        Some((Record::Persist(_), _)) => return Err(corrupt("segment does not start with a checkpoint")),
+        None => return Err(corrupt("segment's checkpoint is incomplete")),
+    };
+    let checkpoint_bytes = offset as u64;
+    while let Some((record, next)) = read_record(bytes, offset)? {
+        match record {
+            Record::Persist(batches) => {
+                for batch in &batches {
+                    check_batch(batch)?;
+                    state.apply(batch);
+                }
+            }
+            Record::Checkpoint(_) => return Err(corrupt(format!("a second checkpoint at byte {offset}"))),
+        }
+        offset = next;
+    }
+    if let Some((&slot, _)) = state.entries.first_key_value() {
+        if slot <= state.compacted_through {
+            return Err(corrupt(format!("log holds slot {slot}, compacted through {}", state.compacted_through)));
+        }
+    }
+    Ok(Replayed { state, checkpoint_bytes, valid_bytes: offset as u64 })
+}
+
+/// Reads the record at `offset`: `Some((record, next offset))`, `None` for
+/// the end of the file or a torn tail, `Err(Corrupt)` for damage. The rules
+/// are in the module documentation.
+fn read_record(bytes: &[u8], offset: usize) -> Result<Option<(Record, usize)>, StoreError> {
+    let rest = &bytes[offset..];
+    if rest.len() < RECORD_PREFIX_BYTES {
+        return Ok(None); // Rule 1 (or the clean end of the file).
+    }
+    let length = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+    let available = &rest[RECORD_PREFIX_BYTES..];
+    if length == 0 || length > RECORD_BYTES_MAX {
+        if rest.iter().all(|&byte| byte == 0) {
+            return Ok(None); // Rule 2: a zero-filled tail.
+        }
+        return Err(corrupt(format!("record at byte {offset} has length {length}")));
+    }
+    if length > available.len() {
+        // Rule 3: torn, unless what is there is a whole record.
+        if let Ok((_, unread)) = postcard::take_from_bytes::<Record>(available) {
+            let whole = &available[..available.len() - unread.len()];
+            if crc32fast::hash(whole) == crc {
+                return Err(corrupt(format!(
+                    "record at byte {offset} is whole ({} bytes) but its length says {length}",
+                    whole.len()
+                )));
+            }
+        }
+        return Ok(None);
+    }
+    // Rule 4: a complete record must check and decode.
+    let payload = &available[..length];
+    if crc32fast::hash(payload) != crc {
+        return Err(corrupt(format!("record at byte {offset} fails its checksum")));
+    }
+    let record = match postcard::take_from_bytes::<Record>(payload) {
+        Ok((record, [])) => record,
+        Ok((_, unread)) => return Err(corrupt(format!("record at byte {offset} has {} trailing bytes", unread.len()))),
+        Err(error) => return Err(corrupt(format!("record at byte {offset} does not decode: {error}"))),
+    };
+    Ok(Some((record, offset + RECORD_PREFIX_BYTES + length)))
+}
+
+fn from_checkpoint(checkpoint: Checkpoint) -> Result<DurableState, StoreError> {
+    let mut entries = std::collections::BTreeMap::new();
+    let mut previous = checkpoint.compacted_through;
+    for (slot, entry) in checkpoint.entries {
+        if slot <= previous {
+            return Err(corrupt(format!("checkpoint holds slot {slot} after slot {previous}")));
+        }
+        check_entry(slot, &entry)?;
+        entries.insert(slot, entry);
+        previous = slot;
+    }
+    Ok(DurableState {
+        promised: checkpoint.promised,
+        entries,
+        chosen_through: checkpoint.chosen_through,
+        compacted_through: checkpoint.compacted_through,
+        incarnations: checkpoint.incarnations,
+        recovering: checkpoint.recovering,
+    })
+}
+
+/// What `persist` would have refused to write, read back, is corruption.
+fn check_batch(batch: &WriteBatch) -> Result<(), StoreError> {
+    batch.entries.iter().try_for_each(|(slot, entry)| check_entry(*slot, entry))
+}
+
+fn check_entry(slot: Slot, entry: &Entry) -> Result<(), StoreError> {
+    if slot == 0 {
+        return Err(corrupt("log holds an entry for slot 0"));
+    }
+    let bytes = crate::mem::encoded_bytes(entry);
+    if bytes > ENTRY_BYTES_MAX {
+        return Err(corrupt(format!("log entry for slot {slot} is {bytes} bytes, over ENTRY_BYTES_MAX")));
+    }
+    Ok(())
+}
+
+/// Cuts the segment back to `valid_bytes` if it is longer (a torn tail; see
+/// the module documentation for why that is safe), durably.
+fn cut_torn_tail(segment: &mut File, path: &Path, valid_bytes: u64) -> Result<(), StoreError> {
+    let length = segment.metadata().map_err(|error| io_error("reading", path, error))?.len();
+    assert!(length >= valid_bytes, "replay read past the end of the segment");
+    if length > valid_bytes {
+        segment.set_len(valid_bytes).map_err(|error| io_error("truncating", path, error))?;
+        segment.sync_data().map_err(|error| io_error("fdatasyncing", path, error))?;
+    }
+    Ok(())
+}
+
+/// Every `.log` and every `.tmp` segment's sequence number, each sorted.
+fn list_segments(dir: &Path) -> Result<(Vec<u64>, Vec<u64>), StoreError> {
+    let mut segments = Vec::new();
+    let mut temporaries = Vec::new();
+    for item in std::fs::read_dir(dir).map_err(|error| io_error("listing", dir, error))? {
+        let item = item.map_err(|error| io_error("listing", dir, error))?;
+        let name = item.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(SEGMENT_PREFIX) else { continue };
+        if let Some(number) = rest.strip_suffix(SEGMENT_SUFFIX) {
+            segments.push(parse_sequence(number, name)?);
+        } else if let Some(number) = rest.strip_suffix(TEMPORARY_SUFFIX) {
+            temporaries.push(parse_sequence(number, name)?);
+        }
+    }
+    segments.sort_unstable();
+    temporaries.sort_unstable();
+    Ok((segments, temporaries))
+}
+
+fn parse_sequence(number: &str, name: &str) -> Result<u64, StoreError> {
+    match number.parse::<u64>() {
+        Ok(sequence) if number.len() == 20 && sequence >= 1 => Ok(sequence),
+        _ => Err(corrupt(format!("segment file name {name} is not one this store writes"))),
+    }
+}
+
+fn segment_path(dir: &Path, sequence: u64, suffix: &str) -> PathBuf {
+    dir.join(format!("{SEGMENT_PREFIX}{sequence:020}{suffix}"))
+}
+
+/// Removes the segment files `sequences` with `suffix`.
+fn remove_files(dir: &Path, sequences: &[u64], suffix: &str) -> Result<(), StoreError> {
+    for &sequence in sequences {
+        let path = segment_path(dir, sequence, suffix);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error("removing", &path, error)),
+        }
+    }
+    Ok(())
+}
+
+fn lock_directory(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| io_error("opening", &path, error))?;
+    lock.try_lock().map_err(|error| StoreError::Engine(format!("locking {}: {error}", path.display())))?;
+    Ok(lock)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, StoreError> {
+    std::fs::read(path).map_err(|error| io_error("reading", path, error))
+}
+
+fn io_error(action: &str, path: &Path, error: std::io::Error) -> StoreError {
+    StoreError::Io(format!("{action} {}: {error}", path.display()))
+}
+
+fn corrupt(message: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(message.into())
+}
+
+/// The directory holding `dir`; `.` for a single relative component.
+fn parent_directory(dir: &Path) -> &Path {
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Makes the names inside `dir` durable (fsync of the directory itself).
+#[cfg(unix)]
+fn sync_directory(dir: &Path) -> Result<(), StoreError> {
+    let handle = File::open(dir).map_err(|error| io_error("opening", dir, error))?;
+    handle.sync_all().map_err(|error| io_error("fsyncing", dir, error))
+}
+
+#[cfg(not(unix))]
+fn sync_directory(_dir: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
