@@ -1,0 +1,350 @@
+//! What only the write-ahead log can get wrong: torn tails, damaged
+//! records, rewrites interrupted by a crash, reopening, and ownership of the
+//! data directory.
+
+use std::path::{Path, PathBuf};
+
+use chorus_paxos::{Ballot, DurableState, Entry, Value, WriteBatch};
+use chorus_store::{LogStore, MemStore, StoreError, WalStore, HEADER_BYTES, WAL_FORMAT_VERSION};
+
+fn entry(round: u64, command: &[u8], chosen: bool) -> Entry {
+    Entry { ballot: Ballot::new(round, 1), value: Value::Batch(vec![command.to_vec()]), chosen }
+}
+
+/// Three `persist` calls, each different enough to tell apart.
+fn three_persists() -> Vec<Vec<WriteBatch>> {
+    vec![
+        vec![WriteBatch {
+            id: 1,
+            promised: Some(Ballot::new(2, 1)),
+            entries: vec![(1, entry(2, b"first", true)), (2, entry(2, b"second", false))],
+            chosen_through: Some(1),
+            ..WriteBatch::default()
+        }],
+        vec![
+            WriteBatch { id: 2, entries: vec![(3, entry(2, b"third", false))], ..WriteBatch::default() },
+            WriteBatch { id: 3, chosen_through: Some(3), ..WriteBatch::default() },
+        ],
+        vec![WriteBatch {
+            id: 4,
+            promised: Some(Ballot::new(3, 0)),
+            entries: vec![(4, Entry { ballot: Ballot::new(3, 0), value: Value::Noop, chosen: false })],
+            compact_through: Some(1),
+            ..WriteBatch::default()
+        }],
+    ]
+}
+
+/// A founding store with `persists` written; returns the segment's length
+/// after opening and after each persist, and the state after each (the
+/// first one the empty state).
+fn write_persists(dir: &Path, persists: &[Vec<WriteBatch>]) -> (Vec<u64>, Vec<DurableState>) {
+    let mut store = WalStore::open_founding(dir, 1).unwrap();
+    let mut model = MemStore::new();
+    let mut lengths = vec![file_length(&store.segment_path())];
+    let mut states = vec![model.durable()];
+    for batches in persists {
+        store.persist(batches).unwrap();
+        model.persist(batches).unwrap();
+        lengths.push(file_length(&store.segment_path()));
+        states.push(model.durable());
+    }
+    assert_eq!(store.load().unwrap(), model.durable());
+    (lengths, states)
+}
+
+fn file_length(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// The one `.log` segment in `dir`.
+fn only_segment(dir: &Path) -> PathBuf {
+    let segments = segments(dir);
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    segments.into_iter().next().unwrap()
+}
+
+/// Every `.log` and `.tmp` file in `dir`, sorted.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|item| item.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log" || extension == "tmp"))
+        .collect();
+    found.sort();
+    found
+}
+
+fn open_and_load(dir: &Path) -> Result<DurableState, StoreError> {
+    WalStore::open_founding(dir, 1).and_then(|mut store| store.load())
+}
+
+#[test]
+fn reopen_returns_exactly_what_was_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, states) = write_persists(dir.path(), &three_persists());
+    assert_eq!(open_and_load(dir.path()).unwrap(), states[3]);
+    assert_ne!(states[3], DurableState::default());
+}
+
+/// A crash mid-`persist` can leave any prefix of its record on disk. Every
+/// such prefix loads as the state before that persist, and open cuts it off.
+#[test]
+fn torn_tail_at_every_cut_point_loads_the_state_before_the_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lengths, states) = write_persists(dir.path(), &three_persists());
+    let path = only_segment(dir.path());
+    let whole = std::fs::read(&path).unwrap();
+    for persist in 1..lengths.len() {
+        for cut in lengths[persist - 1]..lengths[persist] {
+            std::fs::write(&path, &whole[..cut as usize]).unwrap();
+            let loaded = open_and_load(dir.path());
+            assert_eq!(loaded.as_ref(), Ok(&states[persist - 1]), "persist {persist}, cut at byte {cut}");
+            assert_eq!(file_length(&path), lengths[persist - 1], "the torn tail is cut off on open");
+        }
+    }
+    std::fs::write(&path, &whole).unwrap();
+    assert_eq!(open_and_load(dir.path()).unwrap(), states[3]);
+}
+
+/// A store that cut a torn tail appends after it, and reads back both.
+#[test]
+fn appends_after_a_cut_torn_tail_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let persists = three_persists();
+    let (lengths, _) = write_persists(dir.path(), &persists[..2]);
+    let path = only_segment(dir.path());
+    let whole = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &whole[..lengths[2] as usize - 3]).unwrap();
+    let mut store = WalStore::open_founding(dir.path(), 1).unwrap();
+    store.persist(&persists[2]).unwrap();
+    drop(store);
+    let mut model = MemStore::new();
+    model.persist(&persists[0]).unwrap();
+    model.persist(&persists[2]).unwrap();
+    assert_eq!(open_and_load(dir.path()).unwrap(), model.durable());
+}
+
+/// Every byte of a record that has others after it, flipped in turn
+/// (length, checksum and payload alike): `Corrupt`, never skipped.
+#[test]
+fn flipped_byte_in_a_middle_record_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lengths, _) = write_persists(dir.path(), &three_persists());
+    assert_every_flip_is_corrupt(dir.path(), lengths[1]..lengths[2]);
+}
+
+/// The last record is complete, so damage to it is `Corrupt` too, not a
+/// torn tail: including a length field that now claims more bytes than the
+/// file holds (the payload is whole and its checksum matches).
+#[test]
+fn flipped_byte_in_the_last_complete_record_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lengths, _) = write_persists(dir.path(), &three_persists());
+    assert_every_flip_is_corrupt(dir.path(), lengths[2]..lengths[3]);
+}
+
+#[test]
+fn flipped_byte_in_the_header_or_checkpoint_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lengths, _) = write_persists(dir.path(), &three_persists());
+    assert_every_flip_is_corrupt(dir.path(), 0..lengths[0]);
+}
+
+fn assert_every_flip_is_corrupt(dir: &Path, range: std::ops::Range<u64>) {
+    let path = only_segment(dir);
+    let whole = std::fs::read(&path).unwrap();
+    for at in range {
+        for bit in [0x01_u8, 0x80] {
+            let mut damaged = whole.clone();
+            damaged[at as usize] ^= bit;
+            std::fs::write(&path, &damaged).unwrap();
+            let loaded = open_and_load(dir);
+            assert!(matches!(loaded, Err(StoreError::Corrupt(_))), "byte {at} ^ {bit:#x}: {loaded:?}");
+            assert_eq!(std::fs::read(&path).unwrap(), damaged, "a refused open changes nothing");
+        }
+    }
+    std::fs::write(&path, &whole).unwrap();
+}
+
+/// A crash can leave the file longer, its new blocks unwritten (zeros).
+#[test]
+fn zero_filled_tail_is_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lengths, states) = write_persists(dir.path(), &three_persists());
+    let path = only_segment(dir.path());
+    for zeros in [1, 7, 8, 9, 300] {
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend(std::iter::repeat_n(0_u8, zeros));
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(open_and_load(dir.path()).unwrap(), states[3], "{zeros} zeros");
+        assert_eq!(file_length(&path), lengths[3]);
+    }
+}
+
+/// A length this store never writes, followed by bytes that are not all
+/// zero, is damage, not a torn write.
+#[test]
+fn impossible_length_with_data_after_it_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    write_persists(dir.path(), &three_persists());
+    let path = only_segment(dir.path());
+    let whole = std::fs::read(&path).unwrap();
+    for prefix in [[0_u8, 0, 0, 0, 9, 9, 9, 9], [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]] {
+        let mut bytes = whole.clone();
+        bytes.extend_from_slice(&prefix);
+        bytes.extend_from_slice(b"payload");
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(open_and_load(dir.path()), Err(StoreError::Corrupt(_))), "{prefix:?}");
+    }
+}
+
+/// Persists many batches that compact as they go, with rewrites allowed at
+/// any size; returns the store (still open) and what it must hold.
+fn write_with_rewrites(dir: &Path, persists: u64) -> (WalStore, MemStore) {
+    let mut store = WalStore::open_founding(dir, 1).unwrap();
+    store.set_rewrite_bytes_min(0);
+    let mut model = MemStore::new();
+    for slot in 1..=persists {
+        let batch = WriteBatch {
+            id: slot,
+            promised: Some(Ballot::new(slot / 10, 1)),
+            entries: vec![(slot, entry(slot, &[7; 200], true))],
+            chosen_through: Some(slot),
+            compact_through: slot.checked_sub(5),
+            ..WriteBatch::default()
+        };
+        store.persist(std::slice::from_ref(&batch)).unwrap();
+        model.persist(&[batch]).unwrap();
+    }
+    (store, model)
+}
+
+#[test]
+fn rewrites_bound_the_file_and_reopen_reads_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, model) = write_with_rewrites(dir.path(), 200);
+    assert!(store.segment_sequence() > 10, "rewrites happened: {}", store.segment_sequence());
+    let path = store.segment_path();
+    assert_eq!(only_segment(dir.path()), path, "old segments are removed");
+    // Five live entries of about 220 bytes: twice that, plus one record.
+    assert!(file_length(&path) < 4 * 1024, "{} bytes", file_length(&path));
+    assert_eq!(store.load().unwrap(), model.durable());
+    drop(store);
+    assert_eq!(open_and_load(dir.path()).unwrap(), model.durable());
+}
+
+/// A crash after a rewrite's rename but before the old segment was removed:
+/// the newest segment holds everything, and open removes the old one. (The
+/// old segment is put back as it was before its last record; either way it
+/// holds no more than the new one.)
+#[test]
+fn old_segment_left_by_an_interrupted_rewrite_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open_founding(dir.path(), 1).unwrap();
+    store.set_rewrite_bytes_min(0);
+    let mut model = MemStore::new();
+    let first = store.segment_sequence();
+    let mut slot = 1;
+    let (old_path, old_bytes) = loop {
+        let before = (store.segment_path(), std::fs::read(store.segment_path()).unwrap());
+        let batch = WriteBatch { id: slot, entries: vec![(slot, entry(1, &[1; 300], false))], ..Default::default() };
+        store.persist(std::slice::from_ref(&batch)).unwrap();
+        model.persist(&[batch]).unwrap();
+        slot += 1;
+        if store.segment_sequence() != first {
+            break before;
+        }
+    };
+    drop(store);
+    assert!(!old_path.exists());
+    std::fs::write(&old_path, &old_bytes).unwrap();
+    assert_eq!(segments(dir.path()).len(), 2);
+    assert_eq!(open_and_load(dir.path()).unwrap(), model.durable());
+    assert_eq!(segments(dir.path()).len(), 1);
+    assert!(!old_path.exists());
+}
+
+/// A crash before a rewrite's rename: the `.tmp` was never in force, and
+/// open removes it, whatever it holds.
+#[test]
+fn temporary_segment_left_by_an_interrupted_rewrite_is_ignored_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, states) = write_persists(dir.path(), &three_persists());
+    let temporary = dir.path().join(format!("wal-{:020}.tmp", 2));
+    std::fs::write(&temporary, b"half a segment").unwrap();
+    assert_eq!(open_and_load(dir.path()).unwrap(), states[3]);
+    assert!(!temporary.exists());
+}
+
+#[test]
+fn wrong_replica_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, states) = write_persists(dir.path(), &three_persists());
+    // A torn tail, which a refused open must not cut.
+    let path = only_segment(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2]);
+    std::fs::write(&path, &bytes).unwrap();
+    let refused = WalStore::open_founding(dir.path(), 2).err();
+    assert_eq!(refused, Some(StoreError::WrongReplica { expected: 2, found: 1 }));
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    assert_eq!(open_and_load(dir.path()).unwrap(), states[3]);
+}
+
+#[test]
+fn empty_directory_opens_as_a_new_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (founding, rebuilding) = (dir.path().join("founding"), dir.path().join("rebuilding"));
+    std::fs::create_dir(&founding).unwrap();
+    std::fs::create_dir(&rebuilding).unwrap();
+    assert_eq!(WalStore::open_founding(&founding, 0).unwrap().load().unwrap(), DurableState::default());
+    let rebuilt = WalStore::open(&rebuilding, 0).unwrap().load().unwrap();
+    assert_eq!(rebuilt, DurableState { recovering: true, ..DurableState::default() }, "an empty disk must rebuild");
+    // Opening an existing store as founding changes nothing.
+    assert!(WalStore::open_founding(&rebuilding, 0).unwrap().load().unwrap().recovering);
+    let mut store = WalStore::open(&rebuilding, 0).unwrap();
+    store.persist(&[WriteBatch { id: 1, recovered: true, ..WriteBatch::default() }]).unwrap();
+    drop(store);
+    assert!(!WalStore::open(&rebuilding, 0).unwrap().load().unwrap().recovering, "finished rebuilding is durable");
+}
+
+#[test]
+fn missing_directories_are_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a").join("b");
+    let mut store = WalStore::open_founding(&nested, 1).unwrap();
+    store.persist(&three_persists()[0]).unwrap();
+    assert_eq!(only_segment(&nested), store.segment_path());
+}
+
+#[test]
+fn second_open_while_open_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = WalStore::open_founding(dir.path(), 1).unwrap();
+    match WalStore::open_founding(dir.path(), 1) {
+        Err(StoreError::Engine(_)) => {}
+        other => panic!("expected Engine error, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn unknown_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_persists(dir.path(), &three_persists());
+    let path = only_segment(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8..12].copy_from_slice(&(WAL_FORMAT_VERSION + 1).to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..HEADER_BYTES - 4]);
+    bytes[HEADER_BYTES - 4..HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let opened = open_and_load(dir.path());
+    assert!(matches!(&opened, Err(StoreError::Corrupt(message)) if message.contains("format version")), "{opened:?}");
+}
+
+#[test]
+fn a_directory_holding_a_redb_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(chorus_store::RedbStore::open_founding(dir.path(), 1).unwrap());
+    assert!(matches!(WalStore::open_founding(dir.path(), 1), Err(StoreError::Engine(_))));
+}
