@@ -1,4 +1,4 @@
-//! The redb store against a trivial model, under random writes and reboots
+//! The redb store and the write-ahead log against a trivial model, under random writes and reboots
 //! (the sled habit): after every reopen, what the store loads must equal
 //! what the model holds. The in-memory store runs the same operations, with
 //! a clone standing in for a reboot.
@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chorus_paxos::{Ballot, DurableState, Entry, Incarnations, Slot, Value, WriteBatch};
-use chorus_store::{LogStore, MemStore, RedbStore};
+use chorus_store::{LogStore, MemStore, RedbStore, WalStore};
 use proptest::prelude::*;
 
 /// One step of a run.
@@ -132,6 +132,14 @@ fn number_batches(operations: &mut [Operation]) {
     }
 }
 
+/// A write-ahead log as a replica that lost its disk opens it, rewriting its
+/// segment whenever it outgrows twice its checkpoint, so runs cross rewrites.
+fn open_wal(dir: &std::path::Path) -> WalStore {
+    let mut store = WalStore::open(dir, 1).unwrap();
+    store.set_rewrite_bytes_min(0);
+    store
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
@@ -140,12 +148,15 @@ proptest! {
         number_batches(&mut operations);
         let dir = tempfile::tempdir().unwrap();
         let mut redb = Some(RedbStore::open(dir.path(), 1).unwrap());
+        let wal_dir = tempfile::tempdir().unwrap();
+        let mut wal = Some(open_wal(wal_dir.path()));
         let mut mem = MemStore::wiped();
         let mut model = Model::default();
         for operation in &operations {
             match operation {
                 Operation::Persist(batches) => {
                     redb.as_mut().unwrap().persist(batches).unwrap();
+                    wal.as_mut().unwrap().persist(batches).unwrap();
                     mem.persist(batches).unwrap();
                     batches.iter().for_each(|batch| model.apply(batch));
                 }
@@ -154,6 +165,10 @@ proptest! {
                     let mut reopened = RedbStore::open(dir.path(), 1).unwrap();
                     prop_assert_eq!(reopened.load().unwrap(), model.expected());
                     redb = Some(reopened);
+                    drop(wal.take());
+                    let mut reopened = open_wal(wal_dir.path());
+                    prop_assert_eq!(reopened.load().unwrap(), model.expected());
+                    wal = Some(reopened);
                     let mut rebooted = mem.clone();
                     prop_assert_eq!(rebooted.load().unwrap(), model.expected());
                     mem = rebooted;
@@ -161,6 +176,7 @@ proptest! {
             }
         }
         prop_assert_eq!(redb.as_mut().unwrap().load().unwrap(), model.expected());
+        prop_assert_eq!(wal.as_mut().unwrap().load().unwrap(), model.expected());
         prop_assert_eq!(mem.durable(), model.expected());
     }
 }
