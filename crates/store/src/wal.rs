@@ -313,7 +313,12 @@ impl WalStore {
         let replica = self.replica;
         let old_path = self.segment_path();
         let replayed = replay(&read_file(&old_path)?, replica, self.sequence)?;
-        assert_eq!(replayed.valid_bytes, self.segment_bytes, "the live segment ends in a partial record");
+        if replayed.valid_bytes != self.segment_bytes {
+            return Err(corrupt(format!(
+                "segment {} reads back {} whole bytes, {} written",
+                self.sequence, replayed.valid_bytes, self.segment_bytes
+            )));
+        }
         let sequence = self.sequence + 1;
         let checkpoint_bytes = write_segment(&self.dir, sequence, replica, replayed.state)?;
         let path = segment_path(&self.dir, sequence, SEGMENT_SUFFIX);
@@ -567,7 +572,9 @@ fn check_entry(slot: Slot, entry: &Entry) -> Result<(), StoreError> {
 /// the module documentation for why that is safe), durably.
 fn cut_torn_tail(segment: &mut File, path: &Path, valid_bytes: u64) -> Result<(), StoreError> {
     let length = segment.metadata().map_err(|error| io_error("reading", path, error))?.len();
-    assert!(length >= valid_bytes, "replay read past the end of the segment");
+    if length < valid_bytes {
+        return Err(StoreError::Io(format!("{} shrank while it was opened", path.display())));
+    }
     if length > valid_bytes {
         segment.set_len(valid_bytes).map_err(|error| io_error("truncating", path, error))?;
         segment.sync_data().map_err(|error| io_error("fdatasyncing", path, error))?;

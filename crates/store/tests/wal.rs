@@ -107,6 +107,21 @@ fn torn_tail_at_every_cut_point_loads_the_state_before_the_persist() {
     assert_eq!(open_and_load(dir.path()).unwrap(), states[3]);
 }
 
+/// The header and checkpoint were fsynced before the segment got its name,
+/// so a segment cut short inside them is damage, not a torn write.
+#[test]
+fn segment_cut_inside_its_header_or_checkpoint_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lengths, _) = write_persists(dir.path(), &three_persists());
+    let path = only_segment(dir.path());
+    let whole = std::fs::read(&path).unwrap();
+    for cut in 0..lengths[0] {
+        std::fs::write(&path, &whole[..cut as usize]).unwrap();
+        let loaded = open_and_load(dir.path());
+        assert!(matches!(loaded, Err(StoreError::Corrupt(_))), "cut at byte {cut}: {loaded:?}");
+    }
+}
+
 /// A store that cut a torn tail appends after it, and reads back both.
 #[test]
 fn appends_after_a_cut_torn_tail_read_back() {
