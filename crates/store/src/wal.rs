@@ -77,25 +77,45 @@
 //! A batch's `compact_through` removes entries from the state at once, but
 //! their bytes stay in the segment until it is rewritten. After a `persist`,
 //! once the segment is longer than both [`REWRITE_BYTES_MIN`] and twice its
-//! last checkpoint, the store rewrites it:
+//! last checkpoint, and no rewrite is running, the store starts one in a
+//! background thread, so the caller never waits for a whole segment to be
+//! read and written:
 //!
-//! 1. read and replay the live segment `n` (everything in it is durable);
-//! 2. write header and one checkpoint of that state to `wal-<n+1>.tmp`, fsync;
-//! 3. rename it to `wal-<n+1>.log`, fsync the directory;
-//! 4. append later records to `n + 1`; remove `wal-<n>.log`.
+//! 1. the thread reads the live segment `n` up to `X`, its length when the
+//!    rewrite started (everything up to `X` is durable, and only ever
+//!    appended to), and replays it;
+//! 2. it writes the header and one checkpoint of that state to
+//!    `wal-<n+1>.tmp`, fsyncs it, and ends. Meanwhile `persist` keeps
+//!    appending records to `n`;
+//! 3. the first `persist` that finds the thread ended (after its own append
+//!    and `fdatasync`), or [`WalStore::finish_rewrite`], copies the bytes of
+//!    `n` from `X` to its end (whole records, each already durable in `n`)
+//!    verbatim to the end of the `.tmp`, and fsyncs it;
+//! 4. renames it to `wal-<n+1>.log` and fsyncs the directory;
+//! 5. appends later records to `n + 1`; removes `wal-<n>.log`.
 //!
-//! A crash before step 3 leaves `n` in force and a `.tmp` that the next open
-//! removes. A crash after the rename, whether or not the directory fsync
-//! finished, leaves `n + 1` complete (or not yet named) holding exactly the
-//! state of `n`, so either segment gives the same state; open uses the
-//! newest `.log` and removes older ones, finishing step 4. Nothing is
-//! appended to `n + 1` before its name is durable. Disk use is bounded by
-//! about twice the live state, or [`REWRITE_BYTES_MIN`] plus the largest
-//! record.
+//! If the thread fails, the `persist` (or `finish_rewrite`) that finds out
+//! returns its error and the store stops, like any failed write.
+//!
+//! A crash before step 4 leaves `n` in force, holding every record, and a
+//! `.tmp` that the next open removes, whatever it holds. A crash after the
+//! rename, whether or not the directory fsync finished, leaves `n + 1`
+//! complete (or not yet named): the checkpoint of the state at `X` and then
+//! the records `n` holds after `X`, in the same order, which replays to
+//! exactly the state of `n`. So either segment gives the same state; open
+//! uses the newest `.log` and removes older ones, finishing step 5. Nothing
+//! is appended to `n + 1` before its name is durable. Dropping the store
+//! waits for a running thread to end (so nothing writes in the directory
+//! once its lock is released) and leaves its `.tmp` to the next open.
+//!
+//! Disk use is bounded by about twice the live state, or
+//! [`REWRITE_BYTES_MIN`] plus the largest record, plus what is appended
+//! while one rewrite runs, plus the `.tmp`'s checkpoint.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use chorus_paxos::{Ballot, DurableState, Entry, Incarnations, Slot, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -148,10 +168,27 @@ pub struct WalStore {
     rewrite_bytes_min: u64,
     /// Reused across `persist` calls: the record being written.
     encode_buffer: Vec<u8>,
+    /// The rewrite running in the background, if any; at most one.
+    rewrite: Option<RewriteJob>,
+    /// The state open replayed, until the first `load` takes it or a
+    /// `persist` makes it stale: so opening and loading read the segment
+    /// once.
+    opened_state: Option<DurableState>,
     /// Set by the first failed `persist`. Afterwards the file may end in a
     /// partial record and the page cache may disagree with the disk, so
     /// the store refuses every later write.
     failure: Option<String>,
+}
+
+/// A rewrite started in the background: steps 1 and 2 of the module
+/// documentation run in `thread`; the store does the rest.
+struct RewriteJob {
+    /// Length of the live segment when the rewrite started (`X`): the new
+    /// segment's checkpoint holds the state of the bytes before it.
+    through_bytes: u64,
+    /// Returns the length of `wal-<n+1>.tmp` (its header and checkpoint)
+    /// once it is written and fsynced.
+    thread: JoinHandle<Result<u64, StoreError>>,
 }
 
 /// The first record of every segment: the whole durable state.
@@ -204,9 +241,10 @@ impl WalStore {
     /// open records `replica`; a later open with a different replica id is
     /// `Err(WrongReplica)`, and changes nothing on disk.
     ///
-    /// Reads and checks the whole live segment, so a damaged one is
-    /// `Err(Corrupt)` here; cuts off a torn last record. Takes time
-    /// proportional to the segment.
+    /// Reads and replays the whole live segment once, so a damaged one is
+    /// `Err(Corrupt)` here (before anything on disk is changed); then cuts
+    /// off a torn last record. Takes time proportional to the segment. The
+    /// first `load` returns the replayed state without reading it again.
     ///
     /// A store this call creates is *not* a voter (see
     /// [`crate::RedbStore::open`]); founding members use
@@ -239,6 +277,25 @@ impl WalStore {
         segment_path(&self.dir, self.sequence, SEGMENT_SUFFIX)
     }
 
+    /// Waits for the rewrite running in the background, if any, and puts
+    /// its segment in force (steps 3 to 5 of the module documentation).
+    /// Does not start one. For tests and benchmarks: `persist` finishes a
+    /// rewrite on its own once the thread has ended.
+    ///
+    /// An error stops the store, as from `persist`.
+    pub fn finish_rewrite(&mut self) -> Result<(), StoreError> {
+        self.check_not_failed()?;
+        let result = self.install_rewrite();
+        self.record_failure(&result);
+        result
+    }
+
+    /// Whether a rewrite is running in the background or waiting to be put
+    /// in force.
+    pub fn rewrite_in_progress(&self) -> bool {
+        self.rewrite.is_some()
+    }
+
     fn open_as(dir: &Path, replica: u8, founding: bool) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|error| io_error("creating", dir, error))?;
         let lock = lock_directory(dir)?;
@@ -246,19 +303,13 @@ impl WalStore {
             return Err(StoreError::Engine(format!("{} holds a redb store, not a log", dir.display())));
         }
         let (segments, temporaries) = list_segments(dir)?;
-        let sequence = match segments.last() {
+        let (sequence, replayed) = match segments.last() {
+            // Read and check everything first: a refused open must change
+            // nothing.
             Some(&newest) => {
-                // Identity first: a refused open must change nothing.
-                let bytes = read_file(&segment_path(dir, newest, SEGMENT_SUFFIX))?;
-                check_header(&bytes, replica, newest)?;
-                newest
+                (newest, replay(&read_file(&segment_path(dir, newest, SEGMENT_SUFFIX))?, replica, newest)?)
             }
-            None => {
-                let recovering = !founding;
-                let empty = DurableState { recovering, ..DurableState::default() };
-                write_segment(dir, 1, replica, empty)?;
-                1
-            }
+            None => (1, create_first_segment(dir, replica, founding)?),
         };
         // Left by a rewrite (or a creation) that crashed before its rename:
         // never in force. Then the segments a finished rewrite replaced.
@@ -266,7 +317,6 @@ impl WalStore {
         let older: Vec<u64> = segments.iter().copied().filter(|&older| older < sequence).collect();
         remove_files(dir, &older, SEGMENT_SUFFIX)?;
         let path = segment_path(dir, sequence, SEGMENT_SUFFIX);
-        let replayed = replay(&read_file(&path)?, replica, sequence)?;
         let mut segment =
             OpenOptions::new().append(true).open(&path).map_err(|error| io_error("opening", &path, error))?;
         cut_torn_tail(&mut segment, &path, replayed.valid_bytes)?;
@@ -284,6 +334,8 @@ impl WalStore {
             checkpoint_bytes: replayed.checkpoint_bytes,
             rewrite_bytes_min: REWRITE_BYTES_MIN,
             encode_buffer: Vec::new(),
+            rewrite: None,
+            opened_state: Some(replayed.state),
             failure: None,
         })
     }
@@ -307,54 +359,109 @@ impl WalStore {
         self.segment_bytes > self.rewrite_bytes_min.max(self.checkpoint_bytes.saturating_mul(2))
     }
 
-    /// Replaces the live segment with a new one holding one checkpoint of
-    /// its state. See the module documentation for the order of steps.
-    fn rewrite(&mut self) -> Result<(), StoreError> {
-        let replica = self.replica;
-        let old_path = self.segment_path();
-        let replayed = replay(&read_file(&old_path)?, replica, self.sequence)?;
-        if replayed.valid_bytes != self.segment_bytes {
-            return Err(corrupt(format!(
-                "segment {} reads back {} whole bytes, {} written",
-                self.sequence, replayed.valid_bytes, self.segment_bytes
-            )));
+    /// After a durable append: puts a rewrite whose thread has ended in
+    /// force, then starts one if the segment has outgrown its checkpoint.
+    fn advance_rewrite(&mut self) -> Result<(), StoreError> {
+        if self.rewrite.as_ref().is_some_and(|job| job.thread.is_finished()) {
+            self.install_rewrite()?;
         }
+        if self.rewrite.is_none() && self.rewrite_due() {
+            self.start_rewrite()?;
+        }
+        Ok(())
+    }
+
+    /// Starts steps 1 and 2 of a rewrite in a background thread.
+    fn start_rewrite(&mut self) -> Result<(), StoreError> {
+        assert!(self.rewrite.is_none(), "a second rewrite started while one runs");
+        let (dir, replica, sequence) = (self.dir.clone(), self.replica, self.sequence);
+        let through_bytes = self.segment_bytes;
+        let thread = std::thread::Builder::new()
+            .name(format!("wal-rewrite-{}", sequence + 1))
+            .spawn(move || write_rewritten_checkpoint(&dir, replica, sequence, through_bytes))
+            .map_err(|error| StoreError::Engine(format!("starting a rewrite thread: {error}")))?;
+        self.rewrite = Some(RewriteJob { through_bytes, thread });
+        Ok(())
+    }
+
+    /// Waits for the running rewrite's thread, if any, then does steps 3 to
+    /// 5: the records after `X` to the `.tmp`, fsync, rename, fsync of the
+    /// directory, and the new segment in force.
+    fn install_rewrite(&mut self) -> Result<(), StoreError> {
+        let Some(job) = self.rewrite.take() else { return Ok(()) };
+        let checkpoint_bytes = match job.thread.join() {
+            Ok(result) => result?,
+            // A panic there is a bug here: stop the same way.
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        assert!(job.through_bytes <= self.segment_bytes, "the segment shrank under a rewrite");
         let sequence = self.sequence + 1;
-        let checkpoint_bytes = write_segment(&self.dir, sequence, replica, replayed.state)?;
-        let path = segment_path(&self.dir, sequence, SEGMENT_SUFFIX);
-        self.segment =
-            OpenOptions::new().append(true).open(&path).map_err(|error| io_error("opening", &path, error))?;
+        let temporary = segment_path(&self.dir, sequence, TEMPORARY_SUFFIX);
+        let mut segment =
+            OpenOptions::new().append(true).open(&temporary).map_err(|error| io_error("opening", &temporary, error))?;
+        check_length(&segment, &temporary, checkpoint_bytes)?;
+        let tail_bytes = self.segment_bytes - job.through_bytes;
+        let old_path = self.segment_path();
+        copy_range(&old_path, job.through_bytes, tail_bytes, &mut segment, &temporary)?;
+        segment.sync_all().map_err(|error| io_error("fsyncing", &temporary, error))?;
+        check_length(&segment, &temporary, checkpoint_bytes + tail_bytes)?;
+        rename_into_place(&self.dir, sequence)?;
+        self.segment = segment;
         self.sequence = sequence;
-        self.segment_bytes = checkpoint_bytes;
+        self.segment_bytes = checkpoint_bytes + tail_bytes;
         self.checkpoint_bytes = checkpoint_bytes;
         // Not fsyncing the directory again: if the removal is lost, the next
         // open removes the old segment.
         std::fs::remove_file(&old_path).map_err(|error| io_error("removing", &old_path, error))
     }
+
+    fn check_not_failed(&self) -> Result<(), StoreError> {
+        match &self.failure {
+            Some(failure) => Err(StoreError::Engine(format!("store stopped after an earlier failure: {failure}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the store if `result` is an error: every later write is refused.
+    fn record_failure(&mut self, result: &Result<(), StoreError>) {
+        if let Err(error) = result {
+            self.failure = Some(error.to_string());
+        }
+    }
+}
+
+impl Drop for WalStore {
+    /// Waits for a running rewrite thread, so that nothing writes in the
+    /// directory once its lock is released. Its `.tmp` is left for the next
+    /// open to remove; its error, or panic, is dropped with the store.
+    fn drop(&mut self) {
+        if let Some(job) = self.rewrite.take() {
+            let _ = job.thread.join();
+        }
+    }
 }
 
 impl LogStore for WalStore {
+    /// The first call returns the state open replayed (unless a `persist`
+    /// came first); later calls read the segment again.
     fn load(&mut self) -> Result<DurableState, StoreError> {
+        if let Some(state) = self.opened_state.take() {
+            return Ok(state);
+        }
         let replayed = replay(&read_file(&self.segment_path())?, self.replica, self.sequence)?;
         Ok(replayed.state)
     }
 
     fn persist(&mut self, batches: &[WriteBatch]) -> Result<(), StoreError> {
-        if let Some(failure) = &self.failure {
-            return Err(StoreError::Engine(format!("store stopped after an earlier failure: {failure}")));
-        }
+        self.check_not_failed()?;
         if batches.iter().all(WriteBatch::is_empty) {
             return Ok(());
         }
-        let mut result = self.append(batches);
-        if result.is_ok() && self.rewrite_due() {
-            // The record is durable already; a failed rewrite still stops
-            // the replica, which the contract allows.
-            result = self.rewrite();
-        }
-        if let Err(error) = &result {
-            self.failure = Some(error.to_string());
-        }
+        self.opened_state = None;
+        // The record is durable once `append` returns; a failed rewrite
+        // still stops the replica, which the contract allows.
+        let result = self.append(batches).and_then(|()| self.advance_rewrite());
+        self.record_failure(&result);
         result
     }
 }
@@ -375,10 +482,37 @@ fn encode_record(buffer: &mut Vec<u8>, record: &RecordOut<'_>) -> Result<(), Sto
     Ok(())
 }
 
-/// Writes segment `sequence` (header and one checkpoint of `state`) under a
-/// temporary name, fsyncs it, renames it into place and fsyncs `dir`.
-/// Returns its length.
-fn write_segment(dir: &Path, sequence: u64, replica: u8, state: DurableState) -> Result<u64, StoreError> {
+/// Writes the first segment of a new store (an empty state, recovering
+/// unless `founding`) and returns it as replayed.
+fn create_first_segment(dir: &Path, replica: u8, founding: bool) -> Result<Replayed, StoreError> {
+    let state = DurableState { recovering: !founding, ..DurableState::default() };
+    let checkpoint_bytes = write_temporary_segment(dir, 1, replica, state.clone())?;
+    rename_into_place(dir, 1)?;
+    Ok(Replayed { state, checkpoint_bytes, valid_bytes: checkpoint_bytes })
+}
+
+/// Steps 1 and 2 of a rewrite, run in its thread: replays segment
+/// `sequence` up to `through_bytes` and writes one checkpoint of that state
+/// to `wal-<sequence + 1>.tmp`, fsynced. Returns the `.tmp`'s length.
+fn write_rewritten_checkpoint(dir: &Path, replica: u8, sequence: u64, through_bytes: u64) -> Result<u64, StoreError> {
+    let path = segment_path(dir, sequence, SEGMENT_SUFFIX);
+    let mut bytes = Vec::new();
+    let mut file = File::open(&path).map_err(|error| io_error("opening", &path, error))?;
+    let read =
+        (&mut file).take(through_bytes).read_to_end(&mut bytes).map_err(|error| io_error("reading", &path, error))?;
+    let replayed = replay(&bytes, replica, sequence)?;
+    if read as u64 != through_bytes || replayed.valid_bytes != through_bytes {
+        return Err(corrupt(format!(
+            "segment {sequence} reads back {} whole bytes of {read}, {through_bytes} written",
+            replayed.valid_bytes
+        )));
+    }
+    write_temporary_segment(dir, sequence + 1, replica, replayed.state)
+}
+
+/// Writes segment `sequence` (header and one checkpoint of `state`) under
+/// its temporary name and fsyncs it. Returns its length.
+fn write_temporary_segment(dir: &Path, sequence: u64, replica: u8, state: DurableState) -> Result<u64, StoreError> {
     let checkpoint = Checkpoint {
         promised: state.promised,
         entries: state.entries.into_iter().collect(),
@@ -395,11 +529,44 @@ fn write_segment(dir: &Path, sequence: u64, replica: u8, state: DurableState) ->
     let mut file = File::create(&temporary).map_err(|error| io_error("creating", &temporary, error))?;
     file.write_all(&bytes).map_err(|error| io_error("writing", &temporary, error))?;
     file.sync_all().map_err(|error| io_error("fsyncing", &temporary, error))?;
-    drop(file);
+    Ok(bytes.len() as u64)
+}
+
+/// Renames segment `sequence` from its temporary name to its live one and
+/// fsyncs `dir`, so the name is durable.
+fn rename_into_place(dir: &Path, sequence: u64) -> Result<(), StoreError> {
+    let temporary = segment_path(dir, sequence, TEMPORARY_SUFFIX);
     let path = segment_path(dir, sequence, SEGMENT_SUFFIX);
     std::fs::rename(&temporary, &path).map_err(|error| io_error("renaming", &temporary, error))?;
-    sync_directory(dir)?;
-    Ok(bytes.len() as u64)
+    sync_directory(dir)
+}
+
+/// Appends `bytes` bytes of the file at `source`, from `offset` on, to
+/// `destination` (the file at `destination_path`), verbatim.
+fn copy_range(
+    source: &Path,
+    offset: u64,
+    bytes: u64,
+    destination: &mut File,
+    destination_path: &Path,
+) -> Result<(), StoreError> {
+    let mut file = File::open(source).map_err(|error| io_error("opening", source, error))?;
+    file.seek(SeekFrom::Start(offset)).map_err(|error| io_error("seeking in", source, error))?;
+    let copied = std::io::copy(&mut file.take(bytes), destination)
+        .map_err(|error| io_error("copying records to", destination_path, error))?;
+    if copied != bytes {
+        return Err(StoreError::Io(format!("{} shrank under a rewrite: {copied} of {bytes} bytes", source.display())));
+    }
+    Ok(())
+}
+
+/// The file at `path` is `bytes` long, or it changed under the store.
+fn check_length(file: &File, path: &Path, bytes: u64) -> Result<(), StoreError> {
+    let length = file.metadata().map_err(|error| io_error("reading", path, error))?.len();
+    if length != bytes {
+        return Err(StoreError::Io(format!("{} is {length} bytes, {bytes} written", path.display())));
+    }
+    Ok(())
 }
 
 fn encode_header(header: &Header) -> [u8; HEADER_BYTES] {

@@ -16,6 +16,9 @@ enum Operation {
     Persist(Vec<WriteBatch>),
     /// Drop the store and open the same directory again.
     Reopen,
+    /// Wait for the write-ahead log's background rewrite, if one is
+    /// running, to be put in force (the other stores do nothing).
+    FinishRewrite,
 }
 
 /// What a correct store holds: the fields, written the obvious way.
@@ -111,6 +114,7 @@ fn operations() -> impl Strategy<Value = Vec<Operation>> {
     let operation = prop_oneof![
         4 => prop::collection::vec(write_batch(), 0..4).prop_map(Operation::Persist),
         1 => Just(Operation::Reopen),
+        1 => Just(Operation::FinishRewrite),
     ];
     prop::collection::vec(operation, 1..16)
 }
@@ -132,8 +136,11 @@ fn number_batches(operations: &mut [Operation]) {
     }
 }
 
-/// A write-ahead log as a replica that lost its disk opens it, rewriting its
-/// segment whenever it outgrows twice its checkpoint, so runs cross rewrites.
+/// A write-ahead log as a replica that lost its disk opens it, starting a
+/// background rewrite of its segment whenever it outgrows twice its
+/// checkpoint, so runs cross rewrites: put in force by a later persist once
+/// the thread has ended, by `FinishRewrite`, or dropped unfinished by a
+/// reopen (which leaves its `.tmp` behind).
 fn open_wal(dir: &std::path::Path) -> WalStore {
     let mut store = WalStore::open(dir, 1).unwrap();
     store.set_rewrite_bytes_min(0);
@@ -172,6 +179,11 @@ proptest! {
                     let mut rebooted = mem.clone();
                     prop_assert_eq!(rebooted.load().unwrap(), model.expected());
                     mem = rebooted;
+                }
+                Operation::FinishRewrite => {
+                    let wal = wal.as_mut().unwrap();
+                    wal.finish_rewrite().unwrap();
+                    prop_assert!(!wal.rewrite_in_progress());
                 }
             }
         }

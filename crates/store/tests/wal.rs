@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use chorus_paxos::{Ballot, DurableState, Entry, Value, WriteBatch};
-use chorus_store::{LogStore, MemStore, StoreError, WalStore, HEADER_BYTES, WAL_FORMAT_VERSION};
+use chorus_store::{LogStore, MemStore, StoreError, WalStore, HEADER_BYTES, RECORD_PREFIX_BYTES, WAL_FORMAT_VERSION};
 
 fn entry(round: u64, command: &[u8], chosen: bool) -> Entry {
     Entry { ballot: Ballot::new(round, 1), value: Value::Batch(vec![command.to_vec()]), chosen }
@@ -215,7 +215,9 @@ fn impossible_length_with_data_after_it_is_corrupt() {
 }
 
 /// Persists many batches that compact as they go, with rewrites allowed at
-/// any size; returns the store (still open) and what it must hold.
+/// any size, finishing the running rewrite every fourth persist (so at most
+/// four records are appended while one runs) and at the end; returns the
+/// store (still open) and what it must hold.
 fn write_with_rewrites(dir: &Path, persists: u64) -> (WalStore, MemStore) {
     let mut store = WalStore::open_founding(dir, 1).unwrap();
     store.set_rewrite_bytes_min(0);
@@ -231,7 +233,11 @@ fn write_with_rewrites(dir: &Path, persists: u64) -> (WalStore, MemStore) {
         };
         store.persist(std::slice::from_ref(&batch)).unwrap();
         model.persist(&[batch]).unwrap();
+        if slot % 4 == 0 {
+            store.finish_rewrite().unwrap();
+        }
     }
+    store.finish_rewrite().unwrap();
     (store, model)
 }
 
@@ -274,10 +280,137 @@ fn old_segment_left_by_an_interrupted_rewrite_is_removed() {
     drop(store);
     assert!(!old_path.exists());
     std::fs::write(&old_path, &old_bytes).unwrap();
-    assert_eq!(segments(dir.path()).len(), 2);
+    // (Dropping the store may also have left the `.tmp` of the next rewrite.)
+    let logs = segments(dir.path()).into_iter().filter(|path| path.extension().unwrap() == "log").count();
+    assert_eq!(logs, 2);
     assert_eq!(open_and_load(dir.path()).unwrap(), model.durable());
     assert_eq!(segments(dir.path()).len(), 1);
     assert!(!old_path.exists());
+}
+
+/// The live state stays small (three entries of about 320 bytes), so a
+/// segment that has just been rewritten is far below this and only the
+/// one rewrite the tests start runs.
+const SMALL_REWRITE_BYTES: u64 = 8 * 1024;
+
+/// The persist of `slot`: one entry, keeping only the last three.
+fn small_live_batch(slot: u64) -> WriteBatch {
+    WriteBatch {
+        id: slot,
+        promised: Some(Ballot::new(slot, 1)),
+        entries: vec![(slot, entry(slot, &[slot as u8; 300], true))],
+        chosen_through: Some(slot),
+        compact_through: slot.checked_sub(3),
+        ..WriteBatch::default()
+    }
+}
+
+/// A founding store that rewrites past [`SMALL_REWRITE_BYTES`], persisted
+/// into (from `slot` 1 on) until a rewrite has just started. Returns the
+/// store, what it must hold, and the next slot.
+fn persist_until_a_rewrite_starts(dir: &Path) -> (WalStore, DurableState, u64) {
+    let mut store = WalStore::open_founding(dir, 1).unwrap();
+    store.set_rewrite_bytes_min(SMALL_REWRITE_BYTES);
+    let mut expected = DurableState::default();
+    let mut slot = 1;
+    while !store.rewrite_in_progress() {
+        assert!(slot < 1_000, "no rewrite started");
+        let batch = small_live_batch(slot);
+        store.persist(std::slice::from_ref(&batch)).unwrap();
+        expected.apply(&batch);
+        slot += 1;
+    }
+    assert_eq!(store.segment_sequence(), 1, "the first rewrite is not in force yet");
+    (store, expected, slot)
+}
+
+/// Bytes of the header and checkpoint record of the segment at `path`.
+fn checkpoint_bytes(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    let length = u32::from_le_bytes(bytes[HEADER_BYTES..HEADER_BYTES + 4].try_into().unwrap());
+    (HEADER_BYTES + RECORD_PREFIX_BYTES) as u64 + u64::from(length)
+}
+
+/// `persist` goes on while a rewrite runs in the background; once it is
+/// finished the store is on the next segment, alone in the directory, and
+/// both the store and a reopen load exactly what was persisted.
+#[test]
+fn rewrite_runs_in_the_background_while_persists_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, mut expected, first_slot) = persist_until_a_rewrite_starts(dir.path());
+    for slot in first_slot..first_slot + 6 {
+        let batch = small_live_batch(slot);
+        store.persist(std::slice::from_ref(&batch)).unwrap();
+        expected.apply(&batch);
+    }
+    store.finish_rewrite().unwrap();
+    assert!(!store.rewrite_in_progress());
+    assert_eq!(store.segment_sequence(), 2);
+    assert_eq!(only_segment(dir.path()), store.segment_path());
+    assert_eq!(store.load().unwrap(), expected);
+    drop(store);
+    assert_eq!(open_and_load(dir.path()).unwrap(), expected);
+}
+
+/// The records persisted after the rewrite read the old segment are copied
+/// after the new segment's checkpoint, and read back after a reopen.
+#[test]
+fn records_appended_during_a_rewrite_survive_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, mut expected, slot) = persist_until_a_rewrite_starts(dir.path());
+    let during = WriteBatch {
+        id: slot,
+        promised: Some(Ballot::new(1_000, 2)),
+        entries: vec![(slot, entry(7, b"written while the rewrite ran", false))],
+        ..WriteBatch::default()
+    };
+    store.persist(std::slice::from_ref(&during)).unwrap();
+    expected.apply(&during);
+    store.finish_rewrite().unwrap();
+    assert_eq!(store.segment_sequence(), 2);
+    let path = store.segment_path();
+    assert!(file_length(&path) > checkpoint_bytes(&path), "the new segment holds records after its checkpoint");
+    drop(store);
+    let loaded = open_and_load(dir.path()).unwrap();
+    assert_eq!(loaded, expected);
+    assert_eq!(loaded.promised, Ballot::new(1_000, 2));
+}
+
+/// A crash after the rewrite wrote its `.tmp` but before the rename (the
+/// store dropped with the job not yet put in force): the old segment stays
+/// in force, with every record, and open removes the `.tmp`.
+#[test]
+fn crash_before_a_rewrites_rename_reopens_the_old_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, expected, _) = persist_until_a_rewrite_starts(dir.path());
+    let old_path = store.segment_path();
+    drop(store);
+    let temporary = dir.path().join(format!("wal-{:020}.tmp", 2));
+    assert!(temporary.exists(), "the rewrite wrote its .tmp before the store was dropped");
+    assert_eq!(segments(dir.path()), vec![old_path.clone(), temporary.clone()]);
+    let mut store = WalStore::open_founding(dir.path(), 1).unwrap();
+    assert_eq!(store.segment_sequence(), 1);
+    assert_eq!(store.load().unwrap(), expected);
+    assert_eq!(segments(dir.path()), vec![old_path]);
+}
+
+/// The first `load` returns the state open replayed; a later one reads the
+/// segment again; a `persist` in between is seen by both.
+#[test]
+fn loads_after_open_and_after_persists_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let persists = three_persists();
+    let (_, states) = write_persists(dir.path(), &persists[..2]);
+    let mut store = WalStore::open_founding(dir.path(), 1).unwrap();
+    assert_eq!(store.load().unwrap(), states[2]);
+    assert_eq!(store.load().unwrap(), states[2]);
+    drop(store);
+    let mut store = WalStore::open_founding(dir.path(), 1).unwrap();
+    store.persist(&persists[2]).unwrap();
+    let mut expected = states[2].clone();
+    persists[2].iter().for_each(|batch| expected.apply(batch));
+    assert_eq!(store.load().unwrap(), expected);
+    assert_eq!(store.load().unwrap(), expected);
 }
 
 /// A crash before a rewrite's rename: the `.tmp` was never in force, and
