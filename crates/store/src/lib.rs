@@ -80,7 +80,7 @@ pub use redb_store::{RedbStore, DATABASE_FILE_NAME, FORMAT_VERSION};
 pub use snapshot::{SnapshotInfo, SnapshotReader, SnapshotWriter, Snapshots, SNAPSHOT_FORMAT};
 pub use wal::{
     WalStore, HEADER_BYTES, LOCK_FILE_NAME, RECORD_BYTES_MAX, RECORD_PREFIX_BYTES, REWRITE_BYTES_MIN,
-    WAL_FORMAT_VERSION,
+    REWRITE_CATCH_UP_BYTES, REWRITE_CATCH_UP_ROUNDS_MAX, WAL_FORMAT_VERSION,
 };
 
 /// Largest encoded size of one log entry, in bytes. One entry's value must

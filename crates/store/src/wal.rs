@@ -85,25 +85,32 @@
 //!    rewrite started (everything up to `X` is durable, and only ever
 //!    appended to), and replays it;
 //! 2. it writes the header and one checkpoint of that state to
-//!    `wal-<n+1>.tmp`, fsyncs it, and ends. Meanwhile `persist` keeps
-//!    appending records to `n`;
-//! 3. the first `persist` that finds the thread ended (after its own append
+//!    `wal-<n+1>.tmp` and fsyncs it. Meanwhile `persist` keeps appending
+//!    records to `n`;
+//! 3. it copies the records appended to `n` since `X`, verbatim, to the end
+//!    of the `.tmp`: in rounds, each up to the length `persist` last
+//!    published after its `fdatasync` (so only whole, durable records),
+//!    until less than [`REWRITE_CATCH_UP_BYTES`] is left or after
+//!    [`REWRITE_CATCH_UP_ROUNDS_MAX`] rounds; fsyncs the `.tmp` and ends,
+//!    reporting `Y`, the end of what it copied;
+//! 4. the first `persist` that finds the thread ended (after its own append
 //!    and `fdatasync`), or [`WalStore::finish_rewrite`], copies the bytes of
-//!    `n` from `X` to its end (whole records, each already durable in `n`)
-//!    verbatim to the end of the `.tmp`, and fsyncs it;
-//! 4. renames it to `wal-<n+1>.log` and fsyncs the directory;
-//! 5. appends later records to `n + 1`; removes `wal-<n>.log`.
+//!    `n` from `Y` to its end the same way, and fsyncs the `.tmp`;
+//! 5. renames it to `wal-<n+1>.log` and fsyncs the directory;
+//! 6. appends later records to `n + 1`; removes `wal-<n>.log`.
 //!
-//! If the thread fails, the `persist` (or `finish_rewrite`) that finds out
-//! returns its error and the store stops, like any failed write.
+//! Step 3 keeps the copy left to step 4, on the caller's thread, small
+//! however long steps 1 and 2 took. If the thread fails, the `persist` (or
+//! `finish_rewrite`) that finds out returns its error and the store stops,
+//! like any failed write.
 //!
-//! A crash before step 4 leaves `n` in force, holding every record, and a
+//! A crash before step 5 leaves `n` in force, holding every record, and a
 //! `.tmp` that the next open removes, whatever it holds. A crash after the
 //! rename, whether or not the directory fsync finished, leaves `n + 1`
 //! complete (or not yet named): the checkpoint of the state at `X` and then
 //! the records `n` holds after `X`, in the same order, which replays to
 //! exactly the state of `n`. So either segment gives the same state; open
-//! uses the newest `.log` and removes older ones, finishing step 5. Nothing
+//! uses the newest `.log` and removes older ones, finishing step 6. Nothing
 //! is appended to `n + 1` before its name is durable. Dropping the store
 //! waits for a running thread to end (so nothing writes in the directory
 //! once its lock is released) and leaves its `.tmp` to the next open.
@@ -115,6 +122,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use chorus_paxos::{Ballot, DurableState, Entry, Incarnations, Slot, WriteBatch};
@@ -138,6 +147,15 @@ pub const RECORD_BYTES_MAX: usize = 1 << 30;
 
 /// A segment shorter than this is never rewritten, in bytes.
 pub const REWRITE_BYTES_MIN: u64 = 64 * 1024 * 1024;
+
+/// A rewrite's thread stops copying records to the new segment once fewer
+/// than this many bytes are left (the `persist` that installs it copies
+/// those), in bytes.
+pub const REWRITE_CATCH_UP_BYTES: u64 = 1024 * 1024;
+
+/// Most rounds of copying records a rewrite's thread makes before it ends,
+/// however far behind it still is.
+pub const REWRITE_CATCH_UP_ROUNDS_MAX: u32 = 16;
 
 /// Name of the lock file held while a store is open.
 pub const LOCK_FILE_NAME: &str = "wal.lock";
@@ -166,6 +184,9 @@ pub struct WalStore {
     checkpoint_bytes: u64,
     /// Segment length (in bytes) below which the store does not rewrite.
     rewrite_bytes_min: u64,
+    /// Bytes a rewrite's thread leaves for the `persist` that installs it to
+    /// copy ([`REWRITE_CATCH_UP_BYTES`] unless a test sets it).
+    rewrite_catch_up_bytes: u64,
     /// Reused across `persist` calls: the record being written.
     encode_buffer: Vec<u8>,
     /// The rewrite running in the background, if any; at most one.
@@ -180,15 +201,25 @@ pub struct WalStore {
     failure: Option<String>,
 }
 
-/// A rewrite started in the background: steps 1 and 2 of the module
+/// A rewrite started in the background: steps 1 to 3 of the module
 /// documentation run in `thread`; the store does the rest.
 struct RewriteJob {
-    /// Length of the live segment when the rewrite started (`X`): the new
-    /// segment's checkpoint holds the state of the bytes before it.
+    /// Length of the old segment up to which every byte is durable: set by
+    /// `append` after each `fdatasync`, read by the thread to copy records.
+    durable_bytes: Arc<AtomicU64>,
+    /// Returns once `wal-<n+1>.tmp` is written and fsynced.
+    thread: JoinHandle<Result<Rewritten, StoreError>>,
+}
+
+/// What a rewrite's thread wrote to `wal-<n+1>.tmp`.
+struct Rewritten {
+    /// Bytes of its header and checkpoint record.
+    checkpoint_bytes: u64,
+    /// Length of the `.tmp`: header, checkpoint and the records copied.
+    temporary_bytes: u64,
+    /// Bytes of the old segment the `.tmp` holds the state of: the rest is
+    /// still to be copied.
     through_bytes: u64,
-    /// Returns the length of `wal-<n+1>.tmp` (its header and checkpoint)
-    /// once it is written and fsynced.
-    thread: JoinHandle<Result<u64, StoreError>>,
 }
 
 /// The first record of every segment: the whole durable state.
@@ -266,6 +297,14 @@ impl WalStore {
         self.rewrite_bytes_min = bytes;
     }
 
+    /// Sets how many bytes of records appended during a rewrite its thread
+    /// leaves to the `persist` that puts it in force
+    /// ([`REWRITE_CATCH_UP_BYTES`] by default; 0 makes the thread copy
+    /// whatever it finds). For tests, so that small runs cross both copies.
+    pub fn set_rewrite_catch_up_bytes(&mut self, bytes: u64) {
+        self.rewrite_catch_up_bytes = bytes;
+    }
+
     /// Sequence number of the live segment: 1 for a new store, one more
     /// after each rewrite.
     pub fn segment_sequence(&self) -> u64 {
@@ -278,7 +317,7 @@ impl WalStore {
     }
 
     /// Waits for the rewrite running in the background, if any, and puts
-    /// its segment in force (steps 3 to 5 of the module documentation).
+    /// its segment in force (steps 4 to 6 of the module documentation).
     /// Does not start one. For tests and benchmarks: `persist` finishes a
     /// rewrite on its own once the thread has ended.
     ///
@@ -333,6 +372,7 @@ impl WalStore {
             segment_bytes: replayed.valid_bytes,
             checkpoint_bytes: replayed.checkpoint_bytes,
             rewrite_bytes_min: REWRITE_BYTES_MIN,
+            rewrite_catch_up_bytes: REWRITE_CATCH_UP_BYTES,
             encode_buffer: Vec::new(),
             rewrite: None,
             opened_state: Some(replayed.state),
@@ -352,6 +392,9 @@ impl WalStore {
         self.segment.write_all(&self.encode_buffer).map_err(|error| io_error("appending to", &path, error))?;
         self.segment.sync_data().map_err(|error| io_error("fdatasyncing", &path, error))?;
         self.segment_bytes += self.encode_buffer.len() as u64;
+        if let Some(job) = &self.rewrite {
+            job.durable_bytes.store(self.segment_bytes, Ordering::Release);
+        }
         Ok(())
     }
 
@@ -371,45 +414,47 @@ impl WalStore {
         Ok(())
     }
 
-    /// Starts steps 1 and 2 of a rewrite in a background thread.
+    /// Starts steps 1 to 3 of a rewrite in a background thread.
     fn start_rewrite(&mut self) -> Result<(), StoreError> {
         assert!(self.rewrite.is_none(), "a second rewrite started while one runs");
         let (dir, replica, sequence) = (self.dir.clone(), self.replica, self.sequence);
-        let through_bytes = self.segment_bytes;
+        let catch_up_bytes = self.rewrite_catch_up_bytes;
+        let durable_bytes = Arc::new(AtomicU64::new(self.segment_bytes));
+        let shared = Arc::clone(&durable_bytes);
         let thread = std::thread::Builder::new()
             .name(format!("wal-rewrite-{}", sequence + 1))
-            .spawn(move || write_rewritten_checkpoint(&dir, replica, sequence, through_bytes))
+            .spawn(move || write_rewritten_segment(&dir, replica, sequence, &shared, catch_up_bytes))
             .map_err(|error| StoreError::Engine(format!("starting a rewrite thread: {error}")))?;
-        self.rewrite = Some(RewriteJob { through_bytes, thread });
+        self.rewrite = Some(RewriteJob { durable_bytes, thread });
         Ok(())
     }
 
-    /// Waits for the running rewrite's thread, if any, then does steps 3 to
-    /// 5: the records after `X` to the `.tmp`, fsync, rename, fsync of the
+    /// Waits for the running rewrite's thread, if any, then does steps 4 to
+    /// 6: the records after `Y` to the `.tmp`, fsync, rename, fsync of the
     /// directory, and the new segment in force.
     fn install_rewrite(&mut self) -> Result<(), StoreError> {
         let Some(job) = self.rewrite.take() else { return Ok(()) };
-        let checkpoint_bytes = match job.thread.join() {
+        let rewritten = match job.thread.join() {
             Ok(result) => result?,
             // A panic there is a bug here: stop the same way.
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        assert!(job.through_bytes <= self.segment_bytes, "the segment shrank under a rewrite");
+        assert!(rewritten.through_bytes <= self.segment_bytes, "a rewrite copied bytes never written");
         let sequence = self.sequence + 1;
         let temporary = segment_path(&self.dir, sequence, TEMPORARY_SUFFIX);
         let mut segment =
             OpenOptions::new().append(true).open(&temporary).map_err(|error| io_error("opening", &temporary, error))?;
-        check_length(&segment, &temporary, checkpoint_bytes)?;
-        let tail_bytes = self.segment_bytes - job.through_bytes;
+        check_length(&segment, &temporary, rewritten.temporary_bytes)?;
+        let tail_bytes = self.segment_bytes - rewritten.through_bytes;
         let old_path = self.segment_path();
-        copy_range(&old_path, job.through_bytes, tail_bytes, &mut segment, &temporary)?;
+        copy_range(&old_path, rewritten.through_bytes, tail_bytes, &mut segment, &temporary)?;
         segment.sync_all().map_err(|error| io_error("fsyncing", &temporary, error))?;
-        check_length(&segment, &temporary, checkpoint_bytes + tail_bytes)?;
+        check_length(&segment, &temporary, rewritten.temporary_bytes + tail_bytes)?;
         rename_into_place(&self.dir, sequence)?;
         self.segment = segment;
         self.sequence = sequence;
-        self.segment_bytes = checkpoint_bytes + tail_bytes;
-        self.checkpoint_bytes = checkpoint_bytes;
+        self.segment_bytes = rewritten.temporary_bytes + tail_bytes;
+        self.checkpoint_bytes = rewritten.checkpoint_bytes;
         // Not fsyncing the directory again: if the removal is lost, the next
         // open removes the old segment.
         std::fs::remove_file(&old_path).map_err(|error| io_error("removing", &old_path, error))
@@ -491,10 +536,18 @@ fn create_first_segment(dir: &Path, replica: u8, founding: bool) -> Result<Repla
     Ok(Replayed { state, checkpoint_bytes, valid_bytes: checkpoint_bytes })
 }
 
-/// Steps 1 and 2 of a rewrite, run in its thread: replays segment
-/// `sequence` up to `through_bytes` and writes one checkpoint of that state
-/// to `wal-<sequence + 1>.tmp`, fsynced. Returns the `.tmp`'s length.
-fn write_rewritten_checkpoint(dir: &Path, replica: u8, sequence: u64, through_bytes: u64) -> Result<u64, StoreError> {
+/// Steps 1 to 3 of a rewrite, run in its thread: replays segment
+/// `sequence` up to `durable_bytes` (`X`, its length when the rewrite
+/// started), writes one checkpoint of that state to `wal-<sequence + 1>.tmp`,
+/// then copies the records appended since and fsyncs it.
+fn write_rewritten_segment(
+    dir: &Path,
+    replica: u8,
+    sequence: u64,
+    durable_bytes: &AtomicU64,
+    catch_up_bytes: u64,
+) -> Result<Rewritten, StoreError> {
+    let through_bytes = durable_bytes.load(Ordering::Acquire);
     let path = segment_path(dir, sequence, SEGMENT_SUFFIX);
     let mut bytes = Vec::new();
     let mut file = File::open(&path).map_err(|error| io_error("opening", &path, error))?;
@@ -507,7 +560,44 @@ fn write_rewritten_checkpoint(dir: &Path, replica: u8, sequence: u64, through_by
             replayed.valid_bytes
         )));
     }
-    write_temporary_segment(dir, sequence + 1, replica, replayed.state)
+    drop(bytes);
+    let checkpoint_bytes = write_temporary_segment(dir, sequence + 1, replica, replayed.state)?;
+    let rewritten = Rewritten { checkpoint_bytes, temporary_bytes: checkpoint_bytes, through_bytes };
+    catch_up(dir, sequence, durable_bytes, catch_up_bytes, rewritten)
+}
+
+/// Step 3 of a rewrite: copies the records appended to segment `sequence`
+/// since `rewritten` was made, verbatim, to `wal-<sequence + 1>.tmp`, in
+/// rounds until less than `catch_up_bytes` is left (or nothing), then fsyncs
+/// it. Every byte copied is whole, durable records: `append` publishes a
+/// length only after its `fdatasync`.
+fn catch_up(
+    dir: &Path,
+    sequence: u64,
+    durable_bytes: &AtomicU64,
+    catch_up_bytes: u64,
+    mut rewritten: Rewritten,
+) -> Result<Rewritten, StoreError> {
+    let (old_path, temporary) =
+        (segment_path(dir, sequence, SEGMENT_SUFFIX), segment_path(dir, sequence + 1, TEMPORARY_SUFFIX));
+    let mut file =
+        OpenOptions::new().append(true).open(&temporary).map_err(|error| io_error("opening", &temporary, error))?;
+    for _ in 0..REWRITE_CATCH_UP_ROUNDS_MAX {
+        let durable = durable_bytes.load(Ordering::Acquire);
+        assert!(durable >= rewritten.through_bytes, "the old segment shrank under a rewrite");
+        let bytes = durable - rewritten.through_bytes;
+        if bytes == 0 || bytes < catch_up_bytes {
+            break;
+        }
+        copy_range(&old_path, rewritten.through_bytes, bytes, &mut file, &temporary)?;
+        rewritten.through_bytes = durable;
+        rewritten.temporary_bytes += bytes;
+    }
+    if rewritten.temporary_bytes > rewritten.checkpoint_bytes {
+        file.sync_all().map_err(|error| io_error("fsyncing", &temporary, error))?;
+    }
+    check_length(&file, &temporary, rewritten.temporary_bytes)?;
+    Ok(rewritten)
 }
 
 /// Writes segment `sequence` (header and one checkpoint of `state`) under

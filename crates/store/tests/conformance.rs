@@ -234,6 +234,7 @@ fn new_wal() -> TempWal {
 fn new_wal_rewriting() -> TempWal {
     let mut wal = new_wal();
     wal.store.set_rewrite_bytes_min(0);
+    wal.store.set_rewrite_catch_up_bytes(0);
     wal
 }
 

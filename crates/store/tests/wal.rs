@@ -305,12 +305,14 @@ fn small_live_batch(slot: u64) -> WriteBatch {
     }
 }
 
-/// A founding store that rewrites past [`SMALL_REWRITE_BYTES`], persisted
-/// into (from `slot` 1 on) until a rewrite has just started. Returns the
-/// store, what it must hold, and the next slot.
-fn persist_until_a_rewrite_starts(dir: &Path) -> (WalStore, DurableState, u64) {
+/// A founding store that rewrites past [`SMALL_REWRITE_BYTES`] (its thread
+/// leaving `catch_up_bytes` to copy), persisted into (from `slot` 1 on)
+/// until a rewrite has just started. Returns the store, what it must hold,
+/// and the next slot.
+fn persist_until_a_rewrite_starts(dir: &Path, catch_up_bytes: u64) -> (WalStore, DurableState, u64) {
     let mut store = WalStore::open_founding(dir, 1).unwrap();
     store.set_rewrite_bytes_min(SMALL_REWRITE_BYTES);
+    store.set_rewrite_catch_up_bytes(catch_up_bytes);
     let mut expected = DurableState::default();
     let mut slot = 1;
     while !store.rewrite_in_progress() {
@@ -331,13 +333,14 @@ fn checkpoint_bytes(path: &Path) -> u64 {
     (HEADER_BYTES + RECORD_PREFIX_BYTES) as u64 + u64::from(length)
 }
 
-/// `persist` goes on while a rewrite runs in the background; once it is
-/// finished the store is on the next segment, alone in the directory, and
-/// both the store and a reopen load exactly what was persisted.
+/// `persist` goes on while a rewrite runs in the background (its thread
+/// copying whatever records it finds appended); once it is finished the
+/// store is on the next segment, alone in the directory, and both the store
+/// and a reopen load exactly what was persisted.
 #[test]
 fn rewrite_runs_in_the_background_while_persists_go_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut store, mut expected, first_slot) = persist_until_a_rewrite_starts(dir.path());
+    let (mut store, mut expected, first_slot) = persist_until_a_rewrite_starts(dir.path(), 0);
     for slot in first_slot..first_slot + 6 {
         let batch = small_live_batch(slot);
         store.persist(std::slice::from_ref(&batch)).unwrap();
@@ -353,11 +356,14 @@ fn rewrite_runs_in_the_background_while_persists_go_on() {
 }
 
 /// The records persisted after the rewrite read the old segment are copied
-/// after the new segment's checkpoint, and read back after a reopen.
+/// (by the `persist` that installs it: far less than the thread's
+/// catch-up threshold was appended) after the new segment's checkpoint, and
+/// read back after a reopen.
 #[test]
 fn records_appended_during_a_rewrite_survive_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut store, mut expected, slot) = persist_until_a_rewrite_starts(dir.path());
+    let (mut store, mut expected, slot) =
+        persist_until_a_rewrite_starts(dir.path(), chorus_store::REWRITE_CATCH_UP_BYTES);
     let during = WriteBatch {
         id: slot,
         promised: Some(Ballot::new(1_000, 2)),
@@ -382,7 +388,7 @@ fn records_appended_during_a_rewrite_survive_it() {
 #[test]
 fn crash_before_a_rewrites_rename_reopens_the_old_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, expected, _) = persist_until_a_rewrite_starts(dir.path());
+    let (store, expected, _) = persist_until_a_rewrite_starts(dir.path(), 0);
     let old_path = store.segment_path();
     drop(store);
     let temporary = dir.path().join(format!("wal-{:020}.tmp", 2));
