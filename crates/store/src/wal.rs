@@ -97,7 +97,9 @@
 //!    and `fdatasync`), or [`WalStore::finish_rewrite`], copies the bytes of
 //!    `n` from `Y` to its end the same way, and fsyncs the `.tmp`;
 //! 5. renames it to `wal-<n+1>.log` and fsyncs the directory;
-//! 6. appends later records to `n + 1`; removes `wal-<n>.log`.
+//! 6. appends later records to `n + 1`; removes `wal-<n>.log` in another
+//!    background thread (unlinking a large file takes tens of
+//!    milliseconds), whose error a later `persist` returns.
 //!
 //! Step 3 keeps the copy left to step 4, on the caller's thread, small
 //! however long steps 1 and 2 took. If the thread fails, the `persist` (or
@@ -112,8 +114,9 @@
 //! exactly the state of `n`. So either segment gives the same state; open
 //! uses the newest `.log` and removes older ones, finishing step 6. Nothing
 //! is appended to `n + 1` before its name is durable. Dropping the store
-//! waits for a running thread to end (so nothing writes in the directory
-//! once its lock is released) and leaves its `.tmp` to the next open.
+//! waits for its running threads to end (so nothing writes in the
+//! directory once its lock is released) and leaves a `.tmp` to the next
+//! open.
 //!
 //! Disk use is bounded by about twice the live state, or
 //! [`REWRITE_BYTES_MIN`] plus the largest record, plus what is appended
@@ -191,6 +194,9 @@ pub struct WalStore {
     encode_buffer: Vec<u8>,
     /// The rewrite running in the background, if any; at most one.
     rewrite: Option<RewriteJob>,
+    /// Removes the segment the last rewrite replaced, in the background:
+    /// unlinking a large file takes tens of milliseconds.
+    removal: Option<JoinHandle<Result<(), StoreError>>>,
     /// The state open replayed, until the first `load` takes it or a
     /// `persist` makes it stale: so opening and loading read the segment
     /// once.
@@ -319,12 +325,13 @@ impl WalStore {
     /// Waits for the rewrite running in the background, if any, and puts
     /// its segment in force (steps 4 to 6 of the module documentation).
     /// Does not start one. For tests and benchmarks: `persist` finishes a
-    /// rewrite on its own once the thread has ended.
+    /// rewrite on its own once the thread has ended. Also waits for the old
+    /// segment to be removed.
     ///
     /// An error stops the store, as from `persist`.
     pub fn finish_rewrite(&mut self) -> Result<(), StoreError> {
         self.check_not_failed()?;
-        let result = self.install_rewrite();
+        let result = self.install_rewrite().and_then(|()| self.finish_removal());
         self.record_failure(&result);
         result
     }
@@ -375,6 +382,7 @@ impl WalStore {
             rewrite_catch_up_bytes: REWRITE_CATCH_UP_BYTES,
             encode_buffer: Vec::new(),
             rewrite: None,
+            removal: None,
             opened_state: Some(replayed.state),
             failure: None,
         })
@@ -405,6 +413,9 @@ impl WalStore {
     /// After a durable append: puts a rewrite whose thread has ended in
     /// force, then starts one if the segment has outgrown its checkpoint.
     fn advance_rewrite(&mut self) -> Result<(), StoreError> {
+        if self.removal.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.finish_removal()?;
+        }
         if self.rewrite.as_ref().is_some_and(|job| job.thread.is_finished()) {
             self.install_rewrite()?;
         }
@@ -455,9 +466,30 @@ impl WalStore {
         self.sequence = sequence;
         self.segment_bytes = rewritten.temporary_bytes + tail_bytes;
         self.checkpoint_bytes = rewritten.checkpoint_bytes;
+        self.start_removal(old_path)
+    }
+
+    /// Starts removing the replaced segment at `old_path` in a background
+    /// thread, once the previous removal (if any) has ended.
+    fn start_removal(&mut self, old_path: PathBuf) -> Result<(), StoreError> {
+        self.finish_removal()?;
         // Not fsyncing the directory again: if the removal is lost, the next
         // open removes the old segment.
-        std::fs::remove_file(&old_path).map_err(|error| io_error("removing", &old_path, error))
+        let thread = std::thread::Builder::new()
+            .name("wal-remove".to_string())
+            .spawn(move || std::fs::remove_file(&old_path).map_err(|error| io_error("removing", &old_path, error)))
+            .map_err(|error| StoreError::Engine(format!("starting a removal thread: {error}")))?;
+        self.removal = Some(thread);
+        Ok(())
+    }
+
+    /// Waits for the removal of a replaced segment, if one runs.
+    fn finish_removal(&mut self) -> Result<(), StoreError> {
+        match self.removal.take().map(JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+        }
     }
 
     fn check_not_failed(&self) -> Result<(), StoreError> {
@@ -476,12 +508,16 @@ impl WalStore {
 }
 
 impl Drop for WalStore {
-    /// Waits for a running rewrite thread, so that nothing writes in the
-    /// directory once its lock is released. Its `.tmp` is left for the next
-    /// open to remove; its error, or panic, is dropped with the store.
+    /// Waits for a running rewrite thread and a running removal, so that
+    /// nothing writes in the directory once its lock is released. A
+    /// rewrite's `.tmp` is left for the next open to remove; an error, or
+    /// panic, is dropped with the store.
     fn drop(&mut self) {
         if let Some(job) = self.rewrite.take() {
             let _ = job.thread.join();
+        }
+        if let Some(removal) = self.removal.take() {
+            let _ = removal.join();
         }
     }
 }
