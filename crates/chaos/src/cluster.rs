@@ -254,13 +254,15 @@ impl ChaosCluster {
     }
 
     /// Limits (or, with `None`, frees) how large replica `id` may make any
-    /// file: its store file's current size, so no file may grow.
+    /// file: its live log segment's current size, so the log may not grow
+    /// (and no other file past that size).
     pub fn limit_disk(&mut self, id: ReplicaId, full: bool) -> anyhow::Result<()> {
         let Some(pid) = self.processes[usize::from(id)].child.as_ref().and_then(Child::id) else {
             return Ok(());
         };
-        let store = self.data_dir(id).join("chorus.redb");
-        let limit = if full { std::fs::metadata(&store).map_or(0, |m| m.len()) } else { libc::RLIM_INFINITY };
+        let segment = chorus_store::WalStore::segment_files(&self.data_dir(id))?.pop();
+        let size = segment.and_then(|path| std::fs::metadata(path).ok()).map_or(0, |meta| meta.len());
+        let limit = if full { size } else { libc::RLIM_INFINITY };
         set_file_size_limit(pid, limit)
     }
 

@@ -10,9 +10,10 @@
 //!   simulator drives this same code.
 //! - [`node`] (the core task) owns the machine; everything reaches it as an
 //!   [`node::Input`] over one bounded channel, plus a 10 ms tick.
-//! - [`storage`] runs the [`chorus_store::RedbStore`] on its own thread and
-//!   commits every write batch that queued during the previous fsync in one
-//!   transaction (group commit), then reports `Persisted` to the core. A
+//! - [`storage`] runs the [`chorus_store::WalStore`] on its own thread and
+//!   appends every write batch that queued during the previous fsync as one
+//!   record with one fdatasync (group commit), then reports `Persisted` to
+//!   the core. A
 //!   failed commit stops the replica.
 //! - [`peers`] keeps one outbound connection to every other replica
 //!   (reconnecting with backoff) and accepts theirs; with TLS both sides
@@ -56,7 +57,7 @@ use std::path::Path;
 /// before it votes (it may have lost a disk that promised and accepted).
 pub fn found(cluster: &ClusterFile, id: ReplicaId) -> anyhow::Result<()> {
     let me = cluster.replica(id).context("replica not in cluster file")?;
-    chorus_store::RedbStore::open_founding(&me.data_dir, id)
+    chorus_store::WalStore::open_founding(&me.data_dir, id)
         .with_context(|| format!("creating the store in {}", me.data_dir.display()))?;
     Ok(())
 }

@@ -85,9 +85,9 @@ pub fn read_state<B: Blobs>(snapshots: &Snapshots<B>, slot: Slot) -> anyhow::Res
     ChatState::read_snapshot(reader).with_context(|| format!("snapshot {slot}"))
 }
 
-/// Bytes on disk of the log store file and of the snapshot directory.
+/// Bytes on disk of the log's segments and of the snapshot directory.
 pub fn disk_usage(data_dir: &Path) -> (u64, u64) {
-    let log = std::fs::metadata(data_dir.join(chorus_store::DATABASE_FILE_NAME)).map_or(0, |m| m.len());
+    let log = chorus_store::WalStore::disk_bytes(data_dir);
     let snapshots = DirBlobs::open(&snapshot_dir(data_dir))
         .map(Snapshots::attach)
         .and_then(|snapshots| snapshots.disk_bytes())

@@ -6,19 +6,19 @@ use crate::snapshotting::{self, Uncovered};
 use anyhow::Context;
 use chorus_chat::ChatState;
 use chorus_paxos::{DurableState, Slot, WriteBatch};
-use chorus_store::{LogStore, RedbStore, StoreError, DATABASE_FILE_NAME};
+use chorus_store::{LogStore, StoreError, WalStore};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// What a replica starts from: its store, the state loaded from it, and
 /// the newest intact snapshot (slot and chat state).
-pub type LocalState = (RedbStore, DurableState, Slot, ChatState);
+pub type LocalState = (WalStore, DurableState, Slot, ChatState);
 
 /// Opens the store in `data_dir` and the newest intact snapshot in
 /// `snapshot_dir`. Damaged local data (a store failing its checksums or not
 /// decoding, or a compacted log that no intact snapshot covers) is never
-/// served: the store file is renamed `chorus.redb.corrupt` and the replica
+/// served: the log's segment files are renamed `*.corrupt` and the replica
 /// starts on an empty, non-founding store, so it rebuilds from its peers
 /// exactly as after a disk loss (docs/ARCHITECTURE.md, "Disk loss").
 pub fn open_local_state(data_dir: &Path, snapshot_dir: &Path, id: u8) -> anyhow::Result<LocalState> {
@@ -39,7 +39,7 @@ pub fn open_local_state(data_dir: &Path, snapshot_dir: &Path, id: u8) -> anyhow:
 
 fn try_open(data_dir: &Path, snapshot_dir: &Path, id: u8) -> anyhow::Result<LocalState> {
     let mut store =
-        RedbStore::open(data_dir, id).with_context(|| format!("opening the store in {}", data_dir.display()))?;
+        WalStore::open(data_dir, id).with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let durable = store.load().context("loading the store")?;
     let (slot, chat) = snapshotting::load_newest_in_dir(snapshot_dir, durable.compacted_through)?;
     Ok((store, durable, slot, chat))
@@ -52,16 +52,12 @@ fn is_damage(error: &anyhow::Error) -> bool {
     })
 }
 
-/// Renames the store file aside (replacing an earlier one set aside) and
-/// makes the rename durable.
+/// Renames the store's files aside (replacing any set aside earlier) and
+/// makes the renames durable; returns where the first one went.
 fn set_store_aside(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let from = data_dir.join(DATABASE_FILE_NAME);
-    let to = data_dir.join(format!("{DATABASE_FILE_NAME}.corrupt"));
-    std::fs::rename(&from, &to).with_context(|| format!("moving {} aside", from.display()))?;
-    std::fs::File::open(data_dir)
-        .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("syncing {}", data_dir.display()))?;
-    Ok(to)
+    let moved =
+        WalStore::set_aside(data_dir).with_context(|| format!("moving the log in {} aside", data_dir.display()))?;
+    Ok(moved.into_iter().next().unwrap_or_else(|| data_dir.to_path_buf()))
 }
 
 /// Most batches folded into one transaction.

@@ -346,7 +346,12 @@ impl WalStore {
         std::fs::create_dir_all(dir).map_err(|error| io_error("creating", dir, error))?;
         let lock = lock_directory(dir)?;
         if dir.join(crate::DATABASE_FILE_NAME).exists() {
-            return Err(StoreError::Engine(format!("{} holds a redb store, not a log", dir.display())));
+            return Err(StoreError::Engine(format!(
+                "{} holds a redb store ({}) written by an earlier build; this build keeps an append-only log \
+                 and does not convert one: start the cluster in a new directory",
+                dir.display(),
+                crate::DATABASE_FILE_NAME
+            )));
         }
         let (segments, temporaries) = list_segments(dir)?;
         let (sequence, replayed) = match segments.last() {
@@ -961,4 +966,43 @@ fn sync_directory(dir: &Path) -> Result<(), StoreError> {
 #[cfg(not(unix))]
 fn sync_directory(_dir: &Path) -> Result<(), StoreError> {
     Ok(())
+}
+
+/// Suffix a damaged segment gets when it is set aside.
+const SET_ASIDE_SUFFIX: &str = ".corrupt";
+
+impl WalStore {
+    /// The `.log` segments in `dir`, oldest first (normally one; two only
+    /// while a crashed rewrite awaits the next open). None for a directory
+    /// that holds no store yet.
+    pub fn segment_files(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let (segments, _) = list_segments(dir)?;
+        Ok(segments.iter().map(|&sequence| segment_path(dir, sequence, SEGMENT_SUFFIX)).collect())
+    }
+
+    /// Bytes on disk of the segments in `dir` (0 when there are none or
+    /// they cannot be listed).
+    pub fn disk_bytes(dir: &Path) -> u64 {
+        let segments = Self::segment_files(dir).unwrap_or_default();
+        segments.iter().filter_map(|path| std::fs::metadata(path).ok()).map(|meta| meta.len()).sum()
+    }
+
+    /// Renames every segment in `dir` to `<name>.corrupt` (replacing one set
+    /// aside before) and makes the renames durable, so the next open starts
+    /// an empty store while the damaged files stay for inspection. Returns
+    /// the new names. Must not be called while a store is open on `dir`.
+    pub fn set_aside(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+        let mut moved = Vec::new();
+        for from in Self::segment_files(dir)? {
+            let mut to = from.clone().into_os_string();
+            to.push(SET_ASIDE_SUFFIX);
+            std::fs::rename(&from, &to).map_err(|error| io_error("moving aside", &from, error))?;
+            moved.push(PathBuf::from(to));
+        }
+        sync_directory(dir)?;
+        Ok(moved)
+    }
 }

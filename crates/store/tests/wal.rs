@@ -502,3 +502,19 @@ fn a_directory_holding_a_redb_store_is_refused() {
     drop(chorus_store::RedbStore::open_founding(dir.path(), 1).unwrap());
     assert!(matches!(WalStore::open_founding(dir.path(), 1), Err(StoreError::Engine(_))));
 }
+
+#[test]
+fn a_set_aside_store_reopens_empty_and_not_founding_with_its_segment_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    write_persists(dir.path(), &three_persists());
+    let segment = only_segment(dir.path());
+    assert_eq!(WalStore::disk_bytes(dir.path()), file_length(&segment));
+    let moved = WalStore::set_aside(dir.path()).unwrap();
+    assert_eq!(moved.len(), 1);
+    assert!(moved[0].to_string_lossy().ends_with(".log.corrupt"), "{moved:?}");
+    assert_eq!(WalStore::segment_files(dir.path()).unwrap(), Vec::<PathBuf>::new());
+    // The replica that set its store aside is no founder: it must rebuild.
+    let state = WalStore::open(dir.path(), 1).and_then(|mut store| store.load()).unwrap();
+    assert_eq!(state, DurableState { recovering: true, ..DurableState::default() });
+    assert!(moved[0].exists(), "the damaged segment is kept for inspection");
+}
