@@ -1,6 +1,6 @@
 //! A simulated disk: log writes become durable after a latency; a crash
 //! loses every write not yet durable. The durable log is the store crate's
-//! in-memory twin, which passes the same conformance suite as redb; the
+//! in-memory twin, which passes the same conformance suite as the log; the
 //! snapshot files are the store's real snapshot code over [`MemBlobs`],
 //! which keeps only synced bytes across a crash. A disk can also be lost
 //! outright ([`Disk::wipe`]): replaced by an empty one of a replica that
@@ -71,7 +71,8 @@ impl Disk {
 
     /// A crash. The first `survivors` pending writes reached the disk
     /// (their fsync finished but the replica never heard); the rest are
-    /// lost. A redb transaction is atomic, so a torn commit is a lost one.
+    /// lost. A commit is one checksummed record and a torn last record is cut
+    /// off on open, so a torn commit is a lost one.
     /// Snapshot files lose every byte not synced.
     pub fn crash(&mut self, survivors: usize) {
         let survivors = survivors.min(self.pending.len());

@@ -13,11 +13,10 @@
 //!   against. The core hands out [`WriteBatch`]es; the caller passes every
 //!   batch that queued up to [`LogStore::persist`], and only once it returns
 //!   `Ok` may the core hear `Event::Persisted` for them.
-//! - [`RedbStore`]: the real store, one [redb](https://docs.rs/redb) file
-//!   per replica, checksummed, one fsync per `persist`.
-//! - [`WalStore`]: a draft replacement for [`RedbStore`], an append-only
-//!   log of checksummed records, one record and one `fdatasync` per
-//!   `persist`; not used by the server yet.
+//! - [`WalStore`]: the real store, an append-only log of checksummed
+//!   records in the data directory: one record and one `fdatasync` per
+//!   `persist`, a torn last record cut off on open, the file rewritten in
+//!   the background once it outgrows its live state.
 //! - [`MemStore`]: the in-memory twin for the simulator; same contract,
 //!   nothing on disk. A simulated crash keeps [`MemStore::durable`] and
 //!   nothing else.
@@ -42,41 +41,25 @@
 //!    After an `Err` nothing it was given may be assumed durable *or*
 //!    absent; the caller stops the replica and never retries.
 //!
-//! # Durability order ([`RedbStore`])
+//! # Durability order ([`WalStore`])
 //!
-//! On [`RedbStore::open`]:
-//! 1. the data directory is created if missing;
-//! 2. redb creates or opens `chorus.redb` and verifies the checksum of
-//!    every page of the committed trees (an integrity check on every open,
-//!    so a damaged file is [`StoreError::Corrupt`], not a panic);
-//! 3. the replica id and format version are recorded (first open) or
-//!    checked, in one transaction committed with `Durability::Immediate`;
-//! 4. the data directory, then its parent, are fsynced, so the file's name
-//!    survives a power loss before anything is acknowledged.
-//!
-//! On [`RedbStore::persist`], one redb write transaction:
-//! 1. every entry of every batch is written to the `log` table in order,
-//!    then the last `promised` and `chosen_through` given to the `meta`
-//!    table;
-//! 2. the commit (`Durability::Immediate`, redb's 1-phase commit) writes
-//!    the new pages and the inactive commit slot, flips the header's
-//!    primary bit, and issues one fsync of the file;
-//! 3. `persist` returns after that fsync returned. A crash before it leaves
-//!    the previous commit in force: on reopen redb uses the newest commit
-//!    slot whose checksum verifies.
+//! `persist` encodes its batches as one record, appends it with one write
+//! and returns after the `fdatasync` that follows. Opening replays the
+//! newest segment: a torn last record (a `persist` that never returned) is
+//! cut off; a whole record that fails its checksum is `Corrupt`. The
+//! module documentation of `wal` gives the layout and every crash point of
+//! a rewrite.
 //!
 //! A slice of batches that carry nothing writes nothing and issues no fsync.
 
 mod blobs;
 mod mem;
-mod redb_store;
 mod snapshot;
 mod wal;
 
 pub use blobs::{Blobs, DirBlobs, MemBlobs};
 use chorus_paxos::{DurableState, Slot, WriteBatch};
 pub use mem::MemStore;
-pub use redb_store::{RedbStore, DATABASE_FILE_NAME, FORMAT_VERSION};
 pub use snapshot::{SnapshotInfo, SnapshotReader, SnapshotWriter, Snapshots, SNAPSHOT_FORMAT};
 pub use wal::{
     WalStore, HEADER_BYTES, LOCK_FILE_NAME, RECORD_BYTES_MAX, RECORD_PREFIX_BYTES, REWRITE_BYTES_MIN,

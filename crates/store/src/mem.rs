@@ -1,10 +1,10 @@
-//! [`MemStore`]: the in-memory twin of the redb store, for the simulator.
+//! [`MemStore`]: the in-memory twin of the write-ahead log, for the simulator.
 
 use chorus_paxos::{DurableState, Entry, WriteBatch};
 
 use crate::{assert_entry_well_formed, LogStore, StoreError};
 
-/// In-memory twin of [`crate::RedbStore`]: same contract, nothing on disk.
+/// In-memory twin of [`crate::WalStore`]: same contract, nothing on disk.
 ///
 /// Everything `persist` accepted is "durable" at once. A simulated crash
 /// keeps [`MemStore::durable`] (or a clone of the store) and drops the rest
@@ -55,7 +55,7 @@ impl LogStore for MemStore {
     }
 }
 
-/// Size of `entry` as the redb store would encode it, so both stores refuse
+/// Size of `entry` as the write-ahead log encodes it, so both stores refuse
 /// the same oversized entries.
 pub(crate) fn encoded_bytes(entry: &Entry) -> usize {
     let counter = postcard::to_io(entry, ByteCounter(0)).expect("encoding an entry into a counter cannot fail");

@@ -1,7 +1,5 @@
 //! [`WalStore`]: the acceptor's state as an append-only write-ahead log.
 //!
-//! A draft to replace [`crate::RedbStore`]; nothing uses it yet.
-//!
 //! # Layout
 //!
 //! The data directory holds one live segment, `wal-<sequence>.log`
@@ -163,6 +161,10 @@ pub const REWRITE_CATCH_UP_ROUNDS_MAX: u32 = 16;
 /// Name of the lock file held while a store is open.
 pub const LOCK_FILE_NAME: &str = "wal.lock";
 
+/// The store file of builds before the log (redb); a directory holding
+/// one is refused, not converted.
+const REDB_FILE_NAME: &str = "chorus.redb";
+
 const MAGIC: &[u8; 8] = b"CHORUSWL";
 const SEGMENT_PREFIX: &str = "wal-";
 const SEGMENT_SUFFIX: &str = ".log";
@@ -283,15 +285,17 @@ impl WalStore {
     /// off a torn last record. Takes time proportional to the segment. The
     /// first `load` returns the replayed state without reading it again.
     ///
-    /// A store this call creates is *not* a voter (see
-    /// [`crate::RedbStore::open`]); founding members use
+    /// A store this call creates is *not* a voter: it belongs to a replica
+    /// that lost its disk (or was given a new one) and must rebuild from its
+    /// peers before it votes. Founding members are created with
     /// [`WalStore::open_founding`].
     pub fn open(dir: &Path, replica: u8) -> Result<Self, StoreError> {
         Self::open_as(dir, replica, false)
     }
 
     /// Like [`WalStore::open`], but a store this call creates belongs to a
-    /// founding member and votes from the start. An existing store is
+    /// founding member of a new cluster, which votes from the start (it
+    /// cannot have promised or accepted anything yet). An existing store is
     /// opened unchanged.
     pub fn open_founding(dir: &Path, replica: u8) -> Result<Self, StoreError> {
         Self::open_as(dir, replica, true)
@@ -345,12 +349,12 @@ impl WalStore {
     fn open_as(dir: &Path, replica: u8, founding: bool) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|error| io_error("creating", dir, error))?;
         let lock = lock_directory(dir)?;
-        if dir.join(crate::DATABASE_FILE_NAME).exists() {
+        if dir.join(REDB_FILE_NAME).exists() {
             return Err(StoreError::Engine(format!(
                 "{} holds a redb store ({}) written by an earlier build; this build keeps an append-only log \
                  and does not convert one: start the cluster in a new directory",
                 dir.display(),
-                crate::DATABASE_FILE_NAME
+                REDB_FILE_NAME
             )));
         }
         let (segments, temporaries) = list_segments(dir)?;

@@ -4,7 +4,7 @@
 //! `conformance!` macro turns every check into one `#[test]` per store.
 
 use chorus_paxos::{Ballot, DurableState, Entry, Incarnations, Slot, Value, WriteBatch};
-use chorus_store::{LogStore, MemStore, RedbStore, WalStore};
+use chorus_store::{LogStore, MemStore, WalStore};
 
 /// The checks, generic over the store.
 mod suite {
@@ -174,29 +174,6 @@ fn state(promised: Ballot, entries: &[(Slot, Entry)], chosen_through: Slot) -> D
     DurableState { promised, entries: entries.iter().cloned().collect(), chosen_through, ..DurableState::default() }
 }
 
-/// A `RedbStore` in its own temporary directory, removed after the store.
-struct TempRedb {
-    /// Declared first so it is dropped (and the file closed) first.
-    store: RedbStore,
-    _dir: tempfile::TempDir,
-}
-
-impl LogStore for TempRedb {
-    fn load(&mut self) -> Result<DurableState, chorus_store::StoreError> {
-        self.store.load()
-    }
-
-    fn persist(&mut self, batches: &[WriteBatch]) -> Result<(), chorus_store::StoreError> {
-        self.store.persist(batches)
-    }
-}
-
-fn new_redb() -> TempRedb {
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open_founding(dir.path(), 1).unwrap();
-    TempRedb { store, _dir: dir }
-}
-
 /// A `WalStore` in its own temporary directory, removed after the store.
 struct TempWal {
     /// Declared first so it is dropped (and its files closed) first.
@@ -309,7 +286,6 @@ macro_rules! conformance {
 }
 
 conformance!(mem_store, MemStore::new);
-conformance!(redb_store, new_redb);
 conformance!(wal_store, new_wal);
 conformance!(wal_store_rewriting, new_wal_rewriting);
 conformance!(wal_store_rewriting_finished, new_wal_rewriting_finished);

@@ -1,4 +1,4 @@
-//! The redb store and the write-ahead log against a trivial model, under random writes and reboots
+//! The write-ahead log and the in-memory twin against a trivial model, under random writes and reboots
 //! (the sled habit): after every reopen, what the store loads must equal
 //! what the model holds. The in-memory store runs the same operations, with
 //! a clone standing in for a reboot.
@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chorus_paxos::{Ballot, DurableState, Entry, Incarnations, Slot, Value, WriteBatch};
-use chorus_store::{LogStore, MemStore, RedbStore, WalStore};
+use chorus_store::{LogStore, MemStore, WalStore};
 use proptest::prelude::*;
 
 /// One step of a run.
@@ -156,8 +156,6 @@ proptest! {
     #[test]
     fn stores_match_the_model_across_reboots(mut operations in operations()) {
         number_batches(&mut operations);
-        let dir = tempfile::tempdir().unwrap();
-        let mut redb = Some(RedbStore::open(dir.path(), 1).unwrap());
         let wal_dir = tempfile::tempdir().unwrap();
         let mut wal = Some(open_wal(wal_dir.path()));
         let mut mem = MemStore::wiped();
@@ -165,16 +163,11 @@ proptest! {
         for operation in &operations {
             match operation {
                 Operation::Persist(batches) => {
-                    redb.as_mut().unwrap().persist(batches).unwrap();
                     wal.as_mut().unwrap().persist(batches).unwrap();
                     mem.persist(batches).unwrap();
                     batches.iter().for_each(|batch| model.apply(batch));
                 }
                 Operation::Reopen => {
-                    drop(redb.take());
-                    let mut reopened = RedbStore::open(dir.path(), 1).unwrap();
-                    prop_assert_eq!(reopened.load().unwrap(), model.expected());
-                    redb = Some(reopened);
                     drop(wal.take());
                     let mut reopened = open_wal(wal_dir.path());
                     prop_assert_eq!(reopened.load().unwrap(), model.expected());
@@ -190,7 +183,6 @@ proptest! {
                 }
             }
         }
-        prop_assert_eq!(redb.as_mut().unwrap().load().unwrap(), model.expected());
         prop_assert_eq!(wal.as_mut().unwrap().load().unwrap(), model.expected());
         prop_assert_eq!(mem.durable(), model.expected());
     }
