@@ -81,7 +81,8 @@
 //!
 //! 1. the thread reads the live segment `n` up to `X`, its length when the
 //!    rewrite started (everything up to `X` is durable, and only ever
-//!    appended to), and replays it;
+//!    appended to), one record at a time, and replays it (so it holds the
+//!    replayed state, never the whole segment);
 //! 2. it writes the header and one checkpoint of that state to
 //!    `wal-<n+1>.tmp` and fsyncs it. Meanwhile `persist` keeps appending
 //!    records to `n`;
@@ -157,6 +158,9 @@ pub const REWRITE_CATCH_UP_BYTES: u64 = 1024 * 1024;
 /// Most rounds of copying records a rewrite's thread makes before it ends,
 /// however far behind it still is.
 pub const REWRITE_CATCH_UP_ROUNDS_MAX: u32 = 16;
+
+/// Bytes read at a time when a rewrite replays a segment.
+const READ_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// Name of the lock file held while a store is open.
 pub const LOCK_FILE_NAME: &str = "wal.lock";
@@ -594,19 +598,8 @@ fn write_rewritten_segment(
 ) -> Result<Rewritten, StoreError> {
     let through_bytes = durable_bytes.load(Ordering::Acquire);
     let path = segment_path(dir, sequence, SEGMENT_SUFFIX);
-    let mut bytes = Vec::new();
-    let mut file = File::open(&path).map_err(|error| io_error("opening", &path, error))?;
-    let read =
-        (&mut file).take(through_bytes).read_to_end(&mut bytes).map_err(|error| io_error("reading", &path, error))?;
-    let replayed = replay(&bytes, replica, sequence)?;
-    if read as u64 != through_bytes || replayed.valid_bytes != through_bytes {
-        return Err(corrupt(format!(
-            "segment {sequence} reads back {} whole bytes of {read}, {through_bytes} written",
-            replayed.valid_bytes
-        )));
-    }
-    drop(bytes);
-    let checkpoint_bytes = write_temporary_segment(dir, sequence + 1, replica, replayed.state)?;
+    let state = replay_durable_prefix(&path, replica, sequence, through_bytes)?;
+    let checkpoint_bytes = write_temporary_segment(dir, sequence + 1, replica, state)?;
     let rewritten = Rewritten { checkpoint_bytes, temporary_bytes: checkpoint_bytes, through_bytes };
     catch_up(dir, sequence, durable_bytes, catch_up_bytes, rewritten)
 }
@@ -760,34 +753,98 @@ fn check_header(bytes: &[u8], replica: u8, sequence: u64) -> Result<(), StoreErr
 /// Replays a whole segment: header, checkpoint, then every whole record.
 fn replay(bytes: &[u8], replica: u8, sequence: u64) -> Result<Replayed, StoreError> {
     check_header(bytes, replica, sequence)?;
-    let mut offset = HEADER_BYTES;
-    let mut state = match read_record(bytes, offset)? {
-        Some((Record::Checkpoint(checkpoint), next)) => {
-            offset = next;
-            from_checkpoint(checkpoint)?
-        }
-        Some((Record::Persist(_), _)) => return Err(corrupt("segment does not start with a checkpoint")),
-        None => return Err(corrupt("segment's checkpoint is incomplete")),
+    let mut state = None;
+    let Some((checkpoint, mut offset)) = read_record(bytes, HEADER_BYTES)? else {
+        return Err(corrupt("segment's checkpoint is incomplete"));
     };
+    apply_record(&mut state, checkpoint, HEADER_BYTES as u64)?;
     let checkpoint_bytes = offset as u64;
     while let Some((record, next)) = read_record(bytes, offset)? {
-        match record {
-            Record::Persist(batches) => {
-                for batch in &batches {
-                    check_batch(batch)?;
-                    state.apply(batch);
-                }
-            }
-            Record::Checkpoint(_) => return Err(corrupt(format!("a second checkpoint at byte {offset}"))),
-        }
+        apply_record(&mut state, record, offset as u64)?;
         offset = next;
     }
+    Ok(Replayed { state: checked_replay(state)?, checkpoint_bytes, valid_bytes: offset as u64 })
+}
+
+/// Replays the first `through_bytes` of segment `sequence`, all of them
+/// whole records (what `persist` made durable), reading one record at a
+/// time: a rewrite's thread holds the replayed state, never the segment.
+fn replay_durable_prefix(
+    path: &Path,
+    replica: u8,
+    sequence: u64,
+    through_bytes: u64,
+) -> Result<DurableState, StoreError> {
+    let file = File::open(path).map_err(|error| io_error("opening", path, error))?;
+    let mut reader = std::io::BufReader::with_capacity(READ_BUFFER_BYTES, file.take(through_bytes));
+    let mut read_exact =
+        |buffer: &mut [u8]| reader.read_exact(buffer).map_err(|error| io_error("reading", path, error));
+    let mut header = [0_u8; HEADER_BYTES];
+    read_exact(&mut header)?;
+    check_header(&header, replica, sequence)?;
+    let (mut state, mut offset, mut payload) = (None, HEADER_BYTES as u64, Vec::new());
+    while offset < through_bytes {
+        let mut prefix = [0_u8; RECORD_PREFIX_BYTES];
+        read_exact(&mut prefix)?;
+        let (length, crc) = decode_prefix(&prefix);
+        if length == 0 || length > RECORD_BYTES_MAX {
+            return Err(corrupt(format!("record at byte {offset} has length {length}")));
+        }
+        payload.resize(length, 0);
+        read_exact(&mut payload)?;
+        apply_record(&mut state, decode_payload(&payload, crc, offset)?, offset)?;
+        offset += (RECORD_PREFIX_BYTES + length) as u64;
+    }
+    checked_replay(state)
+}
+
+/// Folds the record at byte `offset` into the state replayed so far: the
+/// first record must be the checkpoint, every later one a persist.
+fn apply_record(state: &mut Option<DurableState>, record: Record, offset: u64) -> Result<(), StoreError> {
+    match (state.as_mut(), record) {
+        (None, Record::Checkpoint(checkpoint)) => *state = Some(from_checkpoint(checkpoint)?),
+        (None, Record::Persist(_)) => return Err(corrupt("segment does not start with a checkpoint")),
+        (Some(state), Record::Persist(batches)) => {
+            for batch in &batches {
+                check_batch(batch)?;
+                state.apply(batch);
+            }
+        }
+        (Some(_), Record::Checkpoint(_)) => return Err(corrupt(format!("a second checkpoint at byte {offset}"))),
+    }
+    Ok(())
+}
+
+/// The state a whole replay ends with, checked: it had a checkpoint, and
+/// no entry lies at or below the compaction mark.
+fn checked_replay(state: Option<DurableState>) -> Result<DurableState, StoreError> {
+    let state = state.ok_or_else(|| corrupt("segment's checkpoint is incomplete"))?;
     if let Some((&slot, _)) = state.entries.first_key_value() {
         if slot <= state.compacted_through {
             return Err(corrupt(format!("log holds slot {slot}, compacted through {}", state.compacted_through)));
         }
     }
-    Ok(Replayed { state, checkpoint_bytes, valid_bytes: offset as u64 })
+    Ok(state)
+}
+
+/// A record's length and checksum, from its prefix.
+fn decode_prefix(prefix: &[u8]) -> (usize, u32) {
+    let length = u32::from_le_bytes(prefix[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(prefix[4..RECORD_PREFIX_BYTES].try_into().expect("4 bytes"));
+    (length, crc)
+}
+
+/// Rule 4: the payload of a complete record (at byte `offset`) must match
+/// its checksum and decode to exactly one record.
+fn decode_payload(payload: &[u8], crc: u32, offset: u64) -> Result<Record, StoreError> {
+    if crc32fast::hash(payload) != crc {
+        return Err(corrupt(format!("record at byte {offset} fails its checksum")));
+    }
+    match postcard::take_from_bytes::<Record>(payload) {
+        Ok((record, [])) => Ok(record),
+        Ok((_, unread)) => Err(corrupt(format!("record at byte {offset} has {} trailing bytes", unread.len()))),
+        Err(error) => Err(corrupt(format!("record at byte {offset} does not decode: {error}"))),
+    }
 }
 
 /// Reads the record at `offset`: `Some((record, next offset))`, `None` for
@@ -798,8 +855,7 @@ fn read_record(bytes: &[u8], offset: usize) -> Result<Option<(Record, usize)>, S
     if rest.len() < RECORD_PREFIX_BYTES {
         return Ok(None); // Rule 1 (or the clean end of the file).
     }
-    let length = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+    let (length, crc) = decode_prefix(rest);
     let available = &rest[RECORD_PREFIX_BYTES..];
     if length == 0 || length > RECORD_BYTES_MAX {
         if rest.iter().all(|&byte| byte == 0) {
@@ -820,16 +876,7 @@ fn read_record(bytes: &[u8], offset: usize) -> Result<Option<(Record, usize)>, S
         }
         return Ok(None);
     }
-    // Rule 4: a complete record must check and decode.
-    let payload = &available[..length];
-    if crc32fast::hash(payload) != crc {
-        return Err(corrupt(format!("record at byte {offset} fails its checksum")));
-    }
-    let record = match postcard::take_from_bytes::<Record>(payload) {
-        Ok((record, [])) => record,
-        Ok((_, unread)) => return Err(corrupt(format!("record at byte {offset} has {} trailing bytes", unread.len()))),
-        Err(error) => return Err(corrupt(format!("record at byte {offset} does not decode: {error}"))),
-    };
+    let record = decode_payload(&available[..length], crc, offset as u64)?;
     Ok(Some((record, offset + RECORD_PREFIX_BYTES + length)))
 }
 

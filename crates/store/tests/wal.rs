@@ -520,3 +520,39 @@ fn a_set_aside_store_reopens_empty_and_not_founding_with_its_segment_kept() {
     assert_eq!(state, DurableState { recovering: true, ..DurableState::default() });
     assert!(moved[0].exists(), "the damaged segment is kept for inspection");
 }
+
+/// A record damaged after it was written is found when a rewrite replays
+/// the segment: the rewrite fails and stops the store, rather than
+/// carrying the damage (or dropping the record) into the next segment.
+#[test]
+fn a_rewrite_over_a_damaged_record_stops_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalStore::open_founding(dir.path(), 1).unwrap();
+    store.set_rewrite_bytes_min(SMALL_REWRITE_BYTES);
+    for slot in 1..=3 {
+        store.persist(&[small_live_batch(slot)]).unwrap();
+    }
+    let path = store.segment_path();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let inside_the_last_record = bytes.len() - 100;
+    bytes[inside_the_last_record] ^= 0x40;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut file| {
+            use std::io::{Seek, SeekFrom, Write};
+            file.seek(SeekFrom::Start(inside_the_last_record as u64))?;
+            file.write_all(&bytes[inside_the_last_record..=inside_the_last_record])
+        })
+        .unwrap();
+    let mut slot = 4;
+    while !store.rewrite_in_progress() {
+        assert!(slot < 1_000, "no rewrite started");
+        store.persist(&[small_live_batch(slot)]).unwrap();
+        slot += 1;
+    }
+    let finished = store.finish_rewrite();
+    assert!(matches!(&finished, Err(StoreError::Corrupt(message)) if message.contains("checksum")), "{finished:?}");
+    assert!(store.persist(&[small_live_batch(slot)]).is_err(), "a stopped store refuses writes");
+    assert_eq!(store.segment_sequence(), 1);
+}
