@@ -35,8 +35,12 @@ impl ChatState {
         };
         let floor = after.max(account.acked_through);
         let start = account.mailbox.binary_search_by(|message| order_by_floor(message.id, floor)).unwrap_err();
+        let end = account.mailbox.len().min(start.saturating_add(max));
+        // A focus walks the tree leaf by leaf; `skip` would split the
+        // vector, cloning a leaf of messages (this runs on every delivery).
+        let mut focus = account.mailbox.focus();
         let messages: Vec<Message> =
-            account.mailbox.skip(start).iter().take(max).map(|queued| queued.to_message(name)).collect();
+            (start..end).filter_map(|index| focus.get(index).map(|queued| queued.to_message(name))).collect();
         assert!(messages.len() <= max);
         assert!(messages.first().is_none_or(|message| message.id > floor));
         Ok(messages)
