@@ -110,7 +110,8 @@ impl ChatState {
     /// What a subscription of `name` delivers after id `after`: its queued
     /// direct messages, `#all`'s and each of its rooms' messages above the
     /// member's read position (gap notices where history was dropped),
-    /// merged in id order, at most `max`. Ids strictly increase.
+    /// merged in id order, at most `max` (fewer only when that is all of
+    /// it). Ids strictly increase.
     pub fn stream(&self, name: &str, after: MessageId, max: usize) -> Result<Vec<Message>, ChatError> {
         let mut merged = self.mailbox(name, after, max)?;
         let account = self.accounts.get(name).expect("mailbox found the account");

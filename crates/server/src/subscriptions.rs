@@ -106,7 +106,13 @@ impl Subscriptions {
                 _ => break Pumped::Drained,
             };
             let last = messages.last().expect("not empty").id;
+            // Fewer than asked for: that was all of it, no need to look again.
+            let drained = messages.len() < max;
             match out.push(conn, ServerFrame::Deliver { messages }) {
+                Ok(()) if drained => {
+                    subscription.sent_through = last;
+                    break Pumped::Drained;
+                }
                 Ok(()) => subscription.sent_through = last,
                 Err(PushError::Full) => break Pumped::Backlogged,
                 Err(PushError::Closed) => break Pumped::Closed,
