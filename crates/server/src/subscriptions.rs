@@ -132,3 +132,90 @@ impl Subscriptions {
         outcome
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_chat::{Command, Proposal};
+
+    /// An outbox that records frames and holds at most `room` of them.
+    struct Frames {
+        room: usize,
+        sizes: Vec<usize>,
+        last: MessageId,
+    }
+
+    impl Outbox for Frames {
+        fn room(&self, _: ConnId) -> usize {
+            self.room - self.sizes.len()
+        }
+
+        fn push(&mut self, _: ConnId, frame: ServerFrame) -> Result<(), PushError> {
+            if self.room(0) == 0 {
+                return Err(PushError::Full);
+            }
+            let ServerFrame::Deliver { messages } = frame else { panic!("only deliveries are pumped") };
+            assert!(messages.first().expect("never an empty frame").id > self.last, "in order, no repeats");
+            self.last = messages.last().expect("not empty").id;
+            self.sizes.push(messages.len());
+            Ok(())
+        }
+
+        fn kick(&mut self, _: ConnId) {}
+    }
+
+    /// A well-formed argon2id PHC string (the state checks the format only).
+    const HASH: &str = "$argon2id$v=19$m=64,t=2,p=1$c2FsdHNhbHQ$MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI";
+
+    /// `bob` with `queued` messages from `alice` in his mailbox.
+    fn mailbox_of(queued: u64) -> ChatState {
+        let mut chat = ChatState::default();
+        let mut apply = |seq, command| {
+            let applied = chat.apply(&Proposal { client: 1, seq, at_millis: 0, command });
+            assert!(applied.reply.is_ok(), "{:?}", applied.reply);
+        };
+        apply(0, Command::RegisterClient);
+        for (seq, name) in [(1, "alice"), (2, "bob")] {
+            apply(seq, Command::Create { name: name.into(), password_hash: HASH.into() });
+        }
+        for seq in 3..3 + queued {
+            apply(seq, Command::Send { from: "alice".into(), to: "bob".into(), text: format!("m{seq}") });
+        }
+        chat
+    }
+
+    #[test]
+    fn a_backlog_goes_out_in_full_frames_then_the_rest_and_stops_when_drained() {
+        let max = limits::DELIVERY_MESSAGES_PER_FRAME_MAX;
+        let chat = mailbox_of(2 * max as u64 + 5);
+        let mut subscriptions = Subscriptions::default();
+        subscriptions.subscribe(7, "bob".into(), 0);
+        let mut out = Frames { room: 10, sizes: Vec::new(), last: 0 };
+        assert_eq!(subscriptions.pump(7, &chat, &mut out), Pumped::Drained);
+        assert_eq!(out.sizes, vec![max, max, 5]);
+        assert!(subscriptions.backlogged().is_empty());
+        assert_eq!(subscriptions.pump(7, &chat, &mut out), Pumped::Drained, "nothing new");
+        assert_eq!(out.sizes.len(), 3, "nothing sent twice");
+        // From the middle of the mailbox (past its first leaf of 64).
+        let last = out.last;
+        subscriptions.subscribe(8, "bob".into(), last - 70);
+        let mut out = Frames { room: 10, sizes: Vec::new(), last: last - 70 };
+        assert_eq!(subscriptions.pump(8, &chat, &mut out), Pumped::Drained);
+        assert_eq!((out.sizes, out.last), (vec![max, 70 - max], last));
+    }
+
+    #[test]
+    fn a_full_queue_leaves_the_subscription_backlogged_where_it_stopped() {
+        let max = limits::DELIVERY_MESSAGES_PER_FRAME_MAX;
+        let chat = mailbox_of(max as u64 + 1);
+        let mut subscriptions = Subscriptions::default();
+        subscriptions.subscribe(7, "bob".into(), 0);
+        let mut out = Frames { room: 1, sizes: Vec::new(), last: 0 };
+        assert_eq!(subscriptions.pump(7, &chat, &mut out), Pumped::Backlogged);
+        assert_eq!(subscriptions.backlogged(), vec![7]);
+        out.room = 2;
+        assert_eq!(subscriptions.pump(7, &chat, &mut out), Pumped::Drained);
+        assert_eq!(out.sizes, vec![max, 1]);
+        assert!(subscriptions.backlogged().is_empty());
+    }
+}
