@@ -109,11 +109,12 @@ impl Subscriptions {
             // Fewer than asked for: that was all of it, no need to look again.
             let drained = messages.len() < max;
             match out.push(conn, ServerFrame::Deliver { messages }) {
-                Ok(()) if drained => {
+                Ok(()) => {
                     subscription.sent_through = last;
-                    break Pumped::Drained;
+                    if drained {
+                        break Pumped::Drained;
+                    }
                 }
-                Ok(()) => subscription.sent_through = last,
                 Err(PushError::Full) => break Pumped::Backlogged,
                 Err(PushError::Closed) => break Pumped::Closed,
             }
