@@ -62,8 +62,9 @@ use chorus_paxos::{DurableState, Slot, WriteBatch};
 pub use mem::MemStore;
 pub use snapshot::{SnapshotInfo, SnapshotReader, SnapshotWriter, Snapshots, SNAPSHOT_FORMAT};
 pub use wal::{
-    WalStore, HEADER_BYTES, LOCK_FILE_NAME, RECORD_BYTES_MAX, RECORD_PREFIX_BYTES, REWRITE_BYTES_MIN,
-    REWRITE_CATCH_UP_BYTES, REWRITE_CATCH_UP_ROUNDS_MAX, WAL_FORMAT_VERSION,
+    WalStore, HEADER_BYTES, LOCK_FILE_NAME, PREALLOCATE_BYTES, RECORD_BYTES_MAX, RECORD_PREFIX_BYTES,
+    REWRITE_BYTES_MIN, REWRITE_CATCH_UP_BYTES, REWRITE_CATCH_UP_ROUNDS_MAX, SECTOR_BYTES, TORN_ZEROS_MIN,
+    WAL_FORMAT_VERSION,
 };
 
 /// Largest encoded size of one log entry, in bytes. One entry's value must

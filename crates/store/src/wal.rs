@@ -23,9 +23,20 @@
 //!
 //! # Durability order
 //!
-//! `persist` encodes its batches as ONE record, appends it with one write
-//! and issues ONE `fdatasync` (which also makes the file's new length
-//! durable). It returns `Ok` only after that returned.
+//! `persist` encodes its batches as ONE record, writes it with one write
+//! after the last record and issues ONE `fdatasync`. It returns `Ok` only
+//! after that returned.
+//!
+//! The live segment's file is kept longer than its records: it is extended
+//! [`PREALLOCATE_BYTES`] at a time with zeros, written by the `persist` that
+//! first needs them and made durable by its `fdatasync`. So a record is
+//! almost always written over blocks that are already allocated and within
+//! the file's length, and its `fdatasync` has only data to flush: no new
+//! length or block allocation goes through the file system's journal. (On
+//! this project's ext4 VMs that measured about 30% less latency and 35% less
+//! CPU per `fdatasync`; see docs/BENCHMARKS.md.) Reading back stops at the
+//! zeros (rule 2 below) and open cuts them off; the next `persist` extends
+//! the file again.
 //!
 //! A new segment (the first one, or a rewrite) is written under the name
 //! `wal-<sequence>.tmp`, fsynced, renamed to `wal-<sequence>.log`, and the
@@ -53,7 +64,16 @@
 //!    tail and silently dropping every record after it.
 //! 4. The record is complete but its checksum does not match, or its
 //!    payload does not decode (or has trailing bytes): `Corrupt`, even when
-//!    it is the last record of the file.
+//!    it is the last record of the file, with one exception: a write torn
+//!    inside the preallocated zeros. A crash mid-`persist` can leave some of
+//!    a record's sectors written and others still zero, all within the
+//!    file's length. So a record that fails its checksum is torn when
+//!    every byte after it is zero, some [`SECTOR_BYTES`]-aligned sector it
+//!    reaches into holds at least [`TORN_ZEROS_MIN`] bytes of it and those
+//!    are all zero (a sector the write never reached), and, as in rule 3,
+//!    the bytes from its payload on do not decode as one whole record that
+//!    matches its checksum (which would mean its length field is what is
+//!    damaged).
 //!
 //! A torn tail is cut off on open (`set_len`, `fdatasync`) and treated as
 //! absent. That is safe: the only bytes ever appended are one `persist`'s
@@ -62,13 +82,18 @@
 //! `persist` that never returned `Ok`, and the contract lets it be absent.
 //! Nothing after it can exist: `persist` refuses every call after a failure.
 //!
-//! Rule 4 is deliberately strict: on a file system that can persist a
-//! record's later blocks before its earlier ones, a crash mid-`persist` can
-//! leave a full-length record with bad contents, which this store reports
-//! as `Corrupt` (the replica rebuilds from its peers) rather than guess.
-//! A wrong answer here costs a rebuild, never an acknowledged write. The
-//! one damage that can still pass as a torn tail is a length field and
-//! payload damaged together in one record.
+//! Rule 4 is deliberately strict: a torn write is told from damage only
+//! by a whole sector's worth of the record still reading as zeros. A tear
+//! that left only the record's first sector unwritten (its length field
+//! reads 0 but later bytes are not zero), or only fewer than
+//! [`TORN_ZEROS_MIN`] bytes of its last sector, or that tore inside a
+//! sector, is reported as `Corrupt` (the replica rebuilds from its peers)
+//! rather than guessed at. A wrong answer there costs a rebuild, never an
+//! acknowledged write. The damage that can still pass as a torn tail needs
+//! two things wrong in the last record: a length field and payload damaged
+//! together, or a payload damaged where the record already held a
+//! sector's run of at least [`TORN_ZEROS_MIN`] zero bytes (a message text
+//! of NUL characters, say).
 //!
 //! # Rewriting (compaction of the file)
 //!
@@ -119,7 +144,8 @@
 //!
 //! Disk use is bounded by about twice the live state, or
 //! [`REWRITE_BYTES_MIN`] plus the largest record, plus what is appended
-//! while one rewrite runs, plus the `.tmp`'s checkpoint.
+//! while one rewrite runs, plus the `.tmp`'s checkpoint, plus less than
+//! [`PREALLOCATE_BYTES`] of zeros after the records.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -159,6 +185,22 @@ pub const REWRITE_CATCH_UP_BYTES: u64 = 1024 * 1024;
 /// however far behind it still is.
 pub const REWRITE_CATCH_UP_ROUNDS_MAX: u32 = 16;
 
+/// The live segment's file is extended this many bytes at a time, with
+/// zeros, ahead of its records (see "Durability order" above).
+pub const PREALLOCATE_BYTES: u64 = 1024 * 1024;
+
+/// The unit a disk writes whole, in bytes: a crash can leave some of a
+/// write's sectors written and others not, but not part of one sector.
+pub const SECTOR_BYTES: usize = 512;
+
+/// Fewest bytes of a record, within one sector, that must all be zero for a
+/// record failing its checksum to count as torn (rule 4's exception): fewer
+/// zeros could be the record's own contents.
+pub const TORN_ZEROS_MIN: usize = 16;
+
+/// Zeros written when the live segment is extended.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
 /// Bytes read at a time when a rewrite replays a segment.
 const READ_BUFFER_BYTES: usize = 1024 * 1024;
 
@@ -183,12 +225,14 @@ pub struct WalStore {
     /// Held locked (against another process opening the same directory)
     /// until the store is dropped.
     _lock: File,
-    /// The live segment, opened for appending; its length is `segment_bytes`.
+    /// The live segment, opened for writing, its cursor at `segment_bytes`.
     segment: File,
     /// Sequence number of the live segment.
     sequence: u64,
-    /// Length of the live segment: where the next record goes.
+    /// End of the live segment's records: where the next record goes.
     segment_bytes: u64,
+    /// Length of the live segment's file: `segment_bytes` and then zeros.
+    allocated_bytes: u64,
     /// Length of the live segment's header and checkpoint record.
     checkpoint_bytes: u64,
     /// Segment length (in bytes) below which the store does not rewrite.
@@ -325,6 +369,12 @@ impl WalStore {
         self.sequence
     }
 
+    /// End of the live segment's records, in bytes: where the next record
+    /// goes. The file itself is longer (zeros preallocated after them).
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
     /// Path of the live segment.
     pub fn segment_path(&self) -> PathBuf {
         segment_path(&self.dir, self.sequence, SEGMENT_SUFFIX)
@@ -377,8 +427,9 @@ impl WalStore {
         remove_files(dir, &older, SEGMENT_SUFFIX)?;
         let path = segment_path(dir, sequence, SEGMENT_SUFFIX);
         let mut segment =
-            OpenOptions::new().append(true).open(&path).map_err(|error| io_error("opening", &path, error))?;
+            OpenOptions::new().write(true).open(&path).map_err(|error| io_error("opening", &path, error))?;
         cut_torn_tail(&mut segment, &path, replayed.valid_bytes)?;
+        seek(&mut segment, &path, replayed.valid_bytes)?;
         // The segment is durable; make its name durable too, every time: a
         // previous run may have crashed before its directory fsync.
         sync_directory(dir)?;
@@ -390,6 +441,7 @@ impl WalStore {
             segment,
             sequence,
             segment_bytes: replayed.valid_bytes,
+            allocated_bytes: replayed.valid_bytes,
             checkpoint_bytes: replayed.checkpoint_bytes,
             rewrite_bytes_min: REWRITE_BYTES_MIN,
             rewrite_catch_up_bytes: REWRITE_CATCH_UP_BYTES,
@@ -401,7 +453,8 @@ impl WalStore {
         })
     }
 
-    /// Appends one record holding every batch, then one `fdatasync`.
+    /// Appends one record holding every batch (extending the file first if
+    /// it has no room), then one `fdatasync`.
     fn append(&mut self, batches: &[WriteBatch]) -> Result<(), StoreError> {
         for batch in batches {
             for (slot, entry) in &batch.entries {
@@ -410,13 +463,33 @@ impl WalStore {
         }
         encode_record(&mut self.encode_buffer, &RecordOut::Persist(batches))?;
         let path = self.segment_path();
+        let end = self.segment_bytes + self.encode_buffer.len() as u64;
+        if end > self.allocated_bytes {
+            self.preallocate(end, &path)?;
+        }
         self.segment.write_all(&self.encode_buffer).map_err(|error| io_error("appending to", &path, error))?;
         self.segment.sync_data().map_err(|error| io_error("fdatasyncing", &path, error))?;
-        self.segment_bytes += self.encode_buffer.len() as u64;
+        self.segment_bytes = end;
         if let Some(job) = &self.rewrite {
             job.durable_bytes.store(self.segment_bytes, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// Extends the live segment's file with zeros to cover `through`, in
+    /// whole [`PREALLOCATE_BYTES`], and puts the cursor back at the end of
+    /// the records. The `fdatasync` that follows makes it durable.
+    fn preallocate(&mut self, through: u64, path: &Path) -> Result<(), StoreError> {
+        let target = through.next_multiple_of(PREALLOCATE_BYTES);
+        seek(&mut self.segment, path, self.allocated_bytes)?;
+        let mut left = target - self.allocated_bytes;
+        while left > 0 {
+            let chunk = &ZEROS[..ZEROS.len().min(left as usize)];
+            self.segment.write_all(chunk).map_err(|error| io_error("extending", path, error))?;
+            left -= chunk.len() as u64;
+        }
+        self.allocated_bytes = target;
+        seek(&mut self.segment, path, self.segment_bytes)
     }
 
     fn rewrite_due(&self) -> bool {
@@ -474,10 +547,17 @@ impl WalStore {
         copy_range(&old_path, rewritten.through_bytes, tail_bytes, &mut segment, &temporary)?;
         segment.sync_all().map_err(|error| io_error("fsyncing", &temporary, error))?;
         check_length(&segment, &temporary, rewritten.temporary_bytes + tail_bytes)?;
+        drop(segment);
         rename_into_place(&self.dir, sequence)?;
+        let bytes = rewritten.temporary_bytes + tail_bytes;
+        let path = segment_path(&self.dir, sequence, SEGMENT_SUFFIX);
+        let mut segment =
+            OpenOptions::new().write(true).open(&path).map_err(|error| io_error("opening", &path, error))?;
+        seek(&mut segment, &path, bytes)?;
         self.segment = segment;
         self.sequence = sequence;
-        self.segment_bytes = rewritten.temporary_bytes + tail_bytes;
+        self.segment_bytes = bytes;
+        self.allocated_bytes = bytes;
         self.checkpoint_bytes = rewritten.checkpoint_bytes;
         self.start_removal(old_path)
     }
@@ -840,6 +920,11 @@ fn decode_payload(payload: &[u8], crc: u32, offset: u64) -> Result<Record, Store
     if crc32fast::hash(payload) != crc {
         return Err(corrupt(format!("record at byte {offset} fails its checksum")));
     }
+    decode_record(payload, offset)
+}
+
+/// A payload that matched its checksum must decode to exactly one record.
+fn decode_record(payload: &[u8], offset: u64) -> Result<Record, StoreError> {
     match postcard::take_from_bytes::<Record>(payload) {
         Ok((record, [])) => Ok(record),
         Ok((_, unread)) => Err(corrupt(format!("record at byte {offset} has {} trailing bytes", unread.len()))),
@@ -864,20 +949,56 @@ fn read_record(bytes: &[u8], offset: usize) -> Result<Option<(Record, usize)>, S
         return Err(corrupt(format!("record at byte {offset} has length {length}")));
     }
     if length > available.len() {
-        // Rule 3: torn, unless what is there is a whole record.
-        if let Ok((_, unread)) = postcard::take_from_bytes::<Record>(available) {
-            let whole = &available[..available.len() - unread.len()];
-            if crc32fast::hash(whole) == crc {
-                return Err(corrupt(format!(
-                    "record at byte {offset} is whole ({} bytes) but its length says {length}",
-                    whole.len()
-                )));
-            }
-        }
-        return Ok(None);
+        return torn_unless_whole(available, crc, offset, length); // Rule 3.
     }
-    let record = decode_payload(&available[..length], crc, offset as u64)?;
-    Ok(Some((record, offset + RECORD_PREFIX_BYTES + length)))
+    let end = offset + RECORD_PREFIX_BYTES + length;
+    let payload = &available[..length];
+    if crc32fast::hash(payload) != crc {
+        if torn_in_preallocated(bytes, offset, end) {
+            return torn_unless_whole(available, crc, offset, length); // Rule 4's exception.
+        }
+        return Err(corrupt(format!("record at byte {offset} fails its checksum")));
+    }
+    Ok(Some((decode_record(payload, offset as u64)?, end)))
+}
+
+/// A torn tail (`None`), unless the bytes from the payload of the record at
+/// `offset` on decode as one whole record matching `crc`: then its length
+/// field is damaged, which is `Corrupt`.
+fn torn_unless_whole(
+    available: &[u8],
+    crc: u32,
+    offset: usize,
+    length: usize,
+) -> Result<Option<(Record, usize)>, StoreError> {
+    if let Ok((_, unread)) = postcard::take_from_bytes::<Record>(available) {
+        let whole = available.len() - unread.len();
+        if crc32fast::hash(&available[..whole]) == crc {
+            return Err(corrupt(format!(
+                "record at byte {offset} is whole ({whole} bytes) but its length says {length}"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Rule 4's exception, for the record in `bytes[offset..end]` that fails
+/// its checksum: every byte after it is zero, and some sector holds at
+/// least [`TORN_ZEROS_MIN`] bytes of it, all zero.
+fn torn_in_preallocated(bytes: &[u8], offset: usize, end: usize) -> bool {
+    if bytes[end..].iter().any(|&byte| byte != 0) {
+        return false;
+    }
+    let mut start = offset;
+    while start < end {
+        let sector_end = (start / SECTOR_BYTES + 1) * SECTOR_BYTES;
+        let part = &bytes[start..sector_end.min(end)];
+        if part.len() >= TORN_ZEROS_MIN && part.iter().all(|&byte| byte == 0) {
+            return true;
+        }
+        start = sector_end;
+    }
+    false
 }
 
 fn from_checkpoint(checkpoint: Checkpoint) -> Result<DurableState, StoreError> {
@@ -929,6 +1050,11 @@ fn cut_torn_tail(segment: &mut File, path: &Path, valid_bytes: u64) -> Result<()
         segment.sync_data().map_err(|error| io_error("fdatasyncing", path, error))?;
     }
     Ok(())
+}
+
+/// Moves `file`'s cursor to byte `offset`.
+fn seek(file: &mut File, path: &Path, offset: u64) -> Result<(), StoreError> {
+    file.seek(SeekFrom::Start(offset)).map(drop).map_err(|error| io_error("seeking in", path, error))
 }
 
 /// Every `.log` and every `.tmp` segment's sequence number, each sorted.

@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use chorus_paxos::{Ballot, DurableState, Entry, Value, WriteBatch};
-use chorus_store::{LogStore, MemStore, StoreError, WalStore, HEADER_BYTES, RECORD_PREFIX_BYTES, WAL_FORMAT_VERSION};
+use chorus_store::{
+    LogStore, MemStore, StoreError, WalStore, HEADER_BYTES, PREALLOCATE_BYTES, RECORD_PREFIX_BYTES, SECTOR_BYTES,
+    TORN_ZEROS_MIN, WAL_FORMAT_VERSION,
+};
 
 fn entry(round: u64, command: &[u8], chosen: bool) -> Entry {
     Entry { ballot: Ballot::new(round, 1), value: Value::Batch(vec![command.to_vec()]), chosen }
@@ -35,18 +38,21 @@ fn three_persists() -> Vec<Vec<WriteBatch>> {
     ]
 }
 
-/// A founding store with `persists` written; returns the segment's length
-/// after opening and after each persist, and the state after each (the
-/// first one the empty state).
+/// A founding store with `persists` written; returns the end of the
+/// segment's records after opening and after each persist, and the state
+/// after each (the first one the empty state). The file itself is longer:
+/// zeros are preallocated after the records.
 fn write_persists(dir: &Path, persists: &[Vec<WriteBatch>]) -> (Vec<u64>, Vec<DurableState>) {
     let mut store = WalStore::open_founding(dir, 1).unwrap();
     let mut model = MemStore::new();
-    let mut lengths = vec![file_length(&store.segment_path())];
+    let mut lengths = vec![store.segment_bytes()];
+    assert_eq!(file_length(&store.segment_path()), lengths[0], "nothing preallocated before the first persist");
     let mut states = vec![model.durable()];
     for batches in persists {
         store.persist(batches).unwrap();
         model.persist(batches).unwrap();
-        lengths.push(file_length(&store.segment_path()));
+        lengths.push(store.segment_bytes());
+        assert_eq!(file_length(&store.segment_path()), PREALLOCATE_BYTES, "the file is preallocated");
         states.push(model.durable());
     }
     assert_eq!(store.load().unwrap(), model.durable());
@@ -197,6 +203,111 @@ fn zero_filled_tail_is_torn() {
     }
 }
 
+/// Two persists, the second one record spanning several sectors (of a
+/// command of `command_bytes` that holds no zero byte); returns the record
+/// ends and states as `write_persists` does.
+fn write_a_multi_sector_record(dir: &Path, command_bytes: usize) -> (Vec<u64>, Vec<DurableState>) {
+    let command = vec![7; command_bytes];
+    let persists = vec![
+        three_persists().remove(0),
+        vec![WriteBatch { id: 9, entries: vec![(3, entry(2, &command, false))], ..WriteBatch::default() }],
+    ];
+    let (lengths, states) = write_persists(dir, &persists);
+    assert!(lengths[2] - lengths[1] > 5 * SECTOR_BYTES as u64);
+    (lengths, states)
+}
+
+/// The sectors the record in `range` reaches into: each one's part of it.
+fn sector_parts(range: std::ops::Range<u64>) -> Vec<std::ops::Range<usize>> {
+    let (start, end) = (range.start as usize, range.end as usize);
+    let first = start / SECTOR_BYTES;
+    let last = (end - 1) / SECTOR_BYTES;
+    (first..=last).map(|sector| (sector * SECTOR_BYTES).max(start)..((sector + 1) * SECTOR_BYTES).min(end)).collect()
+}
+
+/// A crash mid-`persist` inside the preallocated zeros leaves the record
+/// whole-length, with the sectors the write did not reach still zero: when
+/// any sector but its first (which holds its length) is missing, with
+/// enough of the record in it to tell, it is a torn tail, cut off on open.
+/// The first sector missing, or too little of the record to tell, is
+/// `Corrupt`: the replica rebuilds rather than guess.
+#[test]
+fn a_write_torn_inside_the_preallocated_zeros_is_torn() {
+    let (torn, corrupt) = tear_every_sector_of_the_last_record(3000);
+    // Only the first sector alone: its length field reads 0, later bytes do not.
+    assert!(torn >= 10 && corrupt == 1, "{torn} torn, {corrupt} corrupt");
+    // Sized so that its last sector holds only 12 bytes of it (some of them
+    // its own trailing zeros).
+    let dir = tempfile::tempdir().unwrap();
+    let (lengths, _) = write_a_multi_sector_record(dir.path(), 3000);
+    let shift = (12 + SECTOR_BYTES - lengths[2] as usize % SECTOR_BYTES) % SECTOR_BYTES;
+    let (torn, corrupt) = tear_every_sector_of_the_last_record(3000 + shift);
+    // The first sector alone, and the last (alone, or from it on).
+    assert!(torn >= 10 && corrupt == 3, "{torn} torn, {corrupt} corrupt");
+}
+
+/// Writes a last record of a `command_bytes` command, then for each sector
+/// it reaches into, reopens it with that sector missing and then with that
+/// one and all later ones missing. Returns how many opens found a torn
+/// tail and how many `Corrupt`.
+fn tear_every_sector_of_the_last_record(command_bytes: usize) -> (u32, u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let (lengths, states) = write_a_multi_sector_record(dir.path(), command_bytes);
+    let path = only_segment(dir.path());
+    let whole = std::fs::read(&path).unwrap();
+    assert_eq!(whole.len() as u64, PREALLOCATE_BYTES);
+    let parts = sector_parts(lengths[1]..lengths[2]);
+    let (mut torn, mut corrupt) = (0, 0);
+    for (index, part) in parts.iter().enumerate() {
+        // Only this sector missing, then this one and every later one.
+        for missing in [part.clone(), part.start..lengths[2] as usize] {
+            let mut bytes = whole.clone();
+            bytes[missing.clone()].fill(0);
+            std::fs::write(&path, &bytes).unwrap();
+            let loaded = open_and_load(dir.path());
+            // Nothing written at all is a zero-filled tail (rule 2).
+            let nothing_written = missing == (lengths[1] as usize..lengths[2] as usize);
+            let evidence =
+                index > 0 && parts.iter().any(|part| missing.contains(&part.start) && part.len() >= TORN_ZEROS_MIN);
+            if bytes == whole {
+                // Those bytes of the record were zeros already.
+                assert!(loaded.as_ref() == Ok(&states[2]), "bytes {missing:?} were zero");
+            } else if nothing_written || evidence {
+                assert!(loaded.as_ref() == Ok(&states[1]), "bytes {missing:?} missing: not torn");
+                assert_eq!(file_length(&path), lengths[1], "the torn record is cut off");
+                torn += 1;
+            } else {
+                assert!(matches!(loaded, Err(StoreError::Corrupt(_))), "bytes {missing:?} missing: not corrupt");
+                assert_eq!(std::fs::read(&path).unwrap(), bytes, "a refused open changes nothing");
+                corrupt += 1;
+            }
+        }
+    }
+    // Undamaged: open cuts the zeros, and the next persist preallocates.
+    std::fs::write(&path, &whole).unwrap();
+    let mut store = WalStore::open_founding(dir.path(), 1).unwrap();
+    assert_eq!(file_length(&path), lengths[2], "open cuts the preallocated zeros");
+    store.persist(&three_persists()[1]).unwrap();
+    assert_eq!(file_length(&path), PREALLOCATE_BYTES);
+    (torn, corrupt)
+}
+
+/// Damage to a last record spanning sectors, followed by preallocated
+/// zeros, is `Corrupt` wherever it is: a payload byte, its checksum, or a
+/// length that now claims some of the zeros (its payload still decodes
+/// whole and matches the checksum) or fewer bytes.
+#[test]
+fn flipped_byte_in_a_last_record_before_preallocated_zeros_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lengths, _) = write_a_multi_sector_record(dir.path(), 3000);
+    let path = only_segment(dir.path());
+    // Keep 4 KiB of the zeros, so that each damaged copy is small to write.
+    let mut kept = std::fs::read(&path).unwrap();
+    kept.truncate(lengths[2] as usize + 4096);
+    std::fs::write(&path, &kept).unwrap();
+    assert_every_flip_is_corrupt(dir.path(), lengths[1]..lengths[2]);
+}
+
 /// A length this store never writes, followed by bytes that are not all
 /// zero, is damage, not a torn write.
 #[test]
@@ -249,7 +360,8 @@ fn rewrites_bound_the_file_and_reopen_reads_the_same_state() {
     let path = store.segment_path();
     assert_eq!(only_segment(dir.path()), path, "old segments are removed");
     // Five live entries of about 220 bytes: twice that, plus one record.
-    assert!(file_length(&path) < 4 * 1024, "{} bytes", file_length(&path));
+    assert!(store.segment_bytes() < 4 * 1024, "{} bytes", store.segment_bytes());
+    assert!(file_length(&path) <= PREALLOCATE_BYTES, "{} bytes", file_length(&path));
     assert_eq!(store.load().unwrap(), model.durable());
     drop(store);
     assert_eq!(open_and_load(dir.path()).unwrap(), model.durable());
@@ -434,10 +546,11 @@ fn temporary_segment_left_by_an_interrupted_rewrite_is_ignored_and_removed() {
 #[test]
 fn wrong_replica_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, states) = write_persists(dir.path(), &three_persists());
+    let (lengths, states) = write_persists(dir.path(), &three_persists());
     // A torn tail, which a refused open must not cut.
     let path = only_segment(dir.path());
     let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(lengths[3] as usize);
     bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2]);
     std::fs::write(&path, &bytes).unwrap();
     let refused = WalStore::open_founding(dir.path(), 2).err();
@@ -534,7 +647,7 @@ fn a_rewrite_over_a_damaged_record_stops_the_store() {
     }
     let path = store.segment_path();
     let mut bytes = std::fs::read(&path).unwrap();
-    let inside_the_last_record = bytes.len() - 100;
+    let inside_the_last_record = store.segment_bytes() as usize - 100;
     bytes[inside_the_last_record] ^= 0x40;
     std::fs::OpenOptions::new()
         .write(true)
