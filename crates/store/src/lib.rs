@@ -15,8 +15,9 @@
 //!   `Ok` may the core hear `Event::Persisted` for them.
 //! - [`WalStore`]: the real store, an append-only log of checksummed
 //!   records in the data directory: one record and one `fdatasync` per
-//!   `persist`, a torn last record cut off on open, the file rewritten in
-//!   the background once it outgrows its live state.
+//!   `persist` (written over zeros preallocated ahead of the records), a
+//!   torn last record cut off on open, the file rewritten in the background
+//!   once it outgrows its live state.
 //! - [`MemStore`]: the in-memory twin for the simulator; same contract,
 //!   nothing on disk. A simulated crash keeps [`MemStore::durable`] and
 //!   nothing else.
@@ -30,7 +31,8 @@
 //!    returned `Ok`, and possibly of the one that failed or was cut off by a
 //!    crash (all of it or none of it: a `persist` is one transaction). A
 //!    record that fails its checksum or does not decode is
-//!    [`StoreError::Corrupt`], never skipped.
+//!    [`StoreError::Corrupt`], never skipped, unless it is the torn record
+//!    of that last `persist` (told by the rules in the `wal` module).
 //! 2. [`LogStore::persist`] applies its batches in order, later batches
 //!    overriding earlier ones field by field (`promised`, each entry by
 //!    slot, `chosen_through`); a field a batch leaves unset keeps its value.
@@ -43,10 +45,12 @@
 //!
 //! # Durability order ([`WalStore`])
 //!
-//! `persist` encodes its batches as one record, appends it with one write
-//! and returns after the `fdatasync` that follows. Opening replays the
-//! newest segment: a torn last record (a `persist` that never returned) is
-//! cut off; a whole record that fails its checksum is `Corrupt`. The
+//! `persist` encodes its batches as one record, writes it after the last
+//! one with one write (over zeros the file was extended with ahead of time,
+//! [`PREALLOCATE_BYTES`] at a time) and returns after the `fdatasync` that
+//! follows. Opening replays the newest segment: a torn last record (a
+//! `persist` that never returned) is cut off; any other record that fails
+//! its checksum is `Corrupt`. The
 //! module documentation of `wal` gives the layout and every crash point of
 //! a rewrite.
 //!
