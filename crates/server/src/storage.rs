@@ -68,35 +68,44 @@ const BATCHES_PER_COMMIT_MAX: usize = 1024;
 const LINGER: Duration = Duration::from_micros(400);
 
 /// The thread lingers only when at least this many more batches are
-/// expected during [`LINGER`], at the recent arrival rate: a lone client
-/// never waits.
+/// expected during [`LINGER`], at the recent arrival rate...
 const LINGER_WHEN_EXPECTING: f64 = 1.0;
 
-/// Weight of the newest commit in the arrival-rate average.
+/// ...and recent commits have found, on average, at least this many
+/// batches waiting. A lone client has one request in flight, so each
+/// commit finds its one batch (and, now and then, a read position that
+/// came with it): however fast it goes, lingering would only delay it.
+const LINGER_WHEN_BATCHES_PER_COMMIT: f64 = 1.25;
+
+/// Weight of the newest commit in the averages.
 const RATE_WEIGHT: f64 = 0.2;
 
 /// Decides whether to wait for more batches before a commit, from the rate
-/// at which batches have been arriving (batches per second, averaged over
-/// recent commits).
+/// at which batches have been arriving (batches per second) and how many
+/// each commit found waiting, both averaged over recent commits.
 struct Pacer {
     rate: f64,
+    batches_per_commit: f64,
     last_commit: Instant,
 }
 
 impl Pacer {
     fn new(now: Instant) -> Self {
-        Pacer { rate: 0.0, last_commit: now }
+        Pacer { rate: 0.0, batches_per_commit: 1.0, last_commit: now }
     }
 
-    /// True when more batches are likely to arrive within [`LINGER`].
+    /// True when more batches are likely to arrive within [`LINGER`], from
+    /// more than one source.
     fn should_linger(&self) -> bool {
         self.rate * LINGER.as_secs_f64() >= LINGER_WHEN_EXPECTING
+            && self.batches_per_commit >= LINGER_WHEN_BATCHES_PER_COMMIT
     }
 
     /// Records a commit of `batches` batches starting at `now`.
     fn committing(&mut self, batches: usize, now: Instant) {
         let elapsed = now.duration_since(self.last_commit).as_secs_f64().max(1e-6);
         self.rate = RATE_WEIGHT * (batches as f64 / elapsed) + (1.0 - RATE_WEIGHT) * self.rate;
+        self.batches_per_commit = RATE_WEIGHT * batches as f64 + (1.0 - RATE_WEIGHT) * self.batches_per_commit;
         self.last_commit = now;
     }
 }
@@ -163,6 +172,21 @@ mod tests {
         // One batch per round trip of ~600 µs: under one expected per LINGER.
         let (pacer, _) = paced(50, 1, Duration::from_micros(600));
         assert!(!pacer.should_linger(), "rate {}", pacer.rate);
+        // Even at a round trip of 250 µs (1.6 expected per LINGER), with a
+        // second batch (a read position) in one commit of every 20.
+        let (mut pacer, mut now) = paced(50, 1, Duration::from_micros(250));
+        for commit in 0..200 {
+            now += Duration::from_micros(250);
+            pacer.committing(if commit % 20 == 0 { 2 } else { 1 }, now);
+            assert!(!pacer.should_linger(), "commit {commit}: {} per commit", pacer.batches_per_commit);
+        }
+        assert!(pacer.rate * LINGER.as_secs_f64() > 1.5, "rate {}", pacer.rate);
+    }
+
+    #[test]
+    fn two_clients_at_a_lone_clients_pace_make_it_linger() {
+        let (pacer, _) = paced(50, 2, Duration::from_micros(500));
+        assert!(pacer.should_linger(), "rate {}, {} per commit", pacer.rate, pacer.batches_per_commit);
     }
 
     #[test]
