@@ -254,14 +254,15 @@ impl ChaosCluster {
     }
 
     /// Limits (or, with `None`, frees) how large replica `id` may make any
-    /// file: its live log segment's current size, so the log may not grow
-    /// (and no other file past that size).
+    /// file: the end of its live log segment's records, so the log may not
+    /// grow, not even into the zeros preallocated after them (and no other
+    /// file past that size).
     pub fn limit_disk(&mut self, id: ReplicaId, full: bool) -> anyhow::Result<()> {
         let Some(pid) = self.processes[usize::from(id)].child.as_ref().and_then(Child::id) else {
             return Ok(());
         };
         let segment = chorus_store::WalStore::segment_files(&self.data_dir(id))?.pop();
-        let size = segment.and_then(|path| std::fs::metadata(path).ok()).map_or(0, |meta| meta.len());
+        let size = segment.and_then(|path| records_end(&path).ok()).unwrap_or(0);
         let limit = if full { size } else { libc::RLIM_INFINITY };
         set_file_size_limit(pid, limit)
     }
@@ -405,6 +406,22 @@ fn signal(pid: u32, signal: libc::c_int) {
 }
 
 /// Sets the soft `RLIMIT_FSIZE` of a running process (the hard limit stays).
+/// Where the records of the log segment at `path` end, or a little before
+/// (a record may end in zero bytes): just after its last byte that is not
+/// zero. What follows it is the preallocated zeros, less than
+/// [`chorus_store::PREALLOCATE_BYTES`] of them.
+fn records_end(path: &Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let length = file.metadata()?.len();
+    let start = length.saturating_sub(chorus_store::PREALLOCATE_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.take(length - start).read_to_end(&mut tail)?;
+    let last = tail.iter().rposition(|&byte| byte != 0);
+    Ok(start + last.map_or(0, |at| at as u64 + 1))
+}
+
 fn set_file_size_limit(pid: u32, bytes: u64) -> anyhow::Result<()> {
     let pid = libc::pid_t::try_from(pid)?;
     let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -417,4 +434,28 @@ fn set_file_size_limit(pid: u32, bytes: u64) -> anyhow::Result<()> {
     let set = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &new, std::ptr::null_mut()) };
     anyhow::ensure!(set == 0, "setting the file size limit: {}", std::io::Error::last_os_error());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_paxos::{Ballot, Entry, Value, WriteBatch};
+    use chorus_store::{LogStore, WalStore};
+
+    /// The limit a disk-full fault sets is where the log's records end (or
+    /// a few bytes before), inside the preallocated zeros, not the file's
+    /// length: so the next persist hits it.
+    #[test]
+    fn records_end_is_where_the_next_persist_would_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = WalStore::open_founding(dir.path(), 0).unwrap();
+        for slot in 1..=3 {
+            let entry = Entry { ballot: Ballot::new(1, 0), value: Value::Batch(vec![vec![9; 700]]), chosen: false };
+            store.persist(&[WriteBatch { id: slot, entries: vec![(slot, entry)], ..WriteBatch::default() }]).unwrap();
+        }
+        let path = store.segment_path();
+        let end = records_end(&path).unwrap();
+        assert!(end <= store.segment_bytes() && end + 8 > store.segment_bytes(), "{end} for {}", store.segment_bytes());
+        assert!(std::fs::metadata(&path).unwrap().len() > end + 1024, "zeros follow the records");
+    }
 }
