@@ -33,7 +33,7 @@
 //! almost always written over blocks that are already allocated and within
 //! the file's length, and its `fdatasync` has only data to flush: no new
 //! length or block allocation goes through the file system's journal. (On
-//! this project's ext4 VMs that measured about 30% less latency and 35% less
+//! this project's ext4 VMs that measured about 30% less latency and 25% less
 //! CPU per `fdatasync`; see docs/BENCHMARKS.md.) Reading back stops at the
 //! zeros (rule 2 below) and open cuts them off; the next `persist` extends
 //! the file again.
