@@ -132,7 +132,7 @@ fn workload_proposal(seq: u64) -> Proposal {
     } else {
         return send_proposal(seq, index - ACCOUNTS - 1);
     };
-    Proposal { client: CLIENT, seq, at_millis: seq, command }
+    Proposal::new(CLIENT, seq, seq, command)
 }
 
 /// The send of message number `message` (0-based), as sequence number `seq`.
@@ -141,7 +141,7 @@ fn send_proposal(seq: u64, message: usize) -> Proposal {
     let to = account_name(message % ACCOUNTS);
     let text = format!("{message:0width$}", width = TEXT_BYTES);
     let command = Command::Send { from, to, text };
-    Proposal { client: CLIENT, seq, at_millis: seq, command }
+    Proposal::new(CLIENT, seq, seq, command)
 }
 
 /// Name of account number `index`.

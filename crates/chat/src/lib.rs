@@ -36,7 +36,7 @@
 //! use chorus_chat::{ChatState, Command, Outcome, Proposal, StateEvent};
 //!
 //! let mut state = ChatState::new();
-//! let step = |seq, command| Proposal { client: 7, seq, at_millis: 1_000, command };
+//! let step = |seq, command| Proposal::new(7, seq, 1_000, command);
 //! // The proposing replica hashed the password (argon2id) before proposing.
 //! let hash = "$argon2id$v=19$m=64,t=2,p=1$c2FsdHNhbHQ$MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI";
 //! let create = |name: &str| Command::Create { name: name.into(), password_hash: hash.into() };

@@ -144,6 +144,7 @@ impl ChatState {
             ..bounds
         };
         let now = self.applied_count;
+        self.carried_ack(proposal);
         let (reply, event) = match &proposal.command {
             Command::RegisterClient => {
                 self.sessions.register(proposal.client, now, bounds.sessions_max);
@@ -155,6 +156,18 @@ impl ChatState {
         };
         assert!(self.sessions.len() <= bounds.sessions_max);
         Applied { client: proposal.client, seq: proposal.seq, reply, event }
+    }
+
+    /// Applies the read position a post carries ([`Proposal::read_through`]).
+    /// Its outcome is not reported: the command's reply stands alone.
+    pub(crate) fn carried_ack(&mut self, proposal: &Proposal) {
+        let Some(through) = proposal.read_through else { return };
+        let (Command::Send { from, .. } | Command::Say { from, .. } | Command::Broadcast { from, .. }) =
+            &proposal.command
+        else {
+            return;
+        };
+        let _ = self.ack(from, through);
     }
 
     /// The exactly-once gate for Create, Delete and Send.

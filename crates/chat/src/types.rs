@@ -29,6 +29,19 @@ pub struct Proposal {
     pub at_millis: Millis,
     /// What the client asked for.
     pub command: Command,
+    /// The sender's read position, carried along with a `Send`, `Say` or
+    /// `Broadcast` so an active client needs no separate [`Command::Ack`]:
+    /// applied as `Ack { name: from, through }` just before the command,
+    /// whether or not the command then runs (an ack is idempotent and
+    /// session-less). Ignored on any other command.
+    pub read_through: Option<MessageId>,
+}
+
+impl Proposal {
+    /// A proposal that carries no read position.
+    pub fn new(client: ClientId, seq: u64, at_millis: Millis, command: Command) -> Self {
+        Proposal { client, seq, at_millis, command, read_through: None }
+    }
 }
 
 /// What a client asks the chat service to do.

@@ -52,6 +52,12 @@ impl AckTracker {
         self.cursors.iter().find(|(_, c)| c.shown > c.acked).map(|(name, c)| (name.clone(), c.shown))
     }
 
+    /// The highest id shown for `name` and not yet confirmed, if any: what
+    /// a post from `name` may carry.
+    pub fn unconfirmed(&self, name: &str) -> Option<MessageId> {
+        self.cursors.get(name).filter(|c| c.shown > c.acked).map(|c| c.shown)
+    }
+
     /// The cluster confirmed the read position of `name` at `through`.
     pub fn acked(&mut self, name: &str, through: MessageId) {
         if let Some(cursor) = self.cursors.get_mut(name) {
@@ -102,5 +108,17 @@ mod tests {
         assert_eq!(tracker.next(), Some(("bob".into(), 7)));
         tracker.forget("bob");
         assert!(!tracker.pending());
+    }
+
+    #[test]
+    fn a_post_carries_the_unconfirmed_position_of_its_sender_only() {
+        let mut tracker = AckTracker::default();
+        assert_eq!(tracker.unconfirmed("bob"), None);
+        tracker.shown("bob", 4);
+        tracker.shown("carol", 2);
+        assert_eq!(tracker.unconfirmed("bob"), Some(4));
+        tracker.acked("bob", 4);
+        assert_eq!(tracker.unconfirmed("bob"), None);
+        assert_eq!(tracker.unconfirmed("carol"), Some(2));
     }
 }

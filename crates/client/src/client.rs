@@ -260,7 +260,7 @@ impl Client {
     /// Sends `text` from `from` to `to`; returns the message's id.
     pub async fn send(&self, from: &str, to: &str, text: &str) -> Result<MessageId, ClientError> {
         let command = Command::Send { from: from.into(), to: to.into(), text: text.into() };
-        match self.inner.execute(command).await? {
+        match self.inner.post(command, from).await? {
             Outcome::Sent { id } => Ok(id),
             other => Err(unexpected("send", &other)),
         }
@@ -303,7 +303,7 @@ impl Client {
     pub async fn say(&self, from: &str, room: &str, text: &str) -> Result<MessageId, ClientError> {
         chorus_chat::validate_room(room)?;
         let command = Command::Say { from: from.into(), room: room.into(), text: text.into() };
-        match self.inner.execute(command).await? {
+        match self.inner.post(command, from).await? {
             Outcome::Sent { id } => Ok(id),
             other => Err(unexpected("say", &other)),
         }
@@ -313,7 +313,7 @@ impl Client {
     /// account is in; returns the message's id.
     pub async fn broadcast(&self, from: &str, text: &str) -> Result<MessageId, ClientError> {
         let command = Command::Broadcast { from: from.into(), text: text.into() };
-        match self.inner.execute(command).await? {
+        match self.inner.post(command, from).await? {
             Outcome::Sent { id } => Ok(id),
             other => Err(unexpected("broadcast", &other)),
         }
@@ -463,7 +463,24 @@ impl Inner {
     /// sequence number once, and every retry reuses it.
     async fn execute(&self, command: Command) -> Result<Outcome, ClientError> {
         chorus_chat::validate(&command)?;
-        self.execute_request(move |client, seq| Request::Command { client, seq, command }).await
+        self.execute_request(move |client, seq| Request::Command { client, seq, command, read_through: None }).await
+    }
+
+    /// [`Inner::execute`] for a post (send, say, broadcast) from `from`: it
+    /// carries `from`'s unconfirmed read position, which its reply then
+    /// confirms, so a client that keeps posting sends no separate `Ack`.
+    async fn post(&self, command: Command, from: &str) -> Result<Outcome, ClientError> {
+        chorus_chat::validate(&command)?;
+        let read_through = lock(&self.acks).unconfirmed(from);
+        let make = move |client, seq| Request::Command { client, seq, command, read_through };
+        let outcome = self.execute_request(make).await;
+        // Only a reply from the state machine says the proposal was applied;
+        // on an error the acknowledger still covers the position.
+        if let (Ok(_), Some(through)) = (&outcome, read_through) {
+            lock(&self.acks).acked(from, through);
+            self.ack_progress.send_modify(|count| *count += 1);
+        }
+        outcome
     }
 
     /// [`Inner::execute`] for any request `make(client, seq)` builds.
@@ -802,22 +819,28 @@ async fn supervise(inner: Weak<Inner>, lost: Arc<Notify>, mut closing: watch::Re
 /// acknowledgement in flight at a time; failures are retried later.
 async fn acknowledge(inner: Weak<Inner>, wanted: Arc<Notify>, mut closing: watch::Receiver<()>) {
     let mut last_sent: Option<Instant> = None;
+    // When the work now waiting appeared (None while there is none).
+    let mut waiting_since: Option<Instant> = None;
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
         };
         let next = lock(&strong.acks).next();
         let Some((name, through)) = next else {
+            waiting_since = None;
             drop(strong);
             tokio::select! {
                 _ = wanted.notified() => continue,
                 _ = closing.changed() => return,
             }
         };
+        let since = *waiting_since.get_or_insert_with(Instant::now);
         let urgent = strong.ack_urgent.swap(false, Ordering::Relaxed);
-        if let Some(due) = last_sent.map(|sent| sent + ACK_INTERVAL).filter(|&due| !urgent && Instant::now() < due) {
-            // Messages keep coming: one acknowledgement per interval covers
-            // them all (a flush does not wait).
+        let due = last_sent.map_or(since, |sent| sent.max(since)) + ACK_INTERVAL;
+        if !urgent && Instant::now() < due {
+            // Wait out the interval: the next post may carry the position
+            // (see `Inner::post`), and while messages keep coming one
+            // acknowledgement covers them all (a flush does not wait).
             drop(strong);
             tokio::select! {
                 _ = tokio::time::sleep_until(due) => {}
@@ -827,6 +850,7 @@ async fn acknowledge(inner: Weak<Inner>, wanted: Arc<Notify>, mut closing: watch
             continue;
         }
         last_sent = Some(Instant::now());
+        waiting_since = None;
         let request = Request::Ack { name: name.clone(), through };
         let acknowledged = match strong.call(&request).await {
             Ok(Response::Acked) | Ok(Response::Outcome(Outcome::Acked)) => {

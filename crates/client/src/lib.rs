@@ -23,9 +23,11 @@
 //!   a background supervisor reconnects and resubscribes after the last
 //!   delivered message, so the application sees no gap and no repeat.
 //! - **Read position.** [`Client::shown`] tells the library a message was
-//!   shown; a background task acknowledges the highest shown id (never
-//!   more; at most once per [`limits::ACK_INTERVAL`] while messages keep
-//!   coming), and [`Client::flush`] acknowledges at once and waits.
+//!   shown. The next send, say or broadcast from that account carries the
+//!   highest shown id (never more) as its read position; if none comes
+//!   within [`limits::ACK_INTERVAL`], a background task acknowledges it
+//!   alone (at most once per interval while messages keep coming), and
+//!   [`Client::flush`] acknowledges at once and waits.
 //!
 //! [`DeliveryFilter`] and [`AckTracker`] are pure (no I/O, no clock): the
 //! deterministic simulator drives these same types.
@@ -74,9 +76,11 @@ pub mod limits {
     pub const BACKOFF_FIRST: Duration = Duration::from_millis(20);
     /// Longest pause between attempts.
     pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
-    /// Shortest time between two acknowledgements while shown messages
-    /// keep coming: one acknowledgement then covers every message shown in
-    /// the interval, instead of one consensus command per message.
+    /// How long a shown message waits for a post to carry its read
+    /// position before it is acknowledged alone, and the shortest time
+    /// between two acknowledgements while shown messages keep coming: one
+    /// acknowledgement then covers every message shown in the interval,
+    /// instead of one consensus command per message.
     /// [`crate::Client::flush`] does not wait for it. A client that dies
     /// without flushing may see up to this much of its last shown messages
     /// again in its next session.

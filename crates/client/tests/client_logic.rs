@@ -265,6 +265,7 @@ async fn a_new_connection_resumes_the_sign_in_before_anything_else() {
         client: id,
         seq: 1,
         command: Command::Send { from: "alice".into(), to: "bob".into(), text: "hi".into() },
+        read_through: None,
     };
     let sign_in = Request::SignIn { name: "alice".into(), password: Password("password".into()) };
     assert_eq!(on(0), vec![Request::Register { client: id }, sign_in, send.clone()]);
@@ -374,6 +375,59 @@ async fn messages_shown_in_a_stream_share_acknowledgements() {
     let bound = elapsed.as_millis() / chorus_client::limits::ACK_INTERVAL.as_millis() + 2;
     assert!(acknowledged.len() as u128 <= bound, "{} acks in {elapsed:?}: {acknowledged:?}", acknowledged.len());
     assert!(acknowledged.len() < 25, "{acknowledged:?}");
+}
+
+/// The read positions posts carried, in order.
+fn carried(received: &[Received]) -> Vec<Option<MessageId>> {
+    received
+        .iter()
+        .filter_map(|r| match &r.request {
+            Request::Command { read_through, .. } => Some(*read_through),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_send_carries_the_read_position_so_no_ack_is_needed() {
+    let (leader, client, mut stream) = subscribed_client().await;
+    leader.push(deliver(&[1, 2, 3], "bob")).await;
+    for expected in 1..=3 {
+        assert_eq!(next_id(&mut stream).await, expected);
+    }
+    client.shown("bob", 2);
+    assert_eq!(client.send("bob", "alice", "hi").await, Ok(9));
+    // Another account's post does not carry bob's position.
+    client.shown("bob", 3);
+    assert_eq!(client.send("carol", "alice", "hi").await, Ok(9));
+    assert_eq!(client.send("bob", "alice", "again").await, Ok(9));
+    assert_eq!(client.send("bob", "alice", "nothing new").await, Ok(9));
+    client.flush().await.expect("nothing left to acknowledge");
+    let received = leader.received();
+    assert_eq!(carried(&received), vec![Some(2), None, Some(3), None]);
+    assert_eq!(acks(&received), Vec::<MessageId>::new(), "the posts carried every position");
+}
+
+#[tokio::test]
+async fn a_position_a_refused_post_carried_is_acknowledged_alone() {
+    let policy: fake::Policy = Box::new(|request: &Request, _| match request {
+        Request::Command { .. } => Action::Reply(Err(RequestError::Chat(ChatError::MailboxFull { name: "a".into() }))),
+        other => Action::Reply(Ok(answer(other))),
+    });
+    let leader = FakeReplica::start(0, policy).await;
+    let client = Client::connect_with(Endpoints::plaintext(vec![leader.address()]), options_starting_at(0))
+        .await
+        .expect("connects");
+    let mut stream = client.deliveries().expect("first take");
+    client.subscribe("bob").await.expect("subscribes");
+    leader.push(deliver(&[1], "bob")).await;
+    assert_eq!(next_id(&mut stream).await, 1);
+    client.shown("bob", 1);
+    assert!(client.send("bob", "alice", "hi").await.is_err());
+    client.flush().await.expect("acknowledged");
+    let received = leader.received();
+    assert_eq!(carried(&received), vec![Some(1)]);
+    assert_eq!(acks(&received), vec![1], "an error does not confirm what the post carried");
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Identifies the protocol in the first frame ("CHRS").
 pub const MAGIC: u32 = 0x4348_5253;
 /// Bumped on any incompatible change to a frame.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Who is connecting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,8 +77,11 @@ pub enum Request {
     /// broadcast), exactly once per (client, seq). `Command::Create` is
     /// refused here: accounts are created with `CreateAccount`, so a
     /// client never picks the hash. The command must act for the account
-    /// this connection signed in as.
-    Command { client: ClientId, seq: u64, command: Command },
+    /// this connection signed in as. A send, say or broadcast may carry
+    /// that account's read position (`read_through`, as in `Ack`); it
+    /// takes effect with the command, so a reply to the command confirms
+    /// it and an active client needs no separate `Ack`.
+    Command { client: ClientId, seq: u64, command: Command, read_through: Option<MessageId> },
     /// Signs this connection in as `name`; answered by the leader with a
     /// session token. Failures are throttled per account and per address.
     SignIn { name: String, password: Password },
@@ -256,6 +259,7 @@ mod tests {
                 client: 7,
                 seq: 3,
                 command: Command::Send { from: "a".into(), to: "b".into(), text: "hi".into() },
+                read_through: Some(5),
             },
         };
         let bytes = encode_frame(&frame, chorus_limits::CLIENT_FRAME_BYTES_MAX).expect("fits");

@@ -254,7 +254,7 @@ impl Machine {
         }
         let (client, seq) = (self.ack_client, self.next_ack_seq);
         self.next_ack_seq += 1;
-        let proposal = Proposal { client, seq, at_millis: now, command: Command::Configure { room_history: wanted } };
+        let proposal = Proposal::new(client, seq, now, Command::Configure { room_history: wanted });
         if self.replica.propose(encode_proposal(&proposal)).is_ok() {
             tracing::info!(?wanted, "proposing the cluster file's room history bounds");
             self.configuring = true;
@@ -464,7 +464,7 @@ impl Machine {
                 self.reply(waiter, Ok(Response::Digest(digest)), out);
             }
             Request::Register { client } => {
-                let proposal = Proposal { client, seq: 0, at_millis: now, command: Command::RegisterClient };
+                let proposal = Proposal::new(client, 0, now, Command::RegisterClient);
                 self.propose(waiter, proposal, out)
             }
             Request::CreateAccount { client, seq, name, password } => {
@@ -472,7 +472,10 @@ impl Machine {
             }
             Request::SignIn { name, password } => self.sign_in(waiter, name, password, now, out),
             Request::Resume { token } => self.resume(waiter, token, now, out),
-            Request::Command { client, seq, command } => self.command(waiter, client, seq, command, now, out),
+            Request::Command { client, seq, command, read_through } => {
+                let proposal = Proposal { client, seq, at_millis: now, command, read_through };
+                self.command(waiter, proposal, out)
+            }
             Request::List { pattern } => self.start_read(waiter, ReadKind::List { pattern }, out),
             Request::Rooms { pattern } => self.start_read(waiter, ReadKind::Rooms { pattern }, out),
             Request::History { name, room, before, count } => match self.authorize(conn, &name) {
@@ -500,22 +503,23 @@ impl Machine {
                 let (client, seq) = (self.ack_client, self.next_ack_seq);
                 self.next_ack_seq += 1;
                 let command = Command::Ack { name, through };
-                self.validated(waiter, Proposal { client, seq, at_millis: now, command }, out);
+                self.validated(waiter, Proposal::new(client, seq, now, command), out);
             }
         }
     }
 
-    fn command(
-        &mut self,
-        waiter: Waiter,
-        client: ClientId,
-        seq: u64,
-        command: Command,
-        now: Millis,
-        out: &mut impl Outbox,
-    ) {
-        let account = match &command {
-            Command::Delete { name } | Command::Join { name, .. } | Command::Leave { name, .. } => name,
+    /// A session command from a client (its `read_through` as the client
+    /// sent it, checked here).
+    fn command(&mut self, waiter: Waiter, proposal: Proposal, out: &mut impl Outbox) {
+        let (client, seq) = (proposal.client, proposal.seq);
+        let account = match &proposal.command {
+            Command::Delete { name } | Command::Join { name, .. } | Command::Leave { name, .. } => {
+                if proposal.read_through.is_some() {
+                    let error = RequestError::BadRequest("only send, say and broadcast carry a read position".into());
+                    return self.reply(waiter, Err(error), out);
+                }
+                name
+            }
             Command::Send { from, .. } | Command::Say { from, .. } | Command::Broadcast { from, .. } => from,
             _ => {
                 let error = RequestError::BadRequest(
@@ -536,7 +540,7 @@ impl Machine {
                 return self.reply(waiter, reply, out);
             }
         }
-        self.validated(waiter, Proposal { client, seq, at_millis: now, command }, out);
+        self.validated(waiter, proposal, out);
     }
 
     /// Whether `conn` signed in as `name`.
@@ -653,7 +657,7 @@ impl Machine {
         match (pending, outcome) {
             (PendingJob::Create { waiter, client, seq, name }, PasswordOutcome::Hashed(Ok(password_hash))) => {
                 let command = Command::Create { name, password_hash };
-                self.validated(waiter, Proposal { client, seq, at_millis: now, command }, out);
+                self.validated(waiter, Proposal::new(client, seq, now, command), out);
             }
             (PendingJob::Create { waiter, .. }, PasswordOutcome::Hashed(Err(error))) => {
                 let error = RequestError::Unavailable(format!("hashing the password failed: {error}"));

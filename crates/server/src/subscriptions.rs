@@ -172,7 +172,7 @@ mod tests {
     fn mailbox_of(queued: u64) -> ChatState {
         let mut chat = ChatState::default();
         let mut apply = |seq, command| {
-            let applied = chat.apply(&Proposal { client: 1, seq, at_millis: 0, command });
+            let applied = chat.apply(&Proposal::new(1, seq, 0, command));
             assert!(applied.reply.is_ok(), "{:?}", applied.reply);
         };
         apply(0, Command::RegisterClient);

@@ -64,7 +64,7 @@ impl Single {
     fn command(&mut self, conn: ConnId, command: Command) -> Result<Response, RequestError> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.ask(conn, Request::Command { client: CLIENT, seq, command })
+        self.ask(conn, Request::Command { client: CLIENT, seq, command, read_through: None })
     }
 
     fn send(&mut self, conn: ConnId, from: &str, to: &str) -> Result<Response, RequestError> {

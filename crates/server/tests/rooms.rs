@@ -61,7 +61,7 @@ impl Cluster {
     /// Runs `command` exactly once on `conn`'s session.
     fn command(&mut self, conn: ConnId, command: Command) -> Result<Response, RequestError> {
         self.next_seq += 1;
-        let request = Request::Command { client: CLIENT + conn, seq: self.next_seq, command };
+        let request = Request::Command { client: CLIENT + conn, seq: self.next_seq, command, read_through: None };
         self.ask(conn, request)
     }
 
@@ -195,4 +195,26 @@ fn the_leader_proposes_the_cluster_files_room_history_bounds_and_clients_cannot(
     let forged = Command::Configure { room_history: HistoryBounds::MAX };
     assert!(matches!(cluster.command(1, forged), Err(RequestError::BadRequest(_))), "not a client's command");
     assert_eq!(cluster.machine.chat().room_history(), small);
+}
+
+#[test]
+fn a_post_carries_its_senders_read_position_and_nothing_else_may() {
+    let mut cluster = Cluster::new();
+    join(&mut cluster, 1, "#r");
+    join(&mut cluster, 2, "#r");
+    let first = cluster.say(1, "#r", "one");
+    cluster.next_seq += 1;
+    let say = Command::Say { from: "bob".into(), room: "#r".into(), text: "two".into() };
+    let carried =
+        Request::Command { client: CLIENT + 2, seq: cluster.next_seq, command: say, read_through: Some(first) };
+    assert!(matches!(cluster.ask(2, carried), Ok(Response::Outcome(Outcome::Sent { .. }))));
+    // bob's position moved with his post: a new subscription starts after it.
+    cluster.subscribe(2, 0);
+    let texts: Vec<String> = cluster.delivered(2).into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, vec!["two".to_string()]);
+
+    cluster.next_seq += 1;
+    let leave = Command::Leave { name: "bob".into(), room: "#r".into() };
+    let refused = Request::Command { client: CLIENT + 2, seq: cluster.next_seq, command: leave, read_through: Some(1) };
+    assert!(matches!(cluster.ask(2, refused), Err(RequestError::BadRequest(_))));
 }

@@ -14,6 +14,10 @@ use std::collections::VecDeque;
 pub const ATTEMPT_TICKS: u64 = 40;
 /// Ticks after which an operation is given up (its outcome unknown).
 pub const OPERATION_TICKS: u64 = 600;
+/// Ticks a shown message waits for a post to carry its read position
+/// before a client with `waits_for_posts` acknowledges it alone (the
+/// library's `ACK_INTERVAL`).
+pub const ACK_WAIT_TICKS: u64 = 15;
 /// Names the workload uses (few, so operations collide).
 pub const NAMES: [&str; 6] = ["u0", "u1", "u2", "u3", "u4", "u5"];
 /// Rooms the workload uses (few, so members overlap).
@@ -47,6 +51,14 @@ impl OpKind {
     /// True for the room commands (through the log, exactly once).
     fn is_room_command(&self) -> bool {
         matches!(self, OpKind::Join { .. } | OpKind::Leave { .. } | OpKind::Say { .. } | OpKind::Broadcast { .. })
+    }
+
+    /// The account a post (send, say, broadcast) comes from.
+    fn poster(&self) -> Option<&str> {
+        match self {
+            OpKind::Send { from, .. } | OpKind::Say { from, .. } | OpKind::Broadcast { from, .. } => Some(from),
+            _ => None,
+        }
     }
 
     /// The chat command an exactly-once operation proposes.
@@ -97,11 +109,13 @@ pub enum Observation {
         at: u64,
         subscribed_at: u64,
     },
-    /// The read position of `name` is confirmed at `through`.
+    /// The read position of `name` is confirmed at `through` (`carried`:
+    /// by the reply to a post that carried it, not by an `Ack`).
     AckConfirmed {
         name: String,
         through: MessageId,
         at: u64,
+        carried: bool,
     },
 }
 
@@ -116,6 +130,8 @@ struct Pending {
     attempt: Option<(u64, u64)>,
     /// No attempt before this tick.
     retry_at: u64,
+    /// The read position the request carries (a post's sender's).
+    carries: Option<(String, MessageId)>,
 }
 
 /// One simulated client process.
@@ -145,6 +161,8 @@ pub struct SimClient {
     filter: DeliveryFilter,
     acks: AckTracker,
     ack_in_flight: Option<(u64, String, MessageId, u64)>,
+    /// When the acknowledgement work now waiting appeared.
+    ack_waiting_since: Option<u64>,
     resubscribe_in_flight: Option<(u64, u64)>,
     /// Admitted messages waiting to be shown, with the tick they will be
     /// and the tick their subscription was requested.
@@ -180,6 +198,7 @@ impl SimClient {
             filter: DeliveryFilter::default(),
             acks: AckTracker::default(),
             ack_in_flight: None,
+            ack_waiting_since: None,
             resubscribe_in_flight: None,
             to_show: VecDeque::new(),
             subscribe_sent: None,
@@ -330,7 +349,9 @@ impl SimClient {
             matches!(kind, OpKind::Create(_) | OpKind::Delete(_) | OpKind::Send { .. }) || kind.is_room_command();
         let seq = if exactly_once { self.next_seq } else { 0 };
         self.next_seq += u64::from(exactly_once);
-        let command = |command| Request::Command { client, seq, command };
+        let carries = kind.poster().and_then(|from| Some((from.to_string(), self.acks.unconfirmed(from)?)));
+        let read_through = carries.as_ref().map(|(_, through)| *through);
+        let command = |command| Request::Command { client, seq, command, read_through };
         let password = || Password(PASSWORD.into());
         let request = match &kind {
             OpKind::Register => Request::Register { client },
@@ -348,7 +369,8 @@ impl SimClient {
             }
             OpKind::List(pattern) => Request::List { pattern: pattern.clone() },
         };
-        self.op = Some(Pending { kind, request, seq, invoked_at: now, attempt: None, retry_at: now });
+        let op = Pending { kind, request, seq, invoked_at: now, attempt: None, retry_at: now, carries };
+        self.op = Some(op);
     }
 
     fn drive_op(&mut self, now: u64, rng: &mut ChaCha8Rng, links: &mut Links) {
@@ -552,7 +574,7 @@ impl SimClient {
             match result {
                 Ok(Response::Acked) => {
                     self.acks.acked(&name, through);
-                    self.observations.push(Observation::AckConfirmed { name, through, at: now });
+                    self.observations.push(Observation::AckConfirmed { name, through, at: now, carried: false });
                 }
                 Err(RequestError::NotLeader { leader }) => self.move_on(leader.map(usize::from), links),
                 // Deleted, or no longer signed in as it: refused for good
@@ -622,6 +644,12 @@ impl SimClient {
             (OpKind::Connect(name), _) => self.filter.cancel(name),
             _ => {}
         }
+        if let (Some((name, through)), Ok(Response::Outcome(_))) = (&op.carries, &result) {
+            // Applied with the post, like the library's `Inner::post`.
+            self.acks.acked(name, *through);
+            let confirmed = Observation::AckConfirmed { name: name.clone(), through: *through, at: now, carried: true };
+            self.observations.push(confirmed);
+        }
         self.finish(op, now, OpEnd::Replied(now, result));
     }
 
@@ -648,6 +676,13 @@ impl SimClient {
         }
     }
 
+    /// Half the clients acknowledge at once, the others wait for a post to
+    /// carry the read position first (as the library does), so both paths
+    /// run in every simulation. Fixed by index: no random draw.
+    fn waits_for_posts(&self) -> bool {
+        self.index % 2 == 1
+    }
+
     fn drive_acks(&mut self, now: u64, links: &mut Links) {
         if let Some((_, _, _, sent_at)) = self.ack_in_flight {
             if now > sent_at + ATTEMPT_TICKS {
@@ -664,9 +699,18 @@ impl SimClient {
         if self.token.is_some() && !self.conn_signed_in {
             return;
         }
-        let (Some(conn), Some((name, through))) = (self.conn, self.acks.next()) else {
+        let Some((name, through)) = self.acks.next() else {
+            self.ack_waiting_since = None;
             return;
         };
+        let since = *self.ack_waiting_since.get_or_insert(now);
+        if self.waits_for_posts() && now < since + ACK_WAIT_TICKS {
+            return; // a post may carry it
+        }
+        let Some(conn) = self.conn else {
+            return;
+        };
+        self.ack_waiting_since = None;
         let id = self.next_request_id;
         self.next_request_id += 1;
         self.ack_in_flight = Some((id, name.clone(), through, now));

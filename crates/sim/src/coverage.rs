@@ -38,11 +38,13 @@ pub struct Coverage {
     /// Gap notices shown to room members (messages dropped from a room's
     /// history before they read them; runs with small history bounds).
     pub room_gap_notices_shown: u64,
+    /// Read positions confirmed by the reply to a post that carried them.
+    pub read_positions_carried: u64,
 }
 
 impl Coverage {
     /// Every counter, by name.
-    pub fn counters(&self) -> [(&'static str, u64); 14] {
+    pub fn counters(&self) -> [(&'static str, u64); 15] {
         [
             ("snapshots written", self.snapshots_written),
             ("fetches started", self.fetches_started),
@@ -58,6 +60,7 @@ impl Coverage {
             ("disks wiped", self.disks_wiped),
             ("rebuilds finished", self.rebuilds_finished),
             ("room gap notices shown", self.room_gap_notices_shown),
+            ("read positions carried by posts", self.read_positions_carried),
         ]
     }
 
@@ -83,6 +86,7 @@ impl std::ops::AddAssign for Coverage {
         self.disks_wiped += other.disks_wiped;
         self.rebuilds_finished += other.rebuilds_finished;
         self.room_gap_notices_shown += other.room_gap_notices_shown;
+        self.read_positions_carried += other.read_positions_carried;
     }
 }
 

@@ -597,6 +597,9 @@ impl World {
                 if let crate::client::Observation::Shown { message, .. } = &observation {
                     self.report.coverage.room_gap_notices_shown += u64::from(message.is_gap_notice());
                 }
+                if let crate::client::Observation::AckConfirmed { carried: true, .. } = &observation {
+                    self.report.coverage.read_positions_carried += 1;
+                }
                 self.checks.observed(observation)?;
             }
         }

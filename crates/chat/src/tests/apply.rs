@@ -266,3 +266,61 @@ fn mailbox_of_a_missing_account_is_an_error() {
     let missing = ChatError::NoSuchAccount { name: "carol".to_string() };
     assert_eq!(harness.state.mailbox("carol", 0, 10), Err(missing));
 }
+
+/// Proposes `command` carrying the read position `through`.
+fn carrying(harness: &mut Harness, command: Command, through: u64) -> Applied {
+    harness.seq += 1;
+    let proposal = Proposal { read_through: Some(through), ..proposal(CLIENT, harness.seq, command) };
+    harness.apply(&proposal)
+}
+
+#[test]
+fn a_send_carries_its_senders_read_position() {
+    let mut harness = alice_and_bob();
+    for id in 1..=3 {
+        harness.ok(send("alice", "bob", "m"), Outcome::Sent { id });
+    }
+    let sent = carrying(&mut harness, send("bob", "alice", "reply"), 2);
+    let event = StateEvent::Queued(message(4, "bob", "alice", 6, "reply"));
+    assert_eq!(sent, applied(CLIENT, 6, Ok(Outcome::Sent { id: 4 }), Some(event)));
+    assert_eq!(harness.state.accounts["bob"].acked_through, 2);
+    let rest = vec![message(3, "alice", "bob", 5, "m")];
+    assert_eq!(harness.state.mailbox("bob", 0, 10), Ok(rest));
+    assert_eq!(harness.state.accounts["alice"].acked_through, 0, "only the sender's position moves");
+}
+
+#[test]
+fn a_carried_read_position_applies_even_when_the_post_fails() {
+    let mut harness = Harness::with_bounds(SMALL);
+    harness.ok(create("alice"), Outcome::Created);
+    harness.ok(create("bob"), Outcome::Created);
+    harness.ok(send("alice", "bob", "1"), Outcome::Sent { id: 1 });
+    harness.ok(send("bob", "alice", "1"), Outcome::Sent { id: 2 });
+    harness.ok(send("bob", "alice", "2"), Outcome::Sent { id: 3 });
+    // alice's mailbox is full, so bob's post fails; his position moves anyway.
+    let full = ChatError::MailboxFull { name: "alice".to_string() };
+    let failed = carrying(&mut harness, send("bob", "alice", "3"), 1);
+    assert_eq!(failed, applied(CLIENT, 6, Err(full), None));
+    assert_eq!(harness.state.accounts["bob"].acked_through, 1);
+    assert_eq!(harness.state.mailbox("bob", 0, 10), Ok(vec![]));
+    // A retry of the same post (its reply cached) is harmless: acks are idempotent.
+    harness.seq -= 1;
+    let _ = carrying(&mut harness, send("bob", "alice", "3"), 1);
+    assert_eq!(harness.state.accounts["bob"].acked_through, 1);
+}
+
+#[test]
+fn a_read_position_on_anything_but_a_post_is_ignored() {
+    let mut harness = alice_and_bob();
+    harness.ok(send("alice", "bob", "1"), Outcome::Sent { id: 1 });
+    let before = chat_bytes(&harness.state);
+    let deleted = carrying(&mut harness, delete("alice"), 1);
+    assert_eq!(deleted.reply, Ok(Outcome::Deleted));
+    assert_eq!(harness.state.accounts["bob"].acked_through, 0);
+    assert_ne!(chat_bytes(&harness.state), before, "the delete itself ran");
+    // An unknown sender: the post fails and nothing else changes.
+    let before = chat_bytes(&harness.state);
+    let unknown = carrying(&mut harness, send("carol", "bob", "hi"), 1);
+    assert_eq!(unknown.reply, Err(ChatError::SenderUnknown { name: "carol".to_string() }));
+    assert_eq!(chat_bytes(&harness.state), before);
+}

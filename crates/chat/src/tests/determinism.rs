@@ -64,10 +64,12 @@ enum SeqMove {
 /// (mostly increasing, some retries, a few stale), so that commands execute.
 fn proposals() -> impl Strategy<Value = Vec<Proposal>> {
     let seq_move = prop_oneof![8 => Just(SeqMove::Next), 2 => Just(SeqMove::Retry), 1 => Just(SeqMove::Stale)];
-    let step = (0..3u64, seq_move, any::<u64>(), command());
+    // Some commands carry a read position (only posts apply it).
+    let read_through = prop::option::weighted(0.3, 0..40u64);
+    let step = (0..3u64, seq_move, any::<u64>(), command(), read_through);
     prop::collection::vec(step, 0..120).prop_map(|steps| {
         let mut last_seq = [0u64; 3];
-        let numbered = steps.into_iter().map(|(client, seq_move, at_millis, command)| {
+        let numbered = steps.into_iter().map(|(client, seq_move, at_millis, command, read_through)| {
             let last = &mut last_seq[client as usize];
             let seq = match seq_move {
                 SeqMove::Next => *last + 1,
@@ -75,11 +77,10 @@ fn proposals() -> impl Strategy<Value = Vec<Proposal>> {
                 SeqMove::Stale => last.saturating_sub(2),
             };
             *last = (*last).max(seq);
-            Proposal { client, seq, at_millis, command }
+            Proposal { client, seq, at_millis, command, read_through }
         });
         // Clients 0 and 1 start registered; client 2 must register itself.
-        let registrations =
-            (0..2).map(|client| Proposal { client, seq: 0, at_millis: 0, command: Command::RegisterClient });
+        let registrations = (0..2).map(|client| Proposal::new(client, 0, 0, Command::RegisterClient));
         registrations.chain(numbered).collect()
     })
 }
@@ -147,7 +148,10 @@ proptest! {
     ) {
         let mut state = ChatState::new();
         for p in &proposals {
-            let before = chat_bytes(&state);
+            // A read position a post carries applies even if the post fails.
+            let mut acked = state.clone();
+            acked.carried_ack(p);
+            let before = chat_bytes(&acked);
             let result = state.apply_bounded(p, TIGHT);
             if result.reply.is_err() {
                 prop_assert_eq!(chat_bytes(&state), before);

@@ -23,7 +23,7 @@ fn millis(seq: u64) -> u64 {
 
 /// A proposal with a timestamp derived from its sequence number.
 fn proposal(client: ClientId, seq: u64, command: Command) -> Proposal {
-    Proposal { client, seq, at_millis: millis(seq), command }
+    Proposal::new(client, seq, millis(seq), command)
 }
 
 /// The `Applied` a test expects.

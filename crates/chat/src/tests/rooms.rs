@@ -251,3 +251,19 @@ fn configure_refuses_bounds_outside_the_limits_and_changes_nothing() {
     let too_big = HistoryBounds { messages: HistoryBounds::MAX.messages + 1, bytes: HistoryBounds::MAX.bytes };
     assert!(validate(&Command::Configure { room_history: too_big }).is_err());
 }
+
+#[test]
+fn a_say_carries_its_senders_read_position_into_every_room() {
+    let mut harness = Harness::new();
+    harness.ok(create("alice"), Outcome::Created);
+    harness.ok(create("bob"), Outcome::Created);
+    harness.ok(join("alice", "#tea"), Outcome::Joined);
+    harness.ok(join("bob", "#tea"), Outcome::Joined);
+    harness.ok(say("alice", "#tea", "one"), Outcome::Sent { id: 1 });
+    harness.seq += 1;
+    let reply = Proposal { read_through: Some(1), ..proposal(CLIENT, harness.seq, say("bob", "#tea", "two")) };
+    assert_eq!(harness.apply(&reply).reply, Ok(Outcome::Sent { id: 2 }));
+    assert_eq!(harness.state.rooms["#tea"].members["bob"], 1);
+    assert_eq!(harness.state.accounts["bob"].acked_through, 1);
+    assert_eq!(harness.state.rooms["#tea"].members["alice"], 0);
+}

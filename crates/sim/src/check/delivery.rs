@@ -64,7 +64,7 @@ impl Delivery {
             Observation::Shown { client, incarnation, message, at, subscribed_at } => {
                 self.shown_message(client, incarnation, &message, at, subscribed_at)
             }
-            Observation::AckConfirmed { name, through, at } => {
+            Observation::AckConfirmed { name, through, at, .. } => {
                 self.confirmed.push((name, through, at));
                 Ok(())
             }

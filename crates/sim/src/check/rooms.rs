@@ -13,7 +13,7 @@
 
 use super::Violation;
 use crate::client::Observation;
-use chorus_chat::{Command, Message, MessageId, Outcome, BROADCAST_ROOM};
+use chorus_chat::{Command, Message, MessageId, Outcome, Proposal, BROADCAST_ROOM};
 use chorus_server::machine::AppliedSlot;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -63,10 +63,26 @@ impl Rooms {
     /// `executed` tells, per command, whether it ran.
     pub fn first_application(&mut self, slot: &AppliedSlot, executed: &[bool]) {
         for (index, (proposal, reply)) in slot.commands.iter().enumerate() {
+            self.carried_ack(proposal);
             let ran = executed[index] || matches!(proposal.command, Command::Ack { .. });
             if ran {
                 self.apply(&proposal.command, reply);
             }
+        }
+    }
+
+    /// The read position a post carries moves before the post, whether
+    /// or not the post runs, if its sender exists.
+    fn carried_ack(&mut self, proposal: &Proposal) {
+        let (Some(through), Some(from)) = (proposal.read_through, poster(&proposal.command)) else { return };
+        let exists = self
+            .spans
+            .get(&(from.to_string(), BROADCAST_ROOM.to_string()))
+            .and_then(|spans| spans.last())
+            .is_some_and(|span| span.through.is_none());
+        if exists {
+            let acked = self.acked.entry(from.to_string()).or_default();
+            *acked = (*acked).max(through.min(self.last_id));
         }
     }
 
@@ -124,7 +140,7 @@ impl Rooms {
             Observation::Shown { client, incarnation, message, at, subscribed_at } if message.room.is_some() => {
                 self.shown_message((*client, *incarnation), message, *at, *subscribed_at)
             }
-            Observation::AckConfirmed { name, through, at } => {
+            Observation::AckConfirmed { name, through, at, .. } => {
                 self.confirmed.push((name.clone(), *through, *at));
                 Ok(())
             }
@@ -250,6 +266,14 @@ impl Rooms {
             }
         }
         Ok(())
+    }
+}
+
+/// The sender of a post.
+fn poster(command: &Command) -> Option<&str> {
+    match command {
+        Command::Send { from, .. } | Command::Say { from, .. } | Command::Broadcast { from, .. } => Some(from),
+        _ => None,
     }
 }
 
