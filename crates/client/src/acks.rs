@@ -18,6 +18,9 @@ struct AckCursor {
     shown: MessageId,
     /// Highest id the cluster confirmed as acknowledged.
     acked: MessageId,
+    /// The position a post in flight carries (0: none); a lone
+    /// acknowledgement would only repeat it.
+    carried: MessageId,
 }
 
 /// Accounts with shown messages whose acknowledgement is not yet confirmed.
@@ -42,20 +45,37 @@ impl AckTracker {
             tracing::warn!(account = name, "too many accounts awaiting acknowledgement");
             return false;
         }
-        self.cursors.insert(name.to_string(), AckCursor { shown: id, acked: 0 });
+        self.cursors.insert(name.to_string(), AckCursor { shown: id, acked: 0, carried: 0 });
         assert!(self.cursors.len() <= ACK_ACCOUNTS_MAX);
         true
     }
 
-    /// The next acknowledgement to send: an account and its highest shown id.
+    /// The next acknowledgement to send alone: an account and its highest
+    /// shown id, unless a post in flight already carries that id.
     pub fn next(&self) -> Option<(String, MessageId)> {
-        self.cursors.iter().find(|(_, c)| c.shown > c.acked).map(|(name, c)| (name.clone(), c.shown))
+        let wanted = |c: &AckCursor| c.shown > c.acked.max(c.carried);
+        self.cursors.iter().find(|(_, c)| wanted(c)).map(|(name, c)| (name.clone(), c.shown))
     }
 
-    /// The highest id shown for `name` and not yet confirmed, if any: what
-    /// a post from `name` may carry.
-    pub fn unconfirmed(&self, name: &str) -> Option<MessageId> {
-        self.cursors.get(name).filter(|c| c.shown > c.acked).map(|c| c.shown)
+    /// A post from `name` is about to go: the highest id shown for `name`
+    /// and not yet confirmed, if any, which the post then carries (and
+    /// [`AckTracker::next`] leaves to it until [`AckTracker::post_ended`]).
+    pub fn carry(&mut self, name: &str) -> Option<MessageId> {
+        let cursor = self.cursors.get_mut(name).filter(|c| c.shown > c.acked)?;
+        cursor.carried = cursor.shown;
+        Some(cursor.shown)
+    }
+
+    /// The post that carried `through` for `name` ended: `applied` if its
+    /// reply came from the state machine (the position is confirmed),
+    /// otherwise a lone acknowledgement must cover it.
+    pub fn post_ended(&mut self, name: &str, through: MessageId, applied: bool) {
+        if applied {
+            return self.acked(name, through);
+        }
+        if let Some(cursor) = self.cursors.get_mut(name) {
+            cursor.carried = 0;
+        }
     }
 
     /// The cluster confirmed the read position of `name` at `through`.
@@ -113,12 +133,30 @@ mod tests {
     #[test]
     fn a_post_carries_the_unconfirmed_position_of_its_sender_only() {
         let mut tracker = AckTracker::default();
-        assert_eq!(tracker.unconfirmed("bob"), None);
+        assert_eq!(tracker.carry("bob"), None);
         tracker.shown("bob", 4);
+        assert_eq!(tracker.carry("bob"), Some(4));
+        assert_eq!(tracker.next(), None, "the post in flight carries it");
+        assert!(tracker.pending(), "but it is not confirmed");
+        tracker.shown("bob", 6);
+        assert_eq!(tracker.next(), Some(("bob".into(), 6)), "a newer id is not carried");
+        tracker.post_ended("bob", 4, true);
+        assert_eq!(tracker.carry("bob"), Some(6));
+        tracker.post_ended("bob", 6, true);
+        assert!(!tracker.pending());
+        assert_eq!(tracker.carry("bob"), None);
+    }
+
+    #[test]
+    fn a_failed_post_leaves_its_position_to_a_lone_acknowledgement() {
+        let mut tracker = AckTracker::default();
+        tracker.shown("bob", 3);
         tracker.shown("carol", 2);
-        assert_eq!(tracker.unconfirmed("bob"), Some(4));
-        tracker.acked("bob", 4);
-        assert_eq!(tracker.unconfirmed("bob"), None);
-        assert_eq!(tracker.unconfirmed("carol"), Some(2));
+        assert_eq!(tracker.carry("bob"), Some(3));
+        assert_eq!(tracker.next(), Some(("carol".into(), 2)), "another account's is not carried");
+        tracker.acked("carol", 2);
+        assert_eq!(tracker.next(), None);
+        tracker.post_ended("bob", 3, false);
+        assert_eq!(tracker.next(), Some(("bob".into(), 3)));
     }
 }

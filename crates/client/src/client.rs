@@ -424,6 +424,27 @@ impl Client {
     }
 }
 
+/// A read position a post in flight carries. Dropped when the post ends,
+/// even if the caller gave up on it: unless the reply confirmed the
+/// position, the acknowledger takes it over.
+struct Carrying<'a> {
+    inner: &'a Inner,
+    name: &'a str,
+    through: MessageId,
+    applied: bool,
+}
+
+impl Drop for Carrying<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.acks).post_ended(self.name, self.through, self.applied);
+        if self.applied {
+            self.inner.ack_progress.send_modify(|count| *count += 1);
+        } else {
+            self.inner.ack_wanted.notify_one();
+        }
+    }
+}
+
 /// True for requests a replica serves only on a connection signed in as
 /// the account they act for.
 fn acts_for_an_account(request: &Request) -> bool {
@@ -471,14 +492,13 @@ impl Inner {
     /// confirms, so a client that keeps posting sends no separate `Ack`.
     async fn post(&self, command: Command, from: &str) -> Result<Outcome, ClientError> {
         chorus_chat::validate(&command)?;
-        let read_through = lock(&self.acks).unconfirmed(from);
+        let read_through = lock(&self.acks).carry(from);
+        let mut carrying = read_through.map(|through| Carrying { inner: self, name: from, through, applied: false });
         let make = move |client, seq| Request::Command { client, seq, command, read_through };
         let outcome = self.execute_request(make).await;
-        // Only a reply from the state machine says the proposal was applied;
-        // on an error the acknowledger still covers the position.
-        if let (Ok(_), Some(through)) = (&outcome, read_through) {
-            lock(&self.acks).acked(from, through);
-            self.ack_progress.send_modify(|count| *count += 1);
+        if let Some(carrying) = carrying.as_mut() {
+            // Only a reply from the state machine says the proposal was applied.
+            carrying.applied = outcome.is_ok();
         }
         outcome
     }

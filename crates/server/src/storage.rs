@@ -155,6 +155,25 @@ pub fn spawn<S: LogStore + 'static>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_store_of_another_format_is_refused_not_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, snapshots) = (dir.path().join("data"), dir.path().join("snapshots"));
+        drop(open_local_state(&data, &snapshots, 1).expect("a new store opens"));
+        let mut paths = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path());
+        let segment = paths.find(|p| p.extension().is_some_and(|e| e == "log")).expect("a segment");
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let header = chorus_store::HEADER_BYTES;
+        let crc = crc32fast::hash(&bytes[..header - 4]);
+        bytes[header - 4..header].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&segment, &bytes).unwrap();
+        let refused = open_local_state(&data, &snapshots, 1).err().expect("refused");
+        let wrong = StoreError::WrongFormat { found: 1, reads: chorus_store::WAL_FORMAT_VERSION };
+        assert_eq!(refused.chain().find_map(|c| c.downcast_ref::<StoreError>()), Some(&wrong));
+        assert_eq!(std::fs::read(&segment).unwrap(), bytes, "left where it was, unchanged");
+    }
+
     /// A pacer after `commits` commits of `batches` each, `gap` apart.
     fn paced(commits: usize, batches: usize, gap: Duration) -> (Pacer, Instant) {
         let mut now = Instant::now();

@@ -349,7 +349,7 @@ impl SimClient {
             matches!(kind, OpKind::Create(_) | OpKind::Delete(_) | OpKind::Send { .. }) || kind.is_room_command();
         let seq = if exactly_once { self.next_seq } else { 0 };
         self.next_seq += u64::from(exactly_once);
-        let carries = kind.poster().and_then(|from| Some((from.to_string(), self.acks.unconfirmed(from)?)));
+        let carries = kind.poster().and_then(|from| Some((from.to_string(), self.acks.carry(from)?)));
         let read_through = carries.as_ref().map(|(_, through)| *through);
         let command = |command| Request::Command { client, seq, command, read_through };
         let password = || Password(PASSWORD.into());
@@ -644,16 +644,21 @@ impl SimClient {
             (OpKind::Connect(name), _) => self.filter.cancel(name),
             _ => {}
         }
-        if let (Some((name, through)), Ok(Response::Outcome(_))) = (&op.carries, &result) {
-            // Applied with the post, like the library's `Inner::post`.
-            self.acks.acked(name, *through);
-            let confirmed = Observation::AckConfirmed { name: name.clone(), through: *through, at: now, carried: true };
-            self.observations.push(confirmed);
-        }
         self.finish(op, now, OpEnd::Replied(now, result));
     }
 
-    fn finish(&mut self, op: Pending, _now: u64, end: OpEnd) {
+    fn finish(&mut self, op: Pending, now: u64, end: OpEnd) {
+        if let Some((name, through)) = &op.carries {
+            // Like the library's `Inner::post`: only a reply from the state
+            // machine confirms the position the post carried.
+            let applied = matches!(end, OpEnd::Replied(_, Ok(Response::Outcome(_))));
+            self.acks.post_ended(name, *through, applied);
+            if applied {
+                let confirmed =
+                    Observation::AckConfirmed { name: name.clone(), through: *through, at: now, carried: true };
+                self.observations.push(confirmed);
+            }
+        }
         self.observations.push(Observation::Finished(Finished {
             client: self.index,
             client_id: self.client_id,

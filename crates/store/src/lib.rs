@@ -121,6 +121,16 @@ pub enum StoreError {
     /// could not start, the store already failed once).
     #[error("storage engine failed: {0}")]
     Engine(String),
+    /// The data was written in a format version this build does not read
+    /// (an older or newer build wrote it). Not damage: nothing is set
+    /// aside or rebuilt; run the build that wrote it.
+    #[error("stored data has format version {found}; this build reads version {reads} (formats are not converted)")]
+    WrongFormat {
+        /// The version found in the data.
+        found: u32,
+        /// The version this build reads and writes.
+        reads: u32,
+    },
     /// The data directory belongs to another replica.
     #[error("data directory belongs to replica {found}, not replica {expected}")]
     WrongReplica {

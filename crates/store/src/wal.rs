@@ -159,9 +159,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{assert_entry_well_formed, LogStore, StoreError, ENTRY_BYTES_MAX};
 
-/// Version of the segment layout this build writes and reads. A segment
-/// with another version is refused as [`StoreError::Corrupt`].
-pub const WAL_FORMAT_VERSION: u32 = 1;
+/// Version of the segment layout, and of the proposals in its entries,
+/// that this build writes and reads; a segment with another version is
+/// refused as [`StoreError::WrongFormat`]. Version 2: a proposal carries
+/// an optional read position (`read_through`).
+pub const WAL_FORMAT_VERSION: u32 = 2;
 
 /// Bytes of a segment's header.
 pub const HEADER_BYTES: usize = 28;
@@ -819,10 +821,7 @@ fn check_header(bytes: &[u8], replica: u8, sequence: u64) -> Result<(), StoreErr
         return Err(StoreError::WrongReplica { expected: replica, found: header.replica });
     }
     if header.format_version != WAL_FORMAT_VERSION {
-        return Err(corrupt(format!(
-            "format version {}; this build reads version {WAL_FORMAT_VERSION}",
-            header.format_version
-        )));
+        return Err(StoreError::WrongFormat { found: header.format_version, reads: WAL_FORMAT_VERSION });
     }
     if header.sequence != sequence {
         return Err(corrupt(format!("segment {sequence} has sequence {} in its header", header.sequence)));
