@@ -162,6 +162,9 @@ impl ChatState {
     /// Its outcome is not reported: the command's reply stands alone.
     pub(crate) fn carried_ack(&mut self, proposal: &Proposal) {
         let Some(through) = proposal.read_through else { return };
+        if chorus_plant::active(chorus_plant::bugs::CARRIED_READ_POSITION_IGNORED) {
+            return; // Planted bug: the client is told a position moved that did not.
+        }
         let (Command::Send { from, .. } | Command::Say { from, .. } | Command::Broadcast { from, .. }) =
             &proposal.command
         else {

@@ -18,6 +18,9 @@ pub mod bugs {
     /// A member's room messages start at the room's newest one instead of
     /// its read position: what it missed while away is skipped.
     pub const ROOM_BACKLOG_SKIPPED: u32 = 1 << 4;
+    /// The state machine ignores the read position a post carries,
+    /// though the post's reply still tells the client it was applied.
+    pub const CARRIED_READ_POSITION_IGNORED: u32 = 1 << 5;
 }
 
 /// The flag of the bug called `name` (kebab case, as the simulator's
@@ -29,6 +32,7 @@ pub fn from_name(name: &str) -> Option<u32> {
         "dedup-outside-log" => Some(bugs::DEDUP_OUTSIDE_LOG),
         "wiped-votes-at-once" => Some(bugs::WIPED_VOTES_AT_ONCE),
         "room-backlog-skipped" => Some(bugs::ROOM_BACKLOG_SKIPPED),
+        "carried-read-position-ignored" => Some(bugs::CARRIED_READ_POSITION_IGNORED),
         _ => None,
     }
 }

@@ -53,6 +53,8 @@ pub enum Plant {
     /// Room messages reach a member from the room's newest one on, not
     /// from its read position.
     RoomBacklogSkipped,
+    /// The state machine ignores the read position a post carries.
+    CarriedReadPositionIgnored,
 }
 
 /// Turns planted bugs on (or off) for this thread.
@@ -67,6 +69,7 @@ pub(crate) mod plant {
             Some(Plant::DedupOutsideLog) => bugs::DEDUP_OUTSIDE_LOG,
             Some(Plant::WipedVotesAtOnce) => bugs::WIPED_VOTES_AT_ONCE,
             Some(Plant::RoomBacklogSkipped) => bugs::ROOM_BACKLOG_SKIPPED,
+            Some(Plant::CarriedReadPositionIgnored) => bugs::CARRIED_READ_POSITION_IGNORED,
             Some(Plant::AckBeforeShown) | None => 0,
         };
         chorus_plant::set(flags);

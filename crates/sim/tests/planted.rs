@@ -64,6 +64,15 @@ fn skipping_a_members_room_backlog_is_caught() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "bugs are planted only in debug builds")]
+fn ignoring_a_carried_read_position_is_caught() {
+    let (seed, check) = caught_by(Plant::CarriedReadPositionIgnored);
+    // A direct message (`delivery`) or a room's (`rooms`, `#all` included)
+    // shown again after a read position covering it was confirmed.
+    assert!(check == "delivery" || check == "rooms", "seed {seed}: {check}");
+}
+
+#[test]
 fn acking_before_showing_is_caught() {
     let (seed, check) = caught_by(Plant::AckBeforeShown);
     assert_eq!(check, "delivery", "seed {seed}");
