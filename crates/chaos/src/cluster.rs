@@ -450,7 +450,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = WalStore::open_founding(dir.path(), 0).unwrap();
         for slot in 1..=3 {
-            let entry = Entry { ballot: Ballot::new(1, 0), value: Value::Batch(vec![vec![9; 700]]), chosen: false };
+            let entry = Entry { ballot: Ballot::new(1, 0), value: Value::batch(vec![vec![9; 700]]), chosen: false };
             store.persist(&[WriteBatch { id: slot, entries: vec![(slot, entry)], ..WriteBatch::default() }]).unwrap();
         }
         let path = store.segment_path();

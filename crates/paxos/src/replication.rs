@@ -38,7 +38,7 @@ impl Replica {
             let slot = leader.next_slot;
             leader.next_slot += 1;
             leader.in_flight.insert(slot, InFlight::default());
-            cut.push((slot, Value::Batch(batch)));
+            cut.push((slot, Value::batch(batch)));
         }
         if !cut.is_empty() {
             self.send_accepts(cut);

@@ -2,6 +2,7 @@
 //! durable write batches and the messages replicas exchange.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Identifies one replica of the cluster. Small and dense: 0, 1, 2, ...
 pub type ReplicaId = u8;
@@ -41,11 +42,19 @@ impl std::fmt::Display for Ballot {
 pub enum Value {
     /// Fills a hole; the state machine skips it.
     Noop,
-    /// Commands in the order the leader received them.
-    Batch(Vec<Vec<u8>>),
+    /// Commands in the order the leader received them. Shared, not
+    /// copied: one slot's value sits in the log, the pending write, each
+    /// peer's Accept and the committed batch at once. Encoded exactly as
+    /// a `Vec` would be.
+    Batch(Arc<[Vec<u8>]>),
 }
 
 impl Value {
+    /// A batch of `commands`.
+    pub fn batch(commands: Vec<Vec<u8>>) -> Self {
+        Value::Batch(commands.into())
+    }
+
     /// Estimated encoded size, used to respect the byte limits on messages.
     pub fn size_bytes(&self) -> usize {
         match self {

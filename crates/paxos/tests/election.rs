@@ -167,7 +167,7 @@ fn prepare_relayed_by_a_replica_that_does_not_own_the_ballot_is_ignored() {
 /// `count` entries accepted under ballot 1.1, each exactly `bytes` in size.
 fn log_of(count: u64, bytes: usize) -> BTreeMap<Slot, Entry> {
     let command = vec![7u8; bytes - chorus_limits::VALUE_OVERHEAD_BYTES];
-    let value = Value::Batch(vec![command]);
+    let value = Value::batch(vec![command]);
     (1..=count).map(|slot| (slot, accepted(Ballot::new(1, 1), value.clone()))).collect()
 }
 

@@ -16,7 +16,7 @@ fn out(from: ReplicaId, to: ReplicaId, message: Message) -> Envelope {
 }
 
 fn batch(command: &[u8]) -> Value {
-    Value::Batch(vec![command.to_vec()])
+    Value::batch(vec![command.to_vec()])
 }
 
 #[test]

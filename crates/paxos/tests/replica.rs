@@ -104,7 +104,7 @@ fn leader_takes_a_command_of_exactly_batch_bytes_max_and_refuses_one_byte_more()
     let ballot = elect(&mut r);
     assert_eq!(r.propose(vec![1; limits::BATCH_BYTES_MAX + 1]), Err(ProposeError::TooLarge));
     assert_eq!(r.propose(vec![2; limits::BATCH_BYTES_MAX]), Ok(()));
-    let value = Value::Batch(vec![vec![2; limits::BATCH_BYTES_MAX]]);
+    let value = Value::batch(vec![vec![2; limits::BATCH_BYTES_MAX]]);
     let write = WriteBatch { id: 2, entries: vec![(1, accepted(ballot, value.clone()))], ..WriteBatch::default() };
     let messages = to_peers(0, Message::Accept { ballot, entries: vec![(1, value)], chosen_through: 0 });
     assert!(r.ready() == Ready { write: Some(write), messages, ..Ready::default() });

@@ -27,7 +27,7 @@ fn heartbeats(ballot: Ballot, rounds: usize) -> Vec<Envelope> {
 
 /// A value exactly `bytes` in size by `Value::size_bytes`.
 fn value_of(bytes: usize) -> Value {
-    Value::Batch(vec![vec![7u8; bytes - limits::VALUE_OVERHEAD_BYTES]])
+    Value::batch(vec![vec![7u8; bytes - limits::VALUE_OVERHEAD_BYTES]])
 }
 
 /// Replica 1 with `count` chosen entries of `bytes` each, drained.
@@ -281,7 +281,7 @@ fn leader_keeps_at_most_slots_in_flight_max_slots_in_flight() {
     let window = limits::SLOTS_IN_FLIGHT_MAX;
     for slot in 1..=window {
         r.propose(vec![slot as u8]).expect("the leader takes proposals");
-        let value = Value::Batch(vec![vec![slot as u8]]);
+        let value = Value::batch(vec![vec![slot as u8]]);
         let write = WriteBatch {
             id: slot + 1,
             entries: vec![(slot, accepted(ballot, value.clone()))],
@@ -309,7 +309,7 @@ fn leader_keeps_at_most_slots_in_flight_max_slots_in_flight() {
     let expected = Ready {
         write: Some(write),
         messages: to_peers(0, accept(ballot, vec![(next, batch(b"waits"))], 1)),
-        committed: vec![(1, Value::Batch(vec![vec![1]]))],
+        committed: vec![(1, Value::batch(vec![vec![1]]))],
         ..Ready::default()
     };
     assert_eq!(r.ready(), expected);
@@ -341,7 +341,7 @@ fn cut(commands: Vec<Vec<u8>>) -> Vec<(Slot, Value)> {
 fn batch_holds_commands_up_to_exactly_batch_bytes_max() {
     let half = vec![1u8; limits::BATCH_BYTES_MAX / 2];
     let slots = cut(vec![half.clone(), half.clone(), b"z".to_vec()]);
-    assert!(slots == vec![(1, Value::Batch(vec![half.clone(), half])), (2, batch(b"z"))]);
+    assert!(slots == vec![(1, Value::batch(vec![half.clone(), half])), (2, batch(b"z"))]);
 }
 
 #[test]
@@ -349,7 +349,7 @@ fn batch_holds_at_most_batch_commands_max_commands() {
     let commands: Vec<Vec<u8>> = (0..=limits::BATCH_COMMANDS_MAX).map(|i| (i as u32).to_le_bytes().to_vec()).collect();
     let (first, rest) = commands.split_at(limits::BATCH_COMMANDS_MAX);
     let slots = cut(commands.clone());
-    assert!(slots == vec![(1, Value::Batch(first.to_vec())), (2, Value::Batch(rest.to_vec()))]);
+    assert!(slots == vec![(1, Value::batch(first.to_vec())), (2, Value::batch(rest.to_vec()))]);
 }
 
 #[test]
@@ -363,7 +363,7 @@ fn accept_messages_are_split_at_exactly_accept_bytes_max() {
     for _ in 0..5 {
         r.propose(command.clone()).expect("the leader takes proposals");
     }
-    let slots: Vec<(Slot, Value)> = (1..=5).map(|slot| (slot, Value::Batch(vec![command.clone()]))).collect();
+    let slots: Vec<(Slot, Value)> = (1..=5).map(|slot| (slot, Value::batch(vec![command.clone()]))).collect();
     let written = slots.iter().map(|(slot, value)| (*slot, accepted(ballot, value.clone()))).collect();
     let mut messages = to_peers(0, accept(ballot, slots[..4].to_vec(), 0));
     messages.extend(to_peers(0, accept(ballot, slots[4..].to_vec(), 0)));

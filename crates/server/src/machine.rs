@@ -762,12 +762,12 @@ impl Machine {
     /// here and pushing deliveries to subscribed connections.
     fn apply(&mut self, slot: Slot, value: Value, out: &mut impl Outbox) {
         let mut recorded = self.applied_log.is_some().then(Vec::new);
-        let commands = match value {
+        let commands: &[Vec<u8>] = match &value {
             Value::Batch(commands) => commands,
-            Value::Noop => Vec::new(),
+            Value::Noop => &[],
         };
         for bytes in commands {
-            let proposal = match chorus_chat::decode_proposal(&bytes) {
+            let proposal = match chorus_chat::decode_proposal(bytes) {
                 Ok(proposal) => proposal,
                 Err(error) => {
                     // Every replica skips the same bytes, so states stay equal.

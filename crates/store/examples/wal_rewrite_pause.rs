@@ -47,7 +47,7 @@ fn main() -> Result<(), StoreError> {
 fn batch(slot: u64) -> WriteBatch {
     let entry = Entry {
         ballot: Ballot::new(1, 0),
-        value: Value::Batch(vec![vec![(slot % 251) as u8; COMMAND_BYTES]]),
+        value: Value::batch(vec![vec![(slot % 251) as u8; COMMAND_BYTES]]),
         chosen: true,
     };
     WriteBatch {

@@ -152,13 +152,13 @@ mod suite {
     pub fn oversized_entry_is_a_caller_bug<S: LogStore>(mut new_store: impl FnMut() -> S) {
         let mut store = new_store();
         let command = vec![7_u8; chorus_store::ENTRY_BYTES_MAX];
-        let oversized = Entry { ballot: Ballot::new(1, 0), value: Value::Batch(vec![command]), chosen: false };
+        let oversized = Entry { ballot: Ballot::new(1, 0), value: Value::batch(vec![command]), chosen: false };
         let _ = store.persist(&[write_batch(1, None, vec![(1, oversized)], None)]);
     }
 }
 
 fn entry(round: u64, command: &[u8], chosen: bool) -> Entry {
-    Entry { ballot: Ballot::new(round, 0), value: Value::Batch(vec![command.to_vec()]), chosen }
+    Entry { ballot: Ballot::new(round, 0), value: Value::batch(vec![command.to_vec()]), chosen }
 }
 
 fn write_batch(

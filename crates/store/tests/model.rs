@@ -74,7 +74,7 @@ fn ballot() -> impl Strategy<Value = Ballot> {
 fn entry() -> impl Strategy<Value = Entry> {
     let value = prop_oneof![
         Just(Value::Noop),
-        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 0..3).prop_map(Value::Batch),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 0..3).prop_map(Value::batch),
     ];
     (ballot(), value, any::<bool>()).prop_map(|(ballot, value, chosen)| Entry { ballot, value, chosen })
 }

@@ -11,7 +11,7 @@ use chorus_store::{
 };
 
 fn entry(round: u64, command: &[u8], chosen: bool) -> Entry {
-    Entry { ballot: Ballot::new(round, 1), value: Value::Batch(vec![command.to_vec()]), chosen }
+    Entry { ballot: Ballot::new(round, 1), value: Value::batch(vec![command.to_vec()]), chosen }
 }
 
 /// Three `persist` calls, each different enough to tell apart.

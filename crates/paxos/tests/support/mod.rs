@@ -27,7 +27,7 @@ pub fn to_peers(from: ReplicaId, message: Message) -> Vec<Envelope> {
 
 /// A one-command batch.
 pub fn batch(command: &[u8]) -> Value {
-    Value::Batch(vec![command.to_vec()])
+    Value::batch(vec![command.to_vec()])
 }
 
 /// An accepted (not chosen) entry.
