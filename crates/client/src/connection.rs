@@ -14,7 +14,7 @@ use chorus_proto::{
     ServerFrame,
 };
 use chorus_tls::{ClientTls, Stream};
-use tokio::io::{BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 
 use crate::delivery::Deliveries;
@@ -109,7 +109,8 @@ impl Drop for WaiterGuard<'_> {
 }
 
 /// Handle to one live connection. Dropping the last handle ends the writer,
-/// which closes our side; the reader ends when the replica closes its side.
+/// which shuts our side down; the reader ends when the replica closes its
+/// side in turn.
 #[derive(Debug)]
 pub(crate) struct Connection {
     /// Index of the replica in the client's replica list.
@@ -223,7 +224,10 @@ async fn write_loop(
             return;
         }
     }
-    // Every handle is gone: dropping the write half closes our side.
+    // Every handle is gone (a redirect or an abandoned attempt moved on):
+    // close our side, so the replica ends the connection rather than keep
+    // an idle one open for as long as the reader lives.
+    let _ = writer.shutdown().await;
 }
 
 /// Reads frames until the replica closes, the socket fails or the client

@@ -136,6 +136,8 @@ async fn not_leader_with_a_hint_sends_the_client_to_that_replica() {
     assert_eq!(to_follower, vec![Request::Register { client: id }]);
     let to_leader: Vec<Request> = leader.received().into_iter().map(|r| r.request).collect();
     assert_eq!(to_leader, vec![Request::Register { client: id }, alice_created(id)]);
+    // The follower's connection is not left open beside the leader's.
+    follower.wait_closed_by_client(0).await;
 }
 
 #[tokio::test]

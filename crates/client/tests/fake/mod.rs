@@ -46,6 +46,8 @@ struct State {
     /// Control channel of each accepted connection: `Some` pushes a frame,
     /// `None` closes it.
     connections: Vec<mpsc::Sender<Option<ServerFrame>>>,
+    /// Connections whose client closed its side, in the order seen.
+    closed_by_client: Vec<usize>,
 }
 
 /// A fake replica listening on 127.0.0.1.
@@ -64,7 +66,12 @@ impl FakeReplica {
     pub async fn start(id: ReplicaId, policy: Policy) -> FakeReplica {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let state = Arc::new(Mutex::new(State { policy, received: Vec::new(), connections: Vec::new() }));
+        let state = Arc::new(Mutex::new(State {
+            policy,
+            received: Vec::new(),
+            connections: Vec::new(),
+            closed_by_client: Vec::new(),
+        }));
         let changed = Arc::new(Notify::new());
         tokio::spawn(accept_loop(listener, state.clone(), changed.clone()));
         FakeReplica { id, addr, state, changed }
@@ -98,6 +105,21 @@ impl FakeReplica {
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 panic!("timed out waiting for {what}; received {received:#?}");
+            }
+        }
+    }
+
+    /// Waits until the client has closed its side of `connection`; panics
+    /// after `WAIT`.
+    pub async fn wait_closed_by_client(&self, connection: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.changed.notified();
+            if self.state.lock().expect("state").closed_by_client.contains(&connection) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("the client kept connection {connection} to replica {} open", self.id);
             }
         }
     }
@@ -148,6 +170,7 @@ async fn serve(
     };
     assert_eq!(hello.check(), Ok(()), "the client sends a good hello");
     let (frames_tx, mut frames) = mpsc::channel::<ClientFrame>(64);
+    let (closing_state, closing_changed) = (state.clone(), changed.clone());
     let reading = tokio::spawn(async move {
         let mut buffer = Vec::new();
         while let Ok(frame) = read_frame(&mut reader, CLIENT_FRAME_BYTES_MAX, &mut buffer).await {
@@ -155,6 +178,8 @@ async fn serve(
                 return;
             }
         }
+        closing_state.lock().expect("state").closed_by_client.push(connection);
+        closing_changed.notify_waiters();
     });
     loop {
         let outgoing = tokio::select! {
