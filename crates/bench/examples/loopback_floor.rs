@@ -11,8 +11,14 @@
 //! one write. There is no consensus, no follower, no disk and no state:
 //! whatever Chorus does beyond this costs it on top of these figures.
 //!
+//! With `commit_us` above 0 the core answers requests in groups, as a
+//! leader does after a group commit: a "disk" thread takes the group of
+//! requests waiting, sleeps `commit_us` (in place of a write and an
+//! fsync), and hands it back; one group is out at a time. That adds the
+//! wait and the thread hand-offs, still with no disk and no peers.
+//!
 //! ```sh
-//! cargo run --release -p chorus-bench --example loopback_floor -- [clients] [seconds]
+//! cargo run --release -p chorus-bench --example loopback_floor -- [clients] [seconds] [commit_us]
 //! ```
 
 use std::net::SocketAddr;
@@ -41,15 +47,19 @@ fn main() -> anyhow::Result<()> {
     if args.first().map(String::as_str) == Some("serve") {
         let port: u16 = args[1].parse()?;
         let clients: usize = args[2].parse()?;
-        return runtime.block_on(serve(port, clients));
+        let commit = Duration::from_micros(args[3].parse()?);
+        return runtime.block_on(serve(port, clients, commit));
     }
     let clients: usize = args.first().map_or(Ok(64), |a| a.parse())?;
     let seconds: u64 = args.get(1).map_or(Ok(10), |a| a.parse())?;
+    let commit_us: u64 = args.get(2).map_or(Ok(0), |a| a.parse())?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     drop(listener);
     let mut server = ServerProcess(
-        Command::new(std::env::current_exe()?).args(["serve", &port.to_string(), &clients.to_string()]).spawn()?,
+        Command::new(std::env::current_exe()?)
+            .args(["serve", &port.to_string(), &clients.to_string(), &commit_us.to_string()])
+            .spawn()?,
     );
     let result = runtime.block_on(load(([127, 0, 0, 1], port).into(), clients, seconds));
     server.stop();
@@ -57,7 +67,7 @@ fn main() -> anyhow::Result<()> {
     latencies.sort_unstable();
     let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)));
     println!(
-        "{{\"system\":\"loopback-floor\",\"clients\":{clients},\"ops\":{acks},\"seconds\":{seconds},\"ops_per_s\":{:.1},\"p50_us\":{},\"p99_us\":{}}}",
+        "{{\"system\":\"loopback-floor\",\"clients\":{clients},\"commit_us\":{commit_us},\"ops\":{acks},\"seconds\":{seconds},\"ops_per_s\":{:.1},\"p50_us\":{},\"p99_us\":{}}}",
         acks as f64 / seconds as f64,
         at(0.5).copied().unwrap_or(0),
         at(0.99).copied().unwrap_or(0),
@@ -81,8 +91,9 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Accepts `clients` connections, then serves them until killed.
-async fn serve(port: u16, clients: usize) -> anyhow::Result<()> {
+/// Accepts `clients` connections, then serves them until killed,
+/// answering at once or (`commit` above zero) a group at a time.
+async fn serve(port: u16, clients: usize, commit: Duration) -> anyhow::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let mut streams = Vec::with_capacity(clients);
     for _ in 0..clients {
@@ -100,11 +111,47 @@ async fn serve(port: u16, clients: usize) -> anyhow::Result<()> {
         tokio::spawn(read_loop(BufReader::new(read), index, core_tx.clone()));
     }
     drop(core_tx);
-    while let Some(from) = core_rx.recv().await {
+    let answer = |from: usize| {
         let _ = writers[from].try_send(frame(REPLY, REPLY_BYTES));
         let _ = writers[(from + 1) % clients].try_send(frame(DELIVERY, DELIVERY_BYTES));
+    };
+    if commit.is_zero() {
+        while let Some(from) = core_rx.recv().await {
+            answer(from);
+        }
+        return Ok(());
     }
-    Ok(())
+    let (to_disk, mut from_disk) = disk_thread(commit);
+    let (mut waiting, mut out) = (Vec::new(), false);
+    loop {
+        tokio::select! {
+            from = core_rx.recv() => waiting.push(from.ok_or_else(|| anyhow::anyhow!("readers gone"))?),
+            group = from_disk.recv() => {
+                group.ok_or_else(|| anyhow::anyhow!("disk thread gone"))?.into_iter().for_each(answer);
+                out = false;
+            }
+        }
+        if !out && !waiting.is_empty() {
+            to_disk.send(std::mem::take(&mut waiting))?;
+            out = true;
+        }
+    }
+}
+
+/// A thread that holds each group it is given for `commit`, then hands it
+/// back, as a storage thread does around its fsync.
+fn disk_thread(commit: Duration) -> (std::sync::mpsc::Sender<Vec<usize>>, mpsc::Receiver<Vec<usize>>) {
+    let (to_disk, groups) = std::sync::mpsc::channel::<Vec<usize>>();
+    let (done, from_disk) = mpsc::channel(1);
+    std::thread::spawn(move || {
+        while let Ok(group) = groups.recv() {
+            std::thread::sleep(commit);
+            if done.blocking_send(group).is_err() {
+                return;
+            }
+        }
+    });
+    (to_disk, from_disk)
 }
 
 /// A frame: a 4-byte length, then `kind` and padding to `bytes`.
