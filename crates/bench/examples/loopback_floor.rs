@@ -125,7 +125,10 @@ async fn serve(port: u16, clients: usize, commit: Duration) -> anyhow::Result<()
     let (mut waiting, mut out) = (Vec::new(), false);
     loop {
         tokio::select! {
-            from = core_rx.recv() => waiting.push(from.ok_or_else(|| anyhow::anyhow!("readers gone"))?),
+            from = core_rx.recv() => match from {
+                Some(from) => waiting.push(from),
+                None => return Ok(()), // every client has gone: the run is over
+            },
             group = from_disk.recv() => {
                 group.ok_or_else(|| anyhow::anyhow!("disk thread gone"))?.into_iter().for_each(answer);
                 out = false;
